@@ -1,0 +1,31 @@
+# bdc-hub image: build wheels in one stage, run as an unprivileged user in the next.
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md hub.py ./
+COPY core core
+COPY connectors connectors
+COPY routes routes
+COPY schemas schemas
+COPY bridge bridge
+COPY sandbox sandbox
+COPY web web
+COPY locale locale
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
+
+FROM python:3.11-slim-bookworm
+RUN useradd --system --create-home --home-dir /var/lib/bdc-hub --uid 10001 bdchub
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+WORKDIR /etc/bdc-hub
+COPY locale /usr/local/lib/python3.11/site-packages/locale
+COPY config.yaml /etc/bdc-hub/config.yaml
+USER bdchub
+ENV HUB_CONFIG=/etc/bdc-hub/config.yaml \
+    HUB_BROKER_URL=sqla+sqlite:////var/lib/bdc-hub/broker.db \
+    HUB_STORE_URL=sqlite:////var/lib/bdc-hub/hub.db
+VOLUME ["/var/lib/bdc-hub"]
+EXPOSE 8080 9100
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/api/v1/health', timeout=4).status == 200 else 1)"
+ENTRYPOINT ["hub"]
+CMD ["run"]

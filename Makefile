@@ -1,0 +1,50 @@
+# bdc-hub: two commands on a fresh Debian machine.
+#   make demo   create .venv, install, run the demo on the embedded default
+#   make test   install test needs, start real servers on loopback, run all tests, stop them
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test test-tiers unit integration lint bench install clean i18n
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "bdc-hub needs Python 3.11 or newer"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/hub demo
+
+# Servers are started by tools/services.py around the tiers and stopped even
+# when a tier fails; their URLs reach the tests as HUB_TEST_*_URL.
+test: $(VENV)/.installed
+	$(BIN)/python tools/services.py ensure
+	$(BIN)/python tools/services.py run -- $(MAKE) --no-print-directory test-tiers
+
+test-tiers: lint unit integration
+
+lint:
+	$(BIN)/ruff check .
+
+# pytest exits 5 when a tier selects no test; that is not a failure of the tier.
+unit:
+	$(BIN)/python -m pytest -m "not integration" -q -p no:cacheprovider || [ $$? -eq 5 ]
+
+integration:
+	$(BIN)/python -m pytest -m integration -q -p no:cacheprovider || [ $$? -eq 5 ]
+
+bench: $(VENV)/.installed
+	$(BIN)/python tools/services.py ensure
+	$(BIN)/python tools/services.py run -- $(BIN)/python bench/run.py
+
+i18n: $(VENV)/.installed
+	$(BIN)/python tools/i18n_check.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The message core of bdc-hub: envelope, errors, configuration, messages to people."""

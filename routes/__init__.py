@@ -1,0 +1,1 @@
+"""Routes: the YAML route language and its execution on the message backbone."""

@@ -1,0 +1,81 @@
+"""Shared fixtures: real servers for the integration tier.
+
+``rabbit`` / ``amqp_url`` and ``postgres_url`` use the servers ``make test``
+started (``HUB_TEST_AMQP_URL``, ``HUB_TEST_POSTGRES_URL``) or start a
+throwaway one on a free loopback port. Where a server cannot be had, its tests
+are skipped with the reason, except under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core import i18n
+from tools.services import PostgresServer, RabbitNode, ServiceUnavailable
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} unavailable: {exc}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: real servers are required)")
+    pytest.skip("SKIPPED LOUDLY: " + message)
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default(request):
+    """Tests assert on English text unless they ask for Chinese with set_language."""
+    i18n.set_language("en")
+    yield
+    i18n.set_language(None)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    url = os.environ.get("HUB_TEST_AMQP_URL")
+    if url:
+        return url
+    try:
+        node = RabbitNode()
+        node.start()
+    except ServiceUnavailable as exc:
+        _unavailable("RabbitMQ", exc)
+    _session_servers.append(node)
+    return node.url
+
+
+@pytest.fixture
+def rabbit_node():
+    """A private RabbitMQ node the test may stop, kill and restart."""
+    try:
+        node = RabbitNode()
+        node.start()
+    except ServiceUnavailable as exc:
+        _unavailable("RabbitMQ", exc)
+    yield node
+    node.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("HUB_TEST_POSTGRES_URL")
+    if url:
+        return url
+    try:
+        server = PostgresServer()
+        server.start()
+    except ServiceUnavailable as exc:
+        _unavailable("PostgreSQL", exc)
+    _session_servers.append(server)
+    return server.url
+
+
+_session_servers: list = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    while _session_servers:
+        _session_servers.pop().cleanup()
