@@ -196,8 +196,10 @@ def list_schemas() -> None:
     """List the canonical message schemas."""
     from schemas import catalog
 
-    for name in catalog.names():
-        click.echo(f"{name:28} {catalog.describe(name)}")
+    names = catalog.names()
+    width = max(map(len, names), default=0) + 2
+    for name in names:
+        click.echo(f"{name:{width}}{catalog.describe(name)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,244 @@
+"""The catalogue of canonical message schemas in ``messages/``.
+
+A message schema is ``messages/<name>.schema.json`` (JSON Schema 2020-12);
+``common.schema.json`` holds the shared definitions they ``$ref``. References
+resolve from these files only: the ``$id`` host ``bdc-hub.invalid`` is
+reserved (RFC 2606) and the registry has no retriever, so nothing is fetched.
+
+``validate(name, body)`` returns every violation as a ``Violation`` whose
+``path`` is a JSONPath (``$.applicants[0].id_number``) and whose ``message``
+is translated; for a ``format`` failure it is the domain checker's reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from core.errors import MessageError
+from core.i18n import _
+from schemas.formats import FORMAT_CHECKER
+
+MESSAGES_DIR = Path(__file__).resolve().parent / "messages"
+EXAMPLES_DIR = MESSAGES_DIR / "examples"
+SUFFIX = ".schema.json"
+SHARED = ("common",)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a message breaks its schema."""
+
+    path: str
+    message: str
+    keyword: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _all_files() -> dict[str, Path]:
+    return {p.name[: -len(SUFFIX)]: p for p in sorted(MESSAGES_DIR.glob("*" + SUFFIX))}
+
+
+def names() -> list[str]:
+    """Names of the message schemas (the shared ``common`` is not a message)."""
+    return [n for n in _all_files() if n not in SHARED]
+
+
+def _unknown(name: str) -> MessageError:
+    close = difflib.get_close_matches(name, names(), n=1)
+    if close:
+        return MessageError(_("unknown message schema '{name}'; did you mean '{hint}'?",
+                              name=name, hint=close[0]))
+    return MessageError(_("unknown message schema '{name}'; known: {known}",
+                          name=name, known=", ".join(names())))
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    path = _all_files().get(name)
+    if path is None:
+        raise _unknown(name)
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load(name: str) -> dict[str, Any]:
+    """The schema ``name`` as a dict (a fresh copy; change it freely)."""
+    return json.loads(json.dumps(_load(name)))
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for name in _all_files():
+        schema = _load(name)
+        resources.append((schema["$id"], Resource.from_contents(schema, DRAFT202012)))
+    return Registry().with_resources(resources).crawl()
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """A cached validator for ``name`` that asserts formats and resolves refs locally."""
+    schema = _load(name)
+    return Draft202012Validator(schema, registry=_registry(), format_checker=FORMAT_CHECKER)
+
+
+def describe(name: str) -> str:
+    """The schema's title."""
+    return str(_load(name).get("title", name))
+
+
+# --------------------------------------------------------------------------
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    out = "$"
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.fullmatch(part):
+            out += "." + part
+        else:
+            out += "[" + json.dumps(part, ensure_ascii=False).replace('"', "'") + "]"
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _extra_properties(error: ValidationError) -> list[str]:
+    schema, instance = error.schema, error.instance
+    if not isinstance(instance, dict) or not isinstance(schema, dict):
+        return []
+    known = set(schema.get("properties", {}))
+    patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+    return [k for k in instance if k not in known and not any(p.search(k) for p in patterns)]
+
+
+def _anyof_required(error: ValidationError) -> list[str] | None:
+    """For ``anyOf: [{required: [a]}, {required: [b]}]``: the field names, else None."""
+    fields: list[str] = []
+    for branch in error.validator_value:
+        if not isinstance(branch, dict) or set(branch) != {"required"}:
+            return None
+        fields.extend(branch["required"])
+    return fields
+
+
+def _message(error: ValidationError) -> str:
+    kw, val, inst = error.validator, error.validator_value, error.instance
+    if kw == "format":
+        if error.cause is not None:
+            return str(error.cause)
+        return _("is not a valid {format}", format=val)
+    if kw == "type":
+        types = val if isinstance(val, list) else [val]
+        return _("must be of type {type}, got {value}", type=" / ".join(types), value=_short(inst))
+    if kw == "enum":
+        return _("{value} is not one of {allowed}", value=_short(inst),
+                 allowed=", ".join(_short(v) for v in val))
+    if kw == "const":
+        return _("must be {value}", value=_short(val))
+    if kw == "pattern":
+        # The regex means little to a clerk; the field's description says what is expected.
+        desc = error.schema.get("description") if isinstance(error.schema, dict) else None
+        if desc:
+            return _("{value} is not in the expected form: {description}",
+                     value=_short(inst), description=desc)
+        return _("{value} does not match the pattern {pattern}", value=_short(inst), pattern=val)
+    if kw == "minLength":
+        return _("must have at least {n} character(s)", n=val)
+    if kw == "maxLength":
+        return _("must have at most {n} character(s)", n=val)
+    if kw == "minItems":
+        return _("must have at least {n} item(s)", n=val)
+    if kw == "maxItems":
+        return _("must have at most {n} item(s)", n=val)
+    if kw == "uniqueItems":
+        return _("items must be unique")
+    if kw == "minimum":
+        return _("must be at least {n}", n=val)
+    if kw == "maximum":
+        return _("must be at most {n}", n=val)
+    if kw == "exclusiveMinimum":
+        return _("must be greater than {n}", n=val)
+    if kw == "exclusiveMaximum":
+        return _("must be less than {n}", n=val)
+    if kw == "anyOf":
+        fields = _anyof_required(error)
+        if fields:
+            return _("at least one of {fields} is required", fields=", ".join(fields))
+        return _("does not match any allowed form")
+    if kw == "oneOf":
+        return _("must match exactly one allowed form")
+    if kw == "not":
+        return _("is not allowed here")
+    return error.message
+
+
+def _violations(error: ValidationError) -> list[Violation]:
+    parts = list(error.absolute_path)
+    kw = str(error.validator)
+    if kw == "required":
+        missing = [r for r in error.validator_value
+                   if isinstance(error.instance, dict) and r not in error.instance]
+        return [Violation(json_path([*parts, m]), _("required field is missing"), kw)
+                for m in missing]
+    if kw == "dependentRequired":
+        out = []
+        for key, needed in error.validator_value.items():
+            if key in error.instance:
+                for m in needed:
+                    if m not in error.instance:
+                        out.append(Violation(json_path([*parts, m]),
+                                             _("required together with {other}", other=key), kw))
+        return out
+    if kw in ("additionalProperties", "unevaluatedProperties"):
+        extras = _extra_properties(error) if kw == "additionalProperties" else []
+        if extras:
+            return [Violation(json_path([*parts, x]), _("unknown field"), kw) for x in extras]
+        return [Violation(json_path(parts), _("has unknown fields"), kw)]
+    return [Violation(json_path(parts), _message(error), kw)]
+
+
+def _sort_key(v: Violation) -> tuple[Any, ...]:
+    # Numeric order for indices so [10] sorts after [2].
+    chunks = re.split(r"\[(\d+)\]", v.path)
+    key = tuple((0, int(c)) if c.isdigit() else (1, c) for c in chunks)
+    return (key, v.keyword, v.message)
+
+
+def validate(name: str, instance: Any) -> list[Violation]:
+    """Every violation of schema ``name`` by ``instance``, sorted by path; empty when valid."""
+    found: set[Violation] = set()
+    for error in validator(name).iter_errors(instance):
+        found.update(_violations(error))
+    return sorted(found, key=_sort_key)
+
+
+def ensure_valid(name: str, instance: Any) -> None:
+    """Raise ``MessageError`` listing the violations when ``instance`` breaks ``name``."""
+    found = validate(name, instance)
+    if found:
+        raise MessageError(
+            _("message does not match schema '{name}': {first}", name=name, first=str(found[0]))
+            + ("" if len(found) == 1 else _(" (and {n} more)", n=len(found) - 1)),
+            [(v.path, v.message) for v in found],
+        )
