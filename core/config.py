@@ -214,6 +214,7 @@ class _Checker:
             self.add((), _("the config must be a mapping with tenant, connectors and routes"))
             return CheckReport(self.source.file, {})
         self.schema(data, TOP_SCHEMA, ())
+        self.tenant(data.get("tenant"))
         report = CheckReport(self.source.file, data)
         connectors = data.get("connectors") if isinstance(data.get("connectors"), dict) else {}
         for name, block in connectors.items():
@@ -225,6 +226,15 @@ class _Checker:
             if isinstance(route, dict):
                 self.route(name, route, connectors, report)
         return report
+
+    def tenant(self, code: Any) -> None:
+        if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
+            return  # the schema has already said what is wrong
+        from schemas import divisions
+
+        if divisions.lookup(code) is None:
+            self.add(("tenant",), _("'{code}' is not a GB/T 2260 division code in the shipped "
+                                    "snapshot ({snapshot})", code=code, snapshot=divisions.SNAPSHOT))
 
     def connector(self, name: str, block: dict, report: CheckReport) -> None:
         from connectors import registry

@@ -200,3 +200,8 @@ def test_messages_are_chinese_by_default():
     finally:
         i18n.set_language("en")
     assert "未知的键 'timout'（您是不是要写 'timeout'？）" in problem
+
+
+def test_tenant_must_be_a_known_division_code():
+    problem = only_problem(GOOD.replace('"320684"', '"329999"'))
+    assert problem.startswith("config.yaml:1:9: tenant: '329999' is not a GB/T 2260 division code")
