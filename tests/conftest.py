@@ -17,6 +17,8 @@ from tools.services import PostgresServer, RabbitNode, ServiceUnavailable
 
 IN_CI = os.environ.get("CI") == "true"
 
+pytest_plugins = ["sandbox.pytest_plugin"]
+
 
 def _unavailable(what: str, exc: Exception) -> None:
     message = f"{what} unavailable: {exc}"

@@ -1,0 +1,358 @@
+"""``legacy`` — the county's legacy registration system (SOAP 1.1 and 1.2).
+
+Stage machine (ZT codes)::
+
+    01 申请 ──Accept──▶ 02 受理 ──▶ 03 审核 ──▶ 04 登簿 ──▶ 05 缮证 ──▶ 06 归档
+      │ Refuse ▶ 91 不予受理        │ Refuse (02/03) ▶ 93 不予登记
+      └ RequestCorrection ▶ 92 补正 ──(SubmitApplication again, same YWH)──▶ 01
+
+``Advance(YWH)`` takes the step the auto-advance would take; auto-advance
+(``Sandbox(auto_advance=seconds)`` / ``Sandbox.legacy_auto_advance``) takes it
+by itself every interval. The step out of 01 decides, deterministically:
+
+- 91 不予受理 when BDCDYH is in ``data["legacy"]["refuse_units"]`` or seized by
+  a court order the system received (``ReceiveCourtOrder`` LX=CF), unless
+  the registration is itself a seizure (DJLX 800);
+- 92 补正 when CL (materials) is given and lacks one of
+  ``data["legacy"]["required_materials"]`` (the items name what is missing),
+  or on the first submission of a unit in ``data["legacy"]["correction_units"]``;
+- otherwise 02 受理.
+
+Out of 03: 93 不予登记 when the unit was seized meanwhile; with
+``legacy_require_tax`` a transfer (DJLX 200) waits at 03 until
+``ReceiveTaxResult`` says WSZT=1 (``Advance`` then answers a Client fault
+TAX_NOT_CLEARED). Into 05 a certificate number is issued:
+``苏(2026)海门市不动产权第0000183号`` or ``…不动产证明第…号`` for mortgage (23),
+easement (19), objection (600) and advance notice (700); none for
+cancellation (400) and seizure (800).
+
+Every change is an event (BGJL) with a sequence number XH: pulled with
+``ReportStageChanges(QSXH, ZDTS)`` and, when a callback URL is set
+(``Sandbox.legacy_set_callback``), POSTed to it as JSON (same field names)
+in order, signed with the app-key scheme (credentials["legacy"]).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from core.i18n import _
+
+from ..data import valid_resident_id, valid_unit_code, valid_uscc
+from ..server import HttpError, Request, Response
+from ..soap import SoapEndpoint, SoapFault, as_list, now_iso, require
+
+LEGACY_NS = "urn:bdc-hub:sandbox:legacy:v1"
+STATES = {"01": "申请", "02": "受理", "03": "审核", "04": "登簿", "05": "缮证", "06": "归档",
+          "91": "不予受理", "92": "补正", "93": "不予登记"}
+FINAL = {"06", "91", "93"}
+REG_TYPES = {"100", "200", "300", "400", "500", "600", "700", "800", "900"}
+EVENT_FIELDS = ("XH", "YWH", "ZT", "ZTMC", "BGSJ", "YY", "BZXM", "BDCQZH", "BDCDYH", "DJLX", "QLLX")
+
+
+class LegacyEndpoint(SoapEndpoint):
+    protocol = "SOAP 1.1 + SOAP 1.2"
+    namespace = LEGACY_NS
+    wsdl_file = "legacy.wsdl"
+    xsd_files = ("legacy.xsd",)
+
+    def __init__(self, sandbox: Any, name: str):
+        super().__init__(sandbox, name)
+        cfg = sandbox.data["legacy"]
+        self.refuse_units = set(cfg["refuse_units"])
+        self.correction_units = set(cfg["correction_units"])
+        self.required_materials = list(cfg["required_materials"])
+        self.seized: set[str] = set()
+        self.court_orders: list[dict[str, Any]] = []
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self._ywh_seq = cfg["ywh_seq_start"]
+        self._cert_seq = cfg["cert_seq_start"]
+        self._proof_seq = cfg["proof_seq_start"]
+        self.callback_url: str | None = None
+        self.auto_interval: float | None = sandbox.options["auto_advance"]
+
+    def operations(self) -> dict[str, Any]:
+        return {"SubmitApplication": self.submit, "Accept": self.accept, "Refuse": self.refuse,
+                "RequestCorrection": self.request_correction, "Advance": self.advance,
+                "QueryProgress": self.query_progress, "ReceiveTaxResult": self.receive_tax,
+                "ReceiveCourtOrder": self.receive_court_order,
+                "ReportStageChanges": self.report_stage_changes}
+
+    # ------------------------------------------------------------------ helpers
+    def _app(self, ywh: Any) -> dict[str, Any]:
+        app = self.apps.get(str(ywh or ""))
+        if app is None:
+            raise SoapFault("Client", _("no application with YWH {ywh}", ywh=ywh), "NOT_FOUND")
+        return app
+
+    @staticmethod
+    def _state(app: dict[str, Any]) -> dict[str, Any]:
+        return {"YWH": app["YWH"], "ZT": app["ZT"], "ZTMC": STATES[app["ZT"]],
+                "BDCQZH": app.get("BDCQZH"), "SJ": app["SJ"]}
+
+    def _change(self, app: dict[str, Any], zt: str, yy: str | None = None,
+                bzxm: list[str] | None = None) -> None:
+        """Move ``app`` to ``zt`` and publish the event. Caller holds the lock."""
+        if zt == "05" and not app.get("BDCQZH"):
+            app["BDCQZH"] = self._certificate_no(app)
+        app["ZT"] = zt
+        app["SJ"] = now_iso()
+        app["gen"] += 1
+        event = {"XH": len(self.events) + 1, "YWH": app["YWH"], "ZT": zt, "ZTMC": STATES[zt],
+                 "BGSJ": app["SJ"], "YY": yy, "BZXM": list(bzxm or []),
+                 "BDCQZH": app.get("BDCQZH"), "BDCDYH": app["BDCDYH"], "DJLX": app["DJLX"],
+                 "QLLX": app["QLLX"]}
+        self.events.append(event)
+        app["history"].append(event)
+        if self.callback_url:
+            creds = self.sandbox.data["secrets"]["legacy"]
+            self.sandbox.pusher.push(self.callback_url, dict(event), source="legacy",
+                                     signer=(creds["callback_app_key"], creds["callback_app_secret"]))
+        self._schedule(app)
+
+    def _schedule(self, app: dict[str, Any]) -> None:
+        interval = self.auto_interval
+        if interval and app["ZT"] not in FINAL and app["ZT"] != "92":
+            ywh, gen = app["YWH"], app["gen"]
+            self.sandbox.scheduler.call_later(interval, lambda: self._auto_step(ywh, gen))
+
+    def _auto_step(self, ywh: str, gen: int) -> None:
+        with self.lock:
+            app = self.apps.get(ywh)
+            if app is None or app["gen"] != gen:
+                return  # changed by hand since: that change scheduled its own step
+            try:
+                self._step(app)
+            except SoapFault:
+                # waiting for tax: look again after another interval
+                self._schedule(app)
+
+    def _certificate_no(self, app: dict[str, Any]) -> str | None:
+        if app["DJLX"] in ("400", "800"):
+            return None
+        county = self.sandbox.data["county"]
+        year = dt.date.today().year
+        if app["QLLX"] in ("19", "23") or app["DJLX"] in ("600", "700"):
+            self._proof_seq += 1
+            return f"{county['province_abbr']}({year}){county['name']}不动产证明第{self._proof_seq:07d}号"
+        self._cert_seq += 1
+        return f"{county['province_abbr']}({year}){county['name']}不动产权第{self._cert_seq:07d}号"
+
+    def _missing_materials(self, app: dict[str, Any]) -> list[str]:
+        if app["CL"]:
+            names = " ".join(str(c.get("CLMC", "")) for c in app["CL"])
+            missing = [m for m in self.required_materials if m not in names]
+            if missing:
+                return missing
+        if app["BDCDYH"] in self.correction_units and app["corrections"] == 0:
+            return ["不动产权籍调查表"]
+        return []
+
+    def _step(self, app: dict[str, Any]) -> None:
+        """The next step of the stage machine. Caller holds the lock."""
+        zt = app["ZT"]
+        seized = app["BDCDYH"] in self.seized or app["BDCDYH"] in self.refuse_units
+        if zt == "01":
+            if seized and app["DJLX"] != "800":
+                self._change(app, "91", yy="该不动产已被查封，不予受理")
+            elif missing := self._missing_materials(app):
+                self._change(app, "92", yy="申请材料不全，请补正", bzxm=missing)
+            else:
+                self._change(app, "02")
+        elif zt == "02":
+            self._change(app, "03")
+        elif zt == "03":
+            if app["BDCDYH"] in self.seized and app["DJLX"] != "800":
+                self._change(app, "93", yy="审核期间不动产被查封，不予登记")
+            elif (self.sandbox.options["legacy_require_tax"] and app["DJLX"] == "200"
+                  and app.get("WSZT") != "1"):
+                raise SoapFault("Client", _("tax not cleared for {ywh}", ywh=app["YWH"]),
+                                "TAX_NOT_CLEARED")
+            else:
+                self._change(app, "04")
+        elif zt == "04":
+            self._change(app, "05")
+        elif zt == "05":
+            self._change(app, "06")
+        else:
+            raise SoapFault("Client", _("application {ywh} cannot advance from {state}",
+                                        ywh=app["YWH"], state=STATES[zt]), "INVALID_TRANSITION")
+
+    @staticmethod
+    def _parties(value: Any, element: str) -> list[dict[str, Any]]:
+        parties = []
+        for party in as_list(value):
+            if not isinstance(party, dict):
+                raise SoapFault("Client", _("bad {element} element", element=element), "BAD_PARTY")
+            require(party, "QLRMC", "ZJZL", "ZJH")
+            zjzl, zjh = str(party["ZJZL"]), str(party["ZJH"]).upper()
+            if zjzl == "1" and not valid_resident_id(zjh):
+                raise SoapFault("Client", _("{value} is not a valid resident ID number", value=zjh),
+                                "INVALID_ZJH")
+            if zjzl == "8" and not valid_uscc(zjh):
+                raise SoapFault("Client", _("{value} is not a valid unified social credit code",
+                                            value=zjh), "INVALID_ZJH")
+            parties.append({k: party.get(k) for k in ("QLRMC", "ZJZL", "ZJH", "GYFS", "QLBL", "DH")})
+        return parties
+
+    # ------------------------------------------------------------------ operations
+    def submit(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "DJLX", "QLLX", "BDCDYH", "QLR")
+        if body["DJLX"] not in REG_TYPES:
+            raise SoapFault("Client", _("unknown registration type {value}", value=body["DJLX"]),
+                            "INVALID_DJLX")
+        if not str(body["QLLX"]).isdigit():
+            raise SoapFault("Client", _("unknown right type {value}", value=body["QLLX"]),
+                            "INVALID_QLLX")
+        if not valid_unit_code(body["BDCDYH"]):
+            raise SoapFault("Client", _("{value} is not a valid unit code", value=body["BDCDYH"]),
+                            "INVALID_BDCDYH")
+        qlr = self._parties(body["QLR"], "QLR")
+        ywr = self._parties(body.get("YWR"), "YWR")
+        materials = [c for c in as_list(body.get("CL")) if isinstance(c, dict)]
+        fields = {"DJLX": body["DJLX"], "QLLX": str(body["QLLX"]), "BDCDYH": body["BDCDYH"],
+                  "ZL": body.get("ZL"), "MJ": body.get("MJ"), "JYJG": body.get("JYJG"),
+                  "HTBH": body.get("HTBH"), "SQSJ": body.get("SQSJ"), "QLR": qlr, "YWR": ywr,
+                  "CL": materials, "BZ": body.get("BZ")}
+        with self.lock:
+            ywh = str(body.get("YWH") or "")
+            app = self.apps.get(ywh) if ywh else None
+            if app is not None:
+                if app["ZT"] == "92":  # supplied after a correction request
+                    app.update(fields)
+                    app["corrections"] += 1
+                    self._change(app, "01", yy="补正后重新提交")
+                return self._state(app)
+            if not ywh:
+                self._ywh_seq += 1
+                county = self.sandbox.data["county"]["code"]
+                ywh = f"{county}{dt.date.today().year}{self._ywh_seq:06d}"
+                while ywh in self.apps:
+                    self._ywh_seq += 1
+                    ywh = f"{county}{dt.date.today().year}{self._ywh_seq:06d}"
+            app = {"YWH": ywh, **fields, "ZT": "01", "SJ": now_iso(), "BDCQZH": None,
+                   "WSZT": None, "WSPZH": None, "corrections": 0, "history": [], "gen": 0}
+            self.apps[ywh] = app
+            app["ZT"] = ""  # so the first change is recorded as an event
+            self._change(app, "01")
+            return self._state(app)
+
+    def accept(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH")
+        with self.lock:
+            app = self._app(body["YWH"])
+            if app["ZT"] != "01":
+                raise SoapFault("Client", _("application {ywh} cannot be accepted in state {state}",
+                                            ywh=app["YWH"], state=STATES[app["ZT"]]),
+                                "INVALID_TRANSITION")
+            self._change(app, "02")
+            return self._state(app)
+
+    def refuse(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH", "YY")
+        with self.lock:
+            app = self._app(body["YWH"])
+            if app["ZT"] == "01":
+                self._change(app, "91", yy=body["YY"])
+            elif app["ZT"] in ("02", "03"):
+                self._change(app, "93", yy=body["YY"])
+            else:
+                raise SoapFault("Client", _("application {ywh} cannot be refused in state {state}",
+                                            ywh=app["YWH"], state=STATES[app["ZT"]]),
+                                "INVALID_TRANSITION")
+            return self._state(app)
+
+    def request_correction(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH", "BZXM")
+        with self.lock:
+            app = self._app(body["YWH"])
+            if app["ZT"] not in ("01", "02"):
+                raise SoapFault("Client", _("application {ywh} cannot be sent back for correction in state {state}",
+                                            ywh=app["YWH"], state=STATES[app["ZT"]]),
+                                "INVALID_TRANSITION")
+            self._change(app, "92", yy="申请材料不全，请补正", bzxm=[str(i) for i in as_list(body["BZXM"])])
+            return self._state(app)
+
+    def advance(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH")
+        with self.lock:
+            app = self._app(body["YWH"])
+            self._step(app)
+            return self._state(app)
+
+    def query_progress(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH")
+        with self.lock:
+            app = self._app(body["YWH"])
+            return {"YWH": app["YWH"], "ZT": app["ZT"], "ZTMC": STATES[app["ZT"]],
+                    "DJLX": app["DJLX"], "QLLX": app["QLLX"], "BDCDYH": app["BDCDYH"],
+                    "BDCQZH": app.get("BDCQZH"), "WSZT": app.get("WSZT"),
+                    "HJ": [{k: e[k] for k in EVENT_FIELDS} for e in app["history"]]}
+
+    def receive_tax(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH", "WSZT")
+        if body["WSZT"] not in ("0", "1"):
+            raise SoapFault("Client", _("WSZT must be 0 or 1"), "BAD_WSZT")
+        with self.lock:
+            app = self._app(body["YWH"])
+            app["WSZT"] = body["WSZT"]
+            app["WSPZH"] = body.get("WSPZH")
+            if app["ZT"] == "03" and self.auto_interval:
+                ywh, gen = app["YWH"], app["gen"]
+                self.sandbox.scheduler.call_later(0, lambda: self._auto_step(ywh, gen))
+        return {"CG": True, "XX": "完税信息已接收", "YXYWH": [app["YWH"]]}
+
+    def receive_court_order(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "AH", "FYMC", "BDCDYH", "LX")
+        if body["LX"] not in ("CF", "JF", "PJ"):
+            raise SoapFault("Client", _("LX must be CF, JF or PJ"), "BAD_LX")
+        if not valid_unit_code(body["BDCDYH"]):
+            raise SoapFault("Client", _("{value} is not a valid unit code", value=body["BDCDYH"]),
+                            "INVALID_BDCDYH")
+        with self.lock:
+            self.court_orders.append(dict(body))
+            if body["LX"] == "CF":
+                self.seized.add(body["BDCDYH"])
+            elif body["LX"] == "JF":
+                self.seized.discard(body["BDCDYH"])
+            affected = [a["YWH"] for a in self.apps.values()
+                        if a["BDCDYH"] == body["BDCDYH"] and a["ZT"] not in FINAL]
+        return {"CG": True, "XX": "法院文书已接收", "YXYWH": affected}
+
+    def report_stage_changes(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        try:
+            start = int(body.get("QSXH") or 0)
+            limit = max(1, min(int(body.get("ZDTS") or 100), 1000))
+        except ValueError:
+            raise SoapFault("Client", _("QSXH and ZDTS must be integers"), "BAD_CURSOR") from None
+        with self.lock:
+            pending = self.events[max(0, start):]
+        page = pending[:limit]
+        return {"BGJL": [{k: e[k] for k in EVENT_FIELDS} for e in page],
+                "ZXXH": page[-1]["XH"] if page else start, "SFYGD": len(pending) > len(page)}
+
+    # ------------------------------------------------------------------ sandbox side
+    def set_auto_advance(self, interval: float | None) -> None:
+        with self.lock:
+            self.auto_interval = interval if interval and interval > 0 else None
+            if self.auto_interval:
+                for app in self.apps.values():
+                    self._schedule(app)
+
+    def control(self, action: str, req: Request) -> Response | None:
+        if action == "callback":
+            body = req.json_object()
+            with self.lock:
+                self.callback_url = body.get("url") or None
+            return Response.json({"callback_url": self.callback_url})
+        if action == "auto-advance":
+            body = req.json_object()
+            try:
+                interval = float(body.get("interval") or 0)
+            except (TypeError, ValueError):
+                raise HttpError(400, "BAD_INTERVAL", _("interval must be a number of seconds")) from None
+            self.set_auto_advance(interval)
+            return Response.json({"auto_advance": self.auto_interval})
+        return None

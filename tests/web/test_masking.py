@@ -1,0 +1,49 @@
+"""Masking of names, ID numbers and phone numbers in answers and logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from web.masking import DEFAULT, Masker, mask_name
+
+
+@pytest.mark.parametrize("name, masked", [
+    ("张三", "张*"), ("张三丰", "张**"), ("欧阳娜娜", "欧阳**"), ("李", "李*"),
+])
+def test_names_keep_the_surname(name, masked):
+    assert mask_name(name) == masked
+
+
+def test_id_numbers_keep_first_six_and_last_four():
+    assert DEFAULT.id_number("110105199001011234") == "110105********1234"
+
+
+def test_phones_keep_first_three_and_last_four():
+    assert DEFAULT.phone("13812345678") == "138****5678"
+
+
+def test_fields_are_masked_by_name_at_any_depth():
+    record = {"qlrmc": "王小明", "zjh": "11010519900101123X", "lxdh": "13900001111",
+              "parties": [{"name": "赵六", "id_number": "110105199001011234"}], "area": 89.5}
+
+    assert DEFAULT(record) == {
+        "qlrmc": "王**", "zjh": "110105********123X", "lxdh": "139****1111",
+        "parties": [{"name": "赵*", "id_number": "110105********1234"}], "area": 89.5}
+
+
+def test_id_and_mobile_numbers_in_free_text_are_masked():
+    assert DEFAULT("申请人 110105199001011234 电话 13812345678") == \
+        "申请人 110105********1234 电话 138****5678"
+
+
+def test_rules_are_configurable():
+    masker = Masker.from_config({"id_keep": [3, 3], "name_fields": ["holder_name"],
+                                 "scan_values": False})
+
+    assert masker({"holder_name": "张三", "id_number": "110105199001011234",
+                   "note": "13812345678"}) == {
+        "holder_name": "张*", "id_number": "110************234", "note": "13812345678"}
+
+
+def test_short_numbers_still_hide_most_digits():
+    assert DEFAULT.id_number("E1234567") == "E1****67"

@@ -1,0 +1,6 @@
+"""Inbound web layer: the JSON API and the SOAP endpoint that feed the hub.
+
+``web.app.create_app(hub, config)`` builds the WSGI application;
+``web.server.serve(app, host, port, threads)`` runs it in production. The
+application talks to the rest of the hub only through ``web.ports.HubPort``.
+"""

@@ -1,0 +1,174 @@
+"""JSON Schema of the ``inbound:`` block of config.yaml (the web layer).
+
+The config loader validates the block against ``INBOUND_SCHEMA`` and applies
+the defaults; ``web.app.create_app`` applies them again (``with_defaults``) so
+a hand-built dict works too. Example::
+
+    tenant: "320684"
+    inbound:
+      listen: {host: 127.0.0.1, port: 8080}
+      max_body_bytes: 10485760
+      clock_skew: 300
+      clients:
+        county_window:
+          app_key: ck-320684
+          app_secret: ${COUNTY_WINDOW_SECRET}
+          tenants: ["320684"]
+          channel: county
+      endpoints:
+        - {method: POST, path: /api/v1/verify, route: verify_identity, schema: application}
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+MIB = 1024 * 1024
+
+CHANNELS = ["county", "province", "national", "bank", "department", "developer",
+            "legacy", "internal", "other"]
+
+CLIENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["app_key", "app_secret", "tenants"],
+    "properties": {
+        "app_key": {"type": "string", "minLength": 1, "maxLength": 128,
+                    "pattern": r"^[A-Za-z0-9._~-]+$",
+                    "description": "public key id sent as X-App-Key (and as the WS-Security Username)"},
+        "app_secret": {"type": "string", "minLength": 1,
+                       "description": "shared HMAC secret (16 characters or more once expanded); "
+                                      "write ${VAR} and keep it in the environment"},
+        "tenants": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "pattern": r"^(\*|\d{2,6}\*?)$"},
+                    "description": "division codes this client may act for: '320684' exactly, "
+                                   "'3206*' a city, '32*' a province, '*' all"},
+        "channel": {"enum": CHANNELS, "default": "other",
+                    "description": "who the client is: county/province/national one-window "
+                                   "platform, bank, department, legacy system …"},
+        "enabled": {"type": "boolean", "default": True},
+        "description": {"type": "string"},
+    },
+}
+
+ENDPOINT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["path", "route"],
+    "properties": {
+        "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
+        "path": {"type": "string", "pattern": r"^/[A-Za-z0-9._~/{}-]*$",
+                 "description": "request path; {name} segments are passed on as headers path.name"},
+        "route": {"type": "string", "minLength": 1,
+                  "description": "route that handles the request"},
+        "reply": {"type": "boolean", "default": True,
+                  "description": "true: run the route in the request (run_sync) and answer its "
+                                 "reply body; false: queue the request for the route, answer 202"},
+        "type": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+                 "description": "message type of the request envelope; default inbound.<route>"},
+        "schema": {"type": "string",
+                   "description": "canonical schema the request body must satisfy (422 if not)"},
+        "auth": {"enum": ["signature", "none"], "default": "signature",
+                 "description": "none only for loopback tools and benchmarks"},
+    },
+}
+
+MASKING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "how progress answers are masked; field names are matched case-insensitively",
+    "properties": {
+        "name_fields": {"type": "array", "items": {"type": "string"}},
+        "id_fields": {"type": "array", "items": {"type": "string"}},
+        "phone_fields": {"type": "array", "items": {"type": "string"}},
+        "id_keep": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                    "minItems": 2, "maxItems": 2, "default": [6, 4],
+                    "description": "characters of an ID number kept at the start and end"},
+        "phone_keep": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                       "minItems": 2, "maxItems": 2, "default": [3, 4]},
+        "scan_values": {"type": "boolean", "default": True,
+                        "description": "also mask ID and mobile numbers found in other text"},
+    },
+}
+
+INBOUND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "enabled": {"type": "boolean", "default": True},
+        "listen": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "host": {"type": "string", "default": "127.0.0.1"},
+                "port": {"type": "integer", "minimum": 0, "maximum": 65535, "default": 8080},
+                "threads": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8},
+            },
+        },
+        "public_url": {"type": "string", "pattern": r"^https?://",
+                       "description": "base URL callers use (behind the gatekeeper / proxy); "
+                                      "for the WSDL soap:address and the OpenAPI servers"},
+        "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1024 * MIB,
+                           "default": 10 * MIB},
+        "clock_skew": {"type": "number", "minimum": 1, "maximum": 3600, "default": 300,
+                       "description": "seconds a request timestamp may differ from ours"},
+        "nonce_ttl": {"type": "number", "minimum": 1,
+                      "description": "seconds a nonce is remembered; default 2 x clock_skew"},
+        "nonce_capacity": {"type": "integer", "minimum": 1000, "default": 1_000_000,
+                           "description": "nonces held in memory at most"},
+        "language": {"enum": ["zh_CN", "en"],
+                     "description": "language of answers when the caller asks for none; "
+                                    "default the hub's (HUB_LANG, else Chinese)"},
+        "clients": {"type": "object", "additionalProperties": CLIENT_SCHEMA,
+                    "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
+                    "default": {}},
+        "endpoints": {"type": "array", "items": ENDPOINT_SCHEMA, "default": []},
+        "message_types": {"type": "object",
+                          "additionalProperties": {"type": "string"},
+                          "description": "extra types accepted on POST /api/v1/messages/{type}: "
+                                         "message type -> canonical schema name"},
+        "masking": MASKING_SCHEMA,
+        "metrics": {"type": "boolean", "default": True, "description": "serve GET /metrics"},
+    },
+}
+
+_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "listen": {"host": "127.0.0.1", "port": 8080, "threads": 8},
+    "max_body_bytes": 10 * MIB,
+    "clock_skew": 300,
+    "nonce_capacity": 1_000_000,
+    "clients": {},
+    "endpoints": [],
+    "message_types": {},
+    "masking": {},
+    "metrics": True,
+}
+
+
+def with_defaults(block: dict[str, Any] | None) -> dict[str, Any]:
+    """The block with every default filled in (a copy)."""
+    merged = copy.deepcopy(_DEFAULTS)
+    for key, value in (block or {}).items():
+        if key == "listen":
+            merged["listen"].update(value or {})
+        else:
+            merged[key] = copy.deepcopy(value)
+    merged.setdefault("nonce_ttl", 2 * float(merged["clock_skew"]))
+    for client in merged["clients"].values():
+        client.setdefault("channel", "other")
+        client.setdefault("enabled", True)
+    merged["endpoints"] = [endpoint_defaults(e) for e in merged["endpoints"]]
+    return merged
+
+
+def endpoint_defaults(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint with its defaults, the same as the route engine gives them."""
+    out = dict(endpoint)
+    out.setdefault("method", "POST")
+    out.setdefault("auth", "signature")
+    out.setdefault("reply", True)
+    out.setdefault("type", "inbound." + "".join(c if c.isalnum() else "_"
+                                                for c in str(out["route"]).lower()))
+    return out

@@ -1,0 +1,42 @@
+"""What the web layer needs from the hub, as one small Protocol.
+
+The route engine's runtime (``routes.runtime``) implements ``HubPort``; when
+it also has ``endpoints()`` (the ``from: {endpoint: …}`` routes), the web layer
+serves those endpoints too. ``web.fake.FakeHub`` is the in-memory
+sibling for tests. Nothing in ``web`` imports the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from core.envelope import Envelope
+
+
+@runtime_checkable
+class HubPort(Protocol):
+    def publish(self, envelope: Envelope) -> None:
+        """Durable hand-off to the broker. Returns only once the message is safe;
+        raises ``core.errors.HubError`` when it is not (nothing was accepted)."""
+        ...
+
+    def run_sync(self, route: str, envelope: Envelope) -> Envelope:
+        """Run a request/reply route (``inbound.endpoints``) and return its reply."""
+        ...
+
+    def submit(self, route: str, envelope: Envelope) -> None:
+        """Durably queue ``envelope`` for one route (endpoint routes without ``reply``)."""
+        ...
+
+    def progress_by_business_no(self, tenant: str, business_no: str
+                                ) -> list[dict[str, Any]] | dict[str, Any] | None:
+        """Progress of one business: one answer, a list of records, or None / [] when unknown."""
+        ...
+
+    def progress_by_applicant(self, tenant: str, id_number: str) -> list[dict[str, Any]]:
+        """Progress records of every business where ``id_number`` is an applicant."""
+        ...
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """Append one audit record. Callers pass no PII unmasked."""
+        ...
