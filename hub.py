@@ -120,7 +120,7 @@ def check(config_path: str, ping: bool) -> None:
         from connectors import ping as pinger
 
         loaded = config.load(config_path)
-        rows = pinger.ping_all(loaded)
+        rows = pinger.ping_all(loaded, base_dir=Path(loaded["__dir__"]))
         Console().print(pinger.render(rows))
         down = [row.name for row in rows if row.status != "up"]
         if down:

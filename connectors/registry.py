@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
@@ -124,4 +125,9 @@ def schema_for(type_name: str) -> dict[str, Any]:
 
 def create(name: str, config: dict[str, Any], *, base_dir: Any = None) -> Connector:
     """The bare connector (no retries or breaker: see ``connectors.build``)."""
-    return get(config["type"])(name, config, base_dir=base_dir)
+    # Set after construction, so third-party types with the old (name, config)
+    # constructor keep working.
+    connector = get(config["type"])(name, config)
+    if base_dir is not None:
+        connector.base_dir = Path(base_dir)
+    return connector

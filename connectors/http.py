@@ -1,0 +1,178 @@
+"""What the HTTP-based connectors (REST, SOAP) share: a pooled ``requests``
+session with TLS settings, ``Retry-After`` parsing and the classification of
+HTTP statuses and ``requests`` errors into the hub's error tree.
+
+Classification (the same for REST and SOAP):
+
+- connection refused/reset, DNS failure, a reply cut off mid-body: recoverable;
+- no answer within the attempt's time: ``TimeoutError_`` (recoverable);
+- 429, 500, 502, 503, 504: recoverable, with ``retry_after`` from the header;
+- any other 4xx (and 501, 505+): permanent;
+- TLS failures (untrusted certificate, client certificate refused, wrong
+  host name): permanent, because they are configuration problems that no
+  retry fixes.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from core.errors import ConfigError, ConnectorError, PermanentError, RecoverableError, TimeoutError_
+from core.i18n import _
+
+from .base import Connector
+
+RECOVERABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+TLS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "TLS settings for https endpoints; paths are relative to the config file",
+    "properties": {
+        "verify": {"type": "boolean", "default": True,
+                   "description": "check the server's certificate (never turn off in production)"},
+        "ca_bundle": {"type": "string",
+                      "description": "PEM file of the CAs to trust instead of the system ones "
+                                     "(e.g. the provincial e-government CA)"},
+        "client_cert": {"type": "string",
+                        "description": "PEM client certificate for mutual TLS"},
+        "client_key": {"type": "string",
+                       "description": "PEM private key of client_cert (unencrypted), if it "
+                                      "is not in the same file"},
+    },
+    "dependentRequired": {"client_key": ["client_cert"]},
+}
+
+POOL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "HTTP connection pool; default size: limits.concurrency, else 10",
+    "properties": {
+        "connections": {"type": "integer", "minimum": 1,
+                        "description": "hosts to keep pools for (default 4)"},
+        "maxsize": {"type": "integer", "minimum": 1,
+                    "description": "kept-alive connections per host"},
+    },
+}
+
+HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": {"type": "string"},
+    "description": "headers sent with every request",
+}
+
+
+def make_session(connector: Connector, *, user_agent: str = "bdc-hub") -> requests.Session:
+    """A pooled session with the block's TLS settings. No urllib3 retries: the
+    hub's retry policy is the only one, so attempts are counted once."""
+    config = connector.config
+    limits = config.get("limits") or {}
+    pool = config.get("pool") or {}
+    maxsize = int(pool.get("maxsize") or limits.get("concurrency") or 10)
+    adapter = HTTPAdapter(pool_connections=int(pool.get("connections") or 4),
+                          pool_maxsize=maxsize, max_retries=0, pool_block=False)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # Proxies from the environment must not silently reroute department traffic.
+    session.trust_env = False
+    session.headers["User-Agent"] = user_agent
+    session.headers.update(config.get("headers") or {})
+    tls = config.get("tls") or {}
+    if tls.get("ca_bundle"):
+        session.verify = str(_existing(connector, tls["ca_bundle"], "tls.ca_bundle"))
+    if tls.get("verify") is False:
+        session.verify = False
+    if tls.get("client_cert"):
+        cert = str(_existing(connector, tls["client_cert"], "tls.client_cert"))
+        if tls.get("client_key"):
+            session.cert = (cert, str(_existing(connector, tls["client_key"], "tls.client_key")))
+        else:
+            session.cert = cert
+    return session
+
+
+def _existing(connector: Connector, path: str, key: str):
+    resolved = connector.resolve_path(path)
+    if not resolved.is_file():
+        raise ConfigError(_("connector {name}: {key} file {path} not found",
+                            name=connector.name, key=key, path=resolved))
+    return resolved
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+def http_date(seconds_from_now: float) -> str:
+    """An HTTP-date, for tests and sandboxes."""
+    return email.utils.format_datetime(
+        datetime.fromtimestamp(time.time() + seconds_from_now, tz=UTC), usegmt=True)
+
+
+def status_error(status: int, message: str, *, connector: str, operation: str,
+                 retry_after: float | None = None) -> ConnectorError:
+    """The error for an HTTP status the operation did not expect."""
+    cls = RecoverableError if status in RECOVERABLE_STATUSES else PermanentError
+    return cls(message, connector=connector, operation=operation, status=status,
+               retry_after=retry_after)
+
+
+def classify_requests_error(exc: BaseException, *, connector: str,
+                            operation: str = "") -> ConnectorError:
+    """A ``requests`` exception in the hub's tree (the caller chains it)."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    detail = _short(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return PermanentError(_("connector {name}: TLS failed: {error}", name=connector,
+                                error=detail), connector=connector, operation=operation)
+    if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
+        return TimeoutError_(_("connector {name}: no answer in time: {error}", name=connector,
+                               error=detail), connector=connector, operation=operation)
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError
+                  | requests.exceptions.ContentDecodingError | ConnectionError):
+        return RecoverableError(_("connector {name}: connection failed: {error}", name=connector,
+                                  error=detail), connector=connector, operation=operation)
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
+                  | requests.exceptions.InvalidSchema):
+        return PermanentError(_("connector {name}: bad URL: {error}", name=connector,
+                                error=detail), connector=connector, operation=operation)
+    if isinstance(exc, OSError):
+        return RecoverableError(_("connector {name}: connection failed: {error}", name=connector,
+                                  error=detail), connector=connector, operation=operation)
+    return PermanentError(_("connector {name}: {error}", name=connector, error=detail),
+                          connector=connector, operation=operation)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def timeouts(remaining: float) -> tuple[float, float]:
+    """(connect, read) timeouts for requests from the time left."""
+    remaining = max(0.001, remaining)
+    return (remaining, remaining)
