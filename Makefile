@@ -47,6 +47,7 @@ integration:
 	$(BIN)/python -m pytest -m integration -q -p no:cacheprovider || [ $$? -eq 5 ]
 
 bench: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python tools/services.py ensure
 	$(BIN)/python tools/services.py run -- $(BIN)/python bench/run.py
 
