@@ -306,6 +306,7 @@ class ResilientConnector(Connector):
         self.rate = rate
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._children: dict[str, tuple[Any, Any, Any, Any]] = {}
 
     # -- pass-through of the contract
     @property
@@ -351,39 +352,70 @@ class ResilientConnector(Connector):
     # -- the call
     def call(self, operation: str, payload: Any, context: CallContext | None = None) -> Any:
         context = context or CallContext()
-        labels = {"connector": self.name, "operation": operation}
-        metrics = self.metrics
-        metrics.calls.labels(**labels).inc()
-        in_flight = metrics.in_flight.labels(**labels)
+        calls, in_flight, latency, retries = self._series(operation)
+        calls.inc()
         in_flight.inc()
         started = time.monotonic()
         try:
-            return self._retrying(operation, context, started)(
-                self._attempt, operation, payload, context)
+            return self._with_retries(operation, payload, context, started, retries)
         except ConnectorError as exc:
-            metrics.errors.labels(**labels, error=error_class(exc)).inc()
+            self.metrics.errors.labels(connector=self.name, operation=operation,
+                                       error=error_class(exc)).inc()
             raise
         finally:
             in_flight.dec()
-            metrics.latency.labels(**labels).observe(time.monotonic() - started)
+            latency.observe(time.monotonic() - started)
 
-    def _retrying(self, operation: str, context: CallContext, started: float) -> tenacity.Retrying:
+    def _series(self, operation: str) -> tuple[Any, Any, Any, Any]:
+        """The labelled metric children of one operation, looked up once: a
+        ``labels()`` call takes a lock and builds a key, on every call otherwise."""
+        found = self._children.get(operation)
+        if found is None:
+            m = self.metrics
+            labels = {"connector": self.name, "operation": operation}
+            found = (m.calls.labels(**labels), m.in_flight.labels(**labels),
+                     m.latency.labels(**labels), m.retries.labels(**labels))
+            self._children[operation] = found
+        return found
+
+    def _with_retries(self, operation: str, payload: Any, context: CallContext,
+                      started: float, retries: Any) -> Any:
+        # Most calls succeed at once: the first attempt runs bare, and tenacity's
+        # machinery (costlier to build than parsing a loopback reply) is only built
+        # once an attempt has failed recoverably.
+        try:
+            return self._attempt(operation, payload, context)
+        except BaseException as exc:  # noqa: BLE001 - re-raised unless retried
+            if not is_retryable(exc):
+                raise
+            first_error = exc
         policy = self.retry
-        retries = self.metrics.retries.labels(connector=self.name, operation=operation)
+        delay = policy.wait_for(1, first_error, self._rng)
+        if self._must_stop(1, delay, started, context):
+            raise first_error
+        retries.inc()
+        self._sleep(delay)
+        return self._retrying(context, started, retries)(self._attempt, operation, payload, context)
+
+    def _must_stop(self, attempt: int, upcoming: float, started: float,
+                   context: CallContext) -> bool:
+        now = time.monotonic()
+        return (attempt >= self.retry.attempts
+                or now + upcoming - started > self.retry.max_time
+                # Sleeping into the caller's deadline would leave no time to try.
+                or (context.deadline is not None and now + upcoming >= context.deadline))
+
+    def _retrying(self, context: CallContext, started: float, retries: Any) -> tenacity.Retrying:
+        """tenacity for attempts 2, 3, …: its attempt 1 is the call's second."""
+        policy = self.retry
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return policy.wait_for(state.attempt_number, exc, self._rng)
+            return policy.wait_for(state.attempt_number + 1, exc, self._rng)
 
         def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= policy.attempts:
-                return True
-            upcoming = state.upcoming_sleep or 0.0
-            now = time.monotonic()
-            if now + upcoming - started > policy.max_time:
-                return True
-            # Sleeping into the caller's deadline would leave no time to try.
-            return context.deadline is not None and now + upcoming >= context.deadline
+            return self._must_stop(state.attempt_number + 1, state.upcoming_sleep or 0.0,
+                                   started, context)
 
         return tenacity.Retrying(
             stop=stop, wait=wait, retry=tenacity.retry_if_exception(is_retryable),
