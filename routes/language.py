@@ -106,10 +106,13 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     "await": {
         "type": "object", "additionalProperties": False, "required": ["types", "timeout"],
         "properties": {
-            "types": {"type": "array", "minItems": 1, "items": MESSAGE_TYPE},
+            "types": {"type": "array", "minItems": 1, "items": TYPE_PATTERN},
             "correlate_by": {"enum": ["business_no"], "default": "business_no"},
+            "mode": {"enum": ["all", "any"], "default": "all",
+                     "description": "resume when all the types arrived (default) or the first"},
             "timeout": DURATION,
-            "into": {"type": "string"},
+            "into": {"type": "string", "description": "dotted body path for what arrived; "
+                     "default 'awaited'"},
             "on_timeout": STEPS,
         },
     },
@@ -135,7 +138,28 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "require_materials": {
         "type": "object", "additionalProperties": False, "required": ["checklist"],
-        "properties": {"checklist": {"type": "string", "description": "name under checklists:"}},
+        "properties": {
+            "checklist": {"type": "string", "description": "name under checklists:"},
+            "registration_type": {**EXPR, "description": "default: registration_type"},
+            "materials": {**EXPR, "description": "default: materials"},
+            "publish": {**MESSAGE_TYPE,
+                        "description": "type of the correction request; default correction.requested"},
+            "deadline_days": {"type": "integer", "minimum": 1, "maximum": 365},
+        },
+    },
+}
+
+ENDPOINT = {
+    "type": "object", "additionalProperties": False, "required": ["path"],
+    "description": "an inbound HTTP endpoint; with reply: true (the default) the route runs "
+                   "in the request and its result is the answer; with reply: false the "
+                   "request is queued for the route and answered 202",
+    "properties": {
+        "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "POST"},
+        "path": {"type": "string", "pattern": "^/[A-Za-z0-9_./{}-]*$"},
+        "reply": {"type": "boolean", "default": True},
+        "type": {**MESSAGE_TYPE, "description": "message type of the request; "
+                 "default inbound.<route name>"},
     },
 }
 
@@ -149,6 +173,8 @@ ROUTE_SCHEMA: dict[str, Any] = {
             TYPE_PATTERN,
             {"type": "object", "additionalProperties": False, "required": ["types"],
              "properties": {"types": {"type": "array", "minItems": 1, "items": TYPE_PATTERN}}},
+            {"type": "object", "additionalProperties": False, "required": ["endpoint"],
+             "properties": {"endpoint": ENDPOINT}},
         ]},
         "concurrency": {"type": "integer", "minimum": 1, "maximum": 256},
         "enabled": {"type": "boolean"},

@@ -1,0 +1,676 @@
+"""The hub's durable state, in SQLAlchemy Core: SQLite by default, PostgreSQL supported.
+
+What lives here, and why it is not in Python memory:
+
+========================  ==============================================================
+table                     what it holds
+========================  ==============================================================
+``processed``             (message_id, route) of every message a route finished, with the
+                          outcome: the idempotency record that absorbs duplicate deliveries
+``hops``                  one row per step a message went through (route, step, timing,
+                          outcome), by business number, for ``hub trace`` and progress
+``parked``                messages waiting for an endpoint to come back: the message as it
+                          was at the failing step, the step, the due time, how often parked
+``dead_letters``          messages no retry will help: reason, route, step, last error and
+                          the whole envelope as received, for list / show / replay / drop
+``correlations``          ``await`` steps in progress: business number, awaited types,
+                          deadline, and the continuation (route, step, message)
+``correlation_inbox``     awaited messages as they arrive (also before their await step)
+``verifications``         results of ``enrich`` steps with ``record:`` (shared-data checks)
+``progress``              the latest stage of each application, with the applicant masked
+                          and a keyed hash of the ID number for look-ups by applicant
+========================  ==============================================================
+
+``finish`` writes a route's whole outcome (processed record, hops, and the
+parked row, dead letter, correlation, verifications or progress that came out
+of it) in one transaction, so a crash leaves either all of it or none; a
+second ``finish`` of the same (message, route) returns False and writes
+nothing. Times are Unix seconds (floats), compared with the hub's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from .errors import StoreError
+from .i18n import _
+
+metadata = MetaData()
+
+ID = 40  # UUID text is 36; a little room
+
+processed = Table(
+    "processed", metadata,
+    Column("message_id", String(ID), primary_key=True),
+    Column("route", String(200), primary_key=True),
+    Column("outcome", String(32), nullable=False),
+    Column("processed_at", Float, nullable=False, index=True),
+)
+
+hops = Table(
+    "hops", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False),
+    Column("message_id", String(ID), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", String(500), nullable=False, default=""),
+    Index("ix_hops_business", "business_no", "started_at"),
+)
+
+parked = Table(
+    "parked", metadata,
+    Column("id", String(ID), primary_key=True),  # the id the message is republished with
+    Column("message_id", String(ID), nullable=False),
+    Column("origin_id", String(ID), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("park_count", Integer, nullable=False),
+    Column("due_at", Float, nullable=False, index=True),
+    Column("claimed_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("message_id", String(ID), nullable=False),
+    Column("origin_id", String(ID), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # dead | replayed | dropped
+    Column("replay_count", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("replayed_at", Float, nullable=True),
+    Index("ix_dead_letters_status", "status", "created_at"),
+)
+
+correlations = Table(
+    "correlations", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("types", Text, nullable=False),  # JSON list of patterns
+    Column("mode", String(8), nullable=False),
+    Column("into", String(200), nullable=False),
+    Column("deadline", Float, nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # waiting | resumed | timed_out | done
+    Column("decided_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_correlations_key", "tenant", "business_no", "state"),
+    Index("ix_correlations_due", "state", "deadline"),
+)
+
+correlation_inbox = Table(
+    "correlation_inbox", metadata,
+    Column("message_id", String(ID), primary_key=True),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("arrived_at", Float, nullable=False, index=True),
+    Index("ix_inbox_key", "tenant", "business_no"),
+)
+
+verifications = Table(
+    "verifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False, index=True),
+    Column("message_id", String(ID), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("connector", String(200), nullable=False),
+    Column("operation", String(200), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+progress = Table(
+    "progress", metadata,
+    Column("tenant", String(6), primary_key=True),
+    Column("business_no", String(64), primary_key=True),
+    Column("stage", String(32), nullable=False, default=""),
+    Column("status", String(32), nullable=False, default=""),
+    Column("registration_type", String(8), nullable=False, default=""),
+    Column("applicant_name", String(100), nullable=False, default=""),  # masked
+    Column("applicant_id", String(64), nullable=False, default=""),     # masked
+    Column("applicant_key", String(64), nullable=False, default=""),    # keyed hash
+    Column("last_type", String(200), nullable=False, default=""),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_progress_applicant", "tenant", "applicant_key"),
+)
+
+
+@dataclass
+class Finish:
+    """Everything one route run leaves behind, written by ``Store.finish`` at once."""
+
+    message_id: str
+    route: str
+    outcome: str
+    tenant: str
+    business_no: str
+    type: str
+    hops: Sequence[Any] = ()  # core.envelope.Hop
+    parked: dict[str, Any] | None = None
+    dead_letter: dict[str, Any] | None = None
+    correlation: dict[str, Any] | None = None
+    verifications: Sequence[dict[str, Any]] = ()
+    progress: dict[str, Any] | None = None
+    record_processed: bool = True
+    at: float = field(default_factory=time.time)
+
+
+# Statements used for every message are built once: building a Core statement
+# costs more than executing it on SQLite.
+_IS_PROCESSED = select(processed.c.outcome).where(
+    processed.c.message_id == bindparam("m"), processed.c.route == bindparam("r"))
+_INSERT_PROCESSED = insert(processed)
+_INSERT_HOPS = insert(hops)
+_PROGRESS_COLUMNS = ("stage", "status", "registration_type", "applicant_name", "applicant_id",
+                     "applicant_key", "last_type")
+
+
+def _progress_upsert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(progress)
+    # An empty value in a message leaves what the application already has.
+    keep = {c: func.coalesce(func.nullif(stmt.excluded[c], ""), progress.c[c])
+            for c in _PROGRESS_COLUMNS}
+    return stmt.on_conflict_do_update(index_elements=[progress.c.tenant, progress.c.business_no],
+                                      set_={**keep, "updated_at": stmt.excluded.updated_at})
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class Store:
+    """The store at ``url`` (``sqlite:///path``, ``sqlite://`` in memory, ``postgresql://…``)."""
+
+    def __init__(self, url: str, *, pool_size: int | None = None, create: bool = True,
+                 group_commit: bool = True):
+        self.url = url
+        try:
+            self.engine = self._engine(url, pool_size)
+            if create:
+                metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(_("the store at {url} cannot be opened: {error}",
+                               url=_safe_url(url), error=exc)) from exc
+        self.dialect = self.engine.dialect.name
+        self._upsert = _progress_upsert(self.dialect)
+        self.group_commit = group_commit
+        self._group: _GroupCommit | None = None
+        self._group_lock = threading.Lock()
+        # SQLite has one writer at a time; queueing writers here is cheaper than
+        # letting them spin on the file lock.
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+
+    @staticmethod
+    def _engine(url: str, pool_size: int | None) -> Engine:
+        if url.startswith("sqlite"):
+            memory = url in ("sqlite://", "sqlite:///:memory:")
+            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 60}}
+            if memory:
+                kwargs["poolclass"] = StaticPool
+            engine = create_engine(url, **kwargs)
+
+            @event.listens_for(engine, "connect")
+            def _connect(dbapi_conn, _record):  # noqa: ANN001
+                dbapi_conn.isolation_level = None  # we say BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                if not memory:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn):  # noqa: ANN001
+                # Writers take the lock up front: a deferred transaction that reads
+                # and then writes can fail with "database is locked" under contention.
+                write = conn.get_execution_options().get("bdchub_write")
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+            return engine
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        if url.startswith("postgresql://"):
+            url = "postgresql+" + _pg_driver() + url[len("postgresql"):]
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size or 10, max_overflow=10)
+
+    def close(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            group.close()
+        with contextlib.suppress(Exception):
+            self.engine.dispose()
+
+    # -- transactions
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        lock = self._write_lock or contextlib.nullcontext()
+        try:
+            with lock, self.engine.connect() as conn:
+                conn = conn.execution_options(bdchub_write=True)
+                with conn.begin():
+                    yield conn
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(_("store failure: {error}", error=exc)) from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(_("store failure: {error}", error=exc)) from exc
+
+    # -- idempotency and outcomes
+    def is_processed(self, message_id: str, route: str) -> bool:
+        with self._read() as conn:
+            row = conn.execute(_IS_PROCESSED, {"m": message_id, "r": route}).first()
+        return row is not None
+
+    def outcome_of(self, message_id: str, route: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute(select(processed.c.outcome).where(
+                processed.c.message_id == message_id, processed.c.route == route)).first()
+        return row[0] if row else None
+
+    def finish(self, rec: Finish) -> bool:
+        """Write a route's outcome at once. False (and nothing written) if already recorded.
+
+        Outcomes of concurrent workers are committed together (group commit): one
+        writer thread takes whatever is waiting and writes it in one transaction,
+        so worker threads do not queue on the database one commit at a time. A
+        batch that hits a conflict is written again one outcome at a time, so each
+        caller still gets its own answer.
+        """
+        if not self.group_commit:
+            return self._finish_one(rec)
+        return self._writer().submit(rec)
+
+    def _writer(self) -> _GroupCommit:
+        if self._group is None:
+            with self._group_lock:
+                if self._group is None:
+                    self._group = _GroupCommit(self)
+        return self._group
+
+    def _finish_one(self, rec: Finish) -> bool:
+        try:
+            with self._tx() as conn:
+                self._write(conn, [rec])
+        except IntegrityError as exc:
+            # Only a processed record that is already there makes this a duplicate;
+            # any other conflict must not be mistaken for one (the outcome would be lost).
+            if rec.record_processed and self.is_processed(rec.message_id, rec.route):
+                return False
+            raise StoreError(_("store conflict: {error}", error=exc)) from exc
+        return True
+
+    def _finish_many(self, recs: Sequence[Finish]) -> None:
+        """All of ``recs`` in one transaction; IntegrityError if any conflicts."""
+        with self._tx() as conn:
+            self._write(conn, recs)
+
+    def _write(self, conn: Connection, recs: Sequence[Finish]) -> None:
+        done = [{"message_id": r.message_id, "route": r.route, "outcome": r.outcome,
+                 "processed_at": r.at} for r in recs if r.record_processed]
+        if done:
+            conn.execute(_INSERT_PROCESSED, done)
+        steps = [{"tenant": r.tenant, "business_no": r.business_no, "message_id": r.message_id,
+                  "type": r.type, "route": h.route, "step": h.step[:200],
+                  "started_at": h.started_at, "duration_ms": h.duration_ms,
+                  "outcome": h.outcome[:32], "detail": (h.detail or "")[:500]}
+                 for r in recs if r.business_no for h in r.hops]
+        if steps:
+            conn.execute(_INSERT_HOPS, steps)
+        for r in recs:
+            if r.parked:
+                conn.execute(insert(parked).values(created_at=r.at, claimed_until=None,
+                                                   **r.parked))
+            if r.dead_letter:
+                conn.execute(insert(dead_letters).values(
+                    status="dead", replay_count=0, created_at=r.at, **r.dead_letter))
+            if r.correlation:
+                conn.execute(insert(correlations).values(
+                    state="waiting", created_at=r.at, **r.correlation))
+            if r.verifications:
+                conn.execute(insert(verifications), [
+                    {"tenant": r.tenant, "business_no": r.business_no,
+                     "message_id": r.message_id, "created_at": r.at, **v}
+                    for v in r.verifications])
+        # Several outcomes of one application in a batch: one row each, in order
+        # (one statement may not touch the same row twice on PostgreSQL).
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in recs:
+            if r.progress:
+                key = (r.tenant, r.business_no)
+                row = rows.setdefault(key, {"tenant": r.tenant, "business_no": r.business_no,
+                                            **{c: "" for c in _PROGRESS_COLUMNS}})
+                row.update({c: r.progress[c] for c in _PROGRESS_COLUMNS if r.progress.get(c)})
+                row["updated_at"] = r.at
+        if rows:
+            conn.execute(self._upsert, list(rows.values()))
+
+    def purge_processed(self, before: float) -> int:
+        """Forget idempotency records older than ``before`` (retention)."""
+        with self._tx() as conn:
+            return conn.execute(delete(processed).where(processed.c.processed_at < before)).rowcount
+
+    # -- parked
+    def due_parked(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(parked).where(
+                parked.c.due_at <= now,
+                or_(parked.c.claimed_until.is_(None), parked.c.claimed_until < now))
+                .order_by(parked.c.due_at).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def claim_parked(self, parked_id: str, now: float, lease: float) -> bool:
+        with self._tx() as conn:
+            return conn.execute(update(parked).where(
+                parked.c.id == parked_id,
+                or_(parked.c.claimed_until.is_(None), parked.c.claimed_until < now))
+                .values(claimed_until=now + lease)).rowcount == 1
+
+    def delete_parked(self, parked_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(parked).where(parked.c.id == parked_id))
+
+    def parked_list(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(parked).order_by(parked.c.due_at).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def count(self, table_name: str, **where: Any) -> int:
+        table = metadata.tables[table_name]
+        with self._read() as conn:
+            q = select(func.count()).select_from(table)
+            for key, value in where.items():
+                q = q.where(table.c[key] == value)
+            return int(conn.execute(q).scalar_one())
+
+    # -- dead letters
+    def add_dead_letter(self, **row: Any) -> None:
+        with self._tx() as conn:
+            conn.execute(insert(dead_letters).values(
+                status="dead", replay_count=0, created_at=row.pop("at", time.time()), **row))
+
+    def dead_letters(self, *, status: str = "dead", limit: int = 100,
+                     route: str | None = None) -> list[dict[str, Any]]:
+        q = select(dead_letters).where(dead_letters.c.status == status)
+        if route:
+            q = q.where(dead_letters.c.route == route)
+        with self._read() as conn:
+            rows = conn.execute(q.order_by(dead_letters.c.created_at).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def dead_letter(self, dl_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(dead_letters).where(
+                or_(dead_letters.c.id == dl_id, dead_letters.c.id.startswith(dl_id, autoescape=True))
+                if len(dl_id) >= 8 else dead_letters.c.id == dl_id)).mappings().all()
+        if len(row) != 1:
+            return None
+        return dict(row[0])
+
+    def mark_replayed(self, dl_id: str, now: float) -> int | None:
+        """Move a dead letter to ``replayed``; its new replay count, or None if not dead."""
+        with self._tx() as conn:
+            row = conn.execute(select(dead_letters.c.replay_count).where(
+                dead_letters.c.id == dl_id, dead_letters.c.status == "dead")).first()
+            if row is None:
+                return None
+            count = int(row[0]) + 1
+            conn.execute(update(dead_letters).where(dead_letters.c.id == dl_id).values(
+                status="replayed", replay_count=count, replayed_at=now))
+            return count
+
+    def drop_dead_letter(self, dl_id: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute(update(dead_letters).where(
+                dead_letters.c.id == dl_id, dead_letters.c.status == "dead")
+                .values(status="dropped")).rowcount == 1
+
+    # -- correlation
+    def inbox_add(self, message_id: str, tenant: str, business_no: str, type_: str,
+                  body: Any, now: float) -> bool:
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(correlation_inbox).values(
+                    message_id=message_id, tenant=tenant, business_no=business_no,
+                    type=type_, body=_dumps(body), arrived_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def inbox(self, tenant: str, business_no: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(correlation_inbox).where(
+                correlation_inbox.c.tenant == tenant,
+                correlation_inbox.c.business_no == business_no)
+                .order_by(correlation_inbox.c.arrived_at)).mappings()
+            return [{**r, "body": json.loads(r["body"])} for r in rows]
+
+    def purge_inbox(self, before: float) -> int:
+        with self._tx() as conn:
+            return conn.execute(delete(correlation_inbox).where(
+                correlation_inbox.c.arrived_at < before)).rowcount
+
+    def correlation(self, corr_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(correlations).where(correlations.c.id == corr_id)).mappings().first()
+        return _corr(row) if row else None
+
+    def waiting_correlations(self, tenant: str, business_no: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(correlations).where(
+                correlations.c.tenant == tenant, correlations.c.business_no == business_no,
+                correlations.c.state == "waiting")).mappings()
+            return [_corr(r) for r in rows]
+
+    def due_correlations(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(correlations).where(
+                correlations.c.state == "waiting", correlations.c.deadline <= now)
+                .order_by(correlations.c.deadline).limit(limit)).mappings()
+            return [_corr(r) for r in rows]
+
+    def undelivered_decisions(self, before: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Correlations decided (resumed or timed out) before ``before`` whose
+        continuation was perhaps never published (the deciding process died)."""
+        with self._read() as conn:
+            rows = conn.execute(select(correlations).where(
+                correlations.c.state.in_(("resumed", "timed_out")),
+                correlations.c.decided_at < before).limit(limit)).mappings()
+            return [_corr(r) for r in rows]
+
+    def decide_correlation(self, corr_id: str, state: str, now: float,
+                           envelope: str | None = None) -> bool:
+        """waiting -> ``state``, exactly once across every worker."""
+        values: dict[str, Any] = {"state": state, "decided_at": now}
+        if envelope is not None:
+            values["envelope"] = envelope
+        with self._tx() as conn:
+            return conn.execute(update(correlations).where(
+                correlations.c.id == corr_id, correlations.c.state == "waiting")
+                .values(**values)).rowcount == 1
+
+    def close_correlation(self, corr_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(update(correlations).where(
+                correlations.c.id == corr_id,
+                correlations.c.state.in_(("resumed", "timed_out"))).values(state="done"))
+
+    # -- trace and progress
+    def trace(self, business_no: str, tenant: str | None = None,
+              limit: int = 10_000) -> list[dict[str, Any]]:
+        q = select(hops).where(hops.c.business_no == business_no)
+        if tenant:
+            q = q.where(hops.c.tenant == tenant)
+        with self._read() as conn:
+            rows = conn.execute(q.order_by(hops.c.started_at, hops.c.id).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def progress(self, tenant: str, business_no: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(progress).where(
+                progress.c.tenant == tenant, progress.c.business_no == business_no)).mappings().first()
+        return dict(row) if row else None
+
+    def progress_by_key(self, tenant: str, key: str, limit: int = 100) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(progress).where(
+                and_(progress.c.tenant == tenant, progress.c.applicant_key == key))
+                .order_by(progress.c.updated_at.desc()).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def verifications_for(self, business_no: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(verifications).where(
+                verifications.c.business_no == business_no).order_by(verifications.c.id)).mappings()
+            return [{**r, "result": json.loads(r["result"])} for r in rows]
+
+
+def _pg_driver() -> str:
+    """psycopg2 (what the hub's extra installs) unless only psycopg 3 is there; SQLAlchemy
+    2.1 would otherwise pick psycopg 3 for a bare postgresql:// URL."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg"):
+        return "psycopg"
+    return "psycopg2"
+
+
+class _GroupCommit:
+    """One writer thread committing the outcomes that are waiting, together."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.queue: queue.SimpleQueue[tuple[Finish, Future[bool]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, rec: Finish) -> bool:
+        future: Future[bool] = Future()
+        self.queue.put((rec, future))
+        return future.result()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[Finish, Future[bool]]]) -> None:
+        try:
+            self.store._finish_many([rec for rec, _f in batch])
+        except IntegrityError:
+            for rec, future in batch:  # find out which one conflicted
+                try:
+                    future.set_result(self.store._finish_one(rec))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller
+            for _rec, future in batch:
+                future.set_exception(exc if isinstance(exc, StoreError)
+                                     else StoreError(_("store failure: {error}", error=exc)))
+            return
+        for _rec, future in batch:
+            future.set_result(True)
+
+
+def _corr(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["types"] = json.loads(data["types"])
+    return data
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+dumps = _dumps

@@ -1,0 +1,456 @@
+"""A running hub: routes on the broker, worker threads, the scheduler, ops queries.
+
+``Hub.from_config(config)`` assembles a hub from the plain dict that
+``core.config.load`` returns; nothing connects until ``start()``::
+
+    hub = Hub.from_config(core.config.load("config.yaml"))
+    hub.serve_forever()            # start, then block until SIGTERM / SIGINT
+
+Topology: a topic exchange (``{prefix}.events``, routing key = message type),
+a direct exchange (``{prefix}.direct``, routing key = queue name), one durable
+queue per route (``{prefix}.route.{name}``) bound by its ``from`` patterns,
+and ``{prefix}.await`` bound to every type some ``await`` step waits for.
+Each route has its own thread pool (``concurrency``, default 4) and prefetch
+(``broker.prefetch``, default twice the concurrency), so a slow route cannot
+starve the others. Any number of worker processes may serve the same broker
+and store (scale-out): everything they share is in the broker and the store;
+parked messages and await deadlines are claimed with conditional updates.
+
+Defaults when the config has no ``broker`` / ``store``: the embedded pair,
+``sqla+sqlite:///<config dir>/data/broker.db`` and
+``sqlite:///<config dir>/data/store.db``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
+from core.envelope import Envelope
+from core.errors import HubError, RouteError
+from core.i18n import _
+from core.store import Store
+
+from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
+from .ids import derive_id
+from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metrics
+from .progress import Masking, answer, applicant_key, mask_body
+
+log = logging.getLogger("bdchub.routes")
+
+
+def _default_dir(config: Mapping[str, Any]) -> Path:
+    return Path(config.get("__dir__") or os.getcwd()) / "data"
+
+
+class Hub:
+    """The hub's runtime. Build it with ``from_config``."""
+
+    def __init__(self, config: Mapping[str, Any], *, engine: Engine, broker: Broker,
+                 store: Store, connectors: Mapping[str, Any], prefetch: int | None = None,
+                 tick_interval: float = 1.0, inline: bool = False):
+        self.config = config
+        self.engine = engine
+        self.broker = broker
+        self.store = store
+        self.connectors = dict(connectors)
+        self.routes: dict[str, Route] = engine.routes
+        self.prefetch = prefetch
+        self.tick_interval = tick_interval
+        self.inline = inline
+        self.tenant = str(config.get("tenant") or "")
+        self.masking = engine.masking
+        self._declared = False
+        self._started = False
+        self._pools: list[ThreadPoolExecutor] = []
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._audit: Any = None
+
+    # -- assembly
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, broker: Broker | str | None = None,
+                    store: Store | str | None = None,
+                    connectors: Mapping[str, Any] | None = None,
+                    middleware: Iterable[Middleware] | None = None,
+                    metrics: MetricsMiddleware | None = None,
+                    validator: Callable[[str, Any], list] | None = None,
+                    clock: Callable[[], float] = time.time,
+                    sleep: Callable[[float], None] = time.sleep,
+                    tick_interval: float = 1.0, prefix: str | None = None,
+                    visibility_timeout: float | None = None,
+                    publish_timeout: float | None = None,
+                    redeliver_after: float = 30.0, inline: bool | None = None,
+                    build_connectors: bool = True) -> Hub:
+        """Assemble a hub from a loaded config. Keyword arguments replace parts
+        (tests pass ``broker="memory://"``, ready connectors, a fake clock);
+        ``build_connectors=False`` is for one-shot commands that publish or query
+        but never run a route (``hub dlq``, ``hub trace``, ``hub send``)."""
+        broker_block = dict(config.get("broker") or {})
+        store_block = dict(config.get("store") or {})
+        prefix = prefix or broker_block.get("prefix") or "bdchub"
+        if not isinstance(store, Store):
+            url = store or store_block.get("url")
+            if not url:
+                folder = _default_dir(config)
+                folder.mkdir(parents=True, exist_ok=True)
+                url = f"sqlite:///{folder / 'store.db'}"
+            store = Store(url, pool_size=store_block.get("pool_size"))
+        if not isinstance(broker, Broker):
+            url = broker or broker_block.get("url")
+            if not url:
+                folder = _default_dir(config)
+                folder.mkdir(parents=True, exist_ok=True)
+                url = f"sqla+sqlite:///{folder / 'broker.db'}"
+            options: dict[str, Any] = {}
+            if not url.startswith("memory://"):
+                lease = (visibility_timeout or broker_block.get("visibility_timeout")
+                         or os.environ.get("BDCHUB_BROKER_LEASE") or 30.0)
+                options = {"prefix": prefix, "exchange": broker_block.get("exchange"),
+                           "queue_type": broker_block.get("queue_type") or "classic",
+                           "visibility_timeout": float(lease)}
+                if publish_timeout is not None:
+                    options["publish_timeout"] = publish_timeout
+            broker = broker_from_url(url, **options)
+        built = dict(connectors or {})
+        if build_connectors:
+            for name, block in (config.get("connectors") or {}).items():
+                if name not in built:
+                    built[name] = _build_connector(name, block, config)
+        checklists = config.get("checklists") or {}
+        routes = {}
+        for name, spec in (config.get("routes") or {}).items():
+            route = compile_route(name, spec, prefix=prefix,
+                                  connectors=built if build_connectors else None,
+                                  checklists=checklists, sleep=sleep)
+            if route.enabled:
+                routes[name] = route
+        mws: list[Middleware] = [metrics or default_metrics(), *(middleware or [])]
+        engine = Engine(routes, connectors=built, store=store, broker=broker,
+                        middleware=Middlewares(mws), validator=validator, clock=clock,
+                        sleep=sleep, masking=Masking(config.get("masking")),
+                        tenant=str(config.get("tenant") or ""),
+                        organisation=str(config.get("name") or ""), prefix=prefix,
+                        redeliver_after=redeliver_after)
+        if inline is None:
+            inline = isinstance(broker, InMemoryBroker)
+        if inline:
+            store.group_commit = False  # one thread: nothing to group, only a hand-off
+        return cls(config, engine=engine, broker=broker, store=store, connectors=built,
+                   prefetch=broker_block.get("prefetch"), tick_interval=tick_interval,
+                   inline=inline)
+
+    # -- topology
+    def declare(self) -> None:
+        """Declare every route's queue and the await queue (idempotent)."""
+        with self._lock:
+            if self._declared:
+                return
+            for route in self.routes.values():
+                if not route.sync:
+                    self.broker.declare_queue(route.queue, route.patterns)
+            awaited = self.awaited_types()
+            if awaited:
+                self.broker.declare_queue(self.engine.await_queue, sorted(awaited))
+            self._declared = True
+
+    def awaited_types(self) -> set[str]:
+        found: set[str] = set()
+        for route in self.routes.values():
+            found |= route.awaited_types()
+        return found
+
+    # -- life cycle
+    def start(self) -> None:
+        """Open connectors, declare queues, start consuming and the scheduler."""
+        if self._started:
+            return
+        self._started = True
+        self._stop.clear()
+        for name, connector in self.connectors.items():
+            try:
+                connector.open()
+            except Exception as exc:  # noqa: BLE001 - its routes park until it works
+                log.warning("connector %s did not open: %s", name, exc)
+        self.declare()
+        handlers: dict[str, Callable[[Delivery], None]] = {}
+        prefetch: dict[str, int] = {}
+        for route in self.routes.values():
+            if route.sync:
+                continue
+            handlers[route.queue] = self._dispatcher(route.concurrency, self._handler(route))
+            prefetch[route.queue] = self.prefetch or route.concurrency * 2
+        if self.awaited_types():
+            handlers[self.engine.await_queue] = self._dispatcher(2, self._safe(
+                "await", self.engine.handle_awaited))
+            prefetch[self.engine.await_queue] = self.prefetch or 4
+        self.broker.consume(handlers, prefetch)
+        if isinstance(self.broker, InMemoryBroker) and not self.inline:
+            self.broker.start_thread()
+        if not self.inline:
+            self._scheduler = threading.Thread(target=self._schedule, name="hub-scheduler",
+                                               daemon=True)
+            self._scheduler.start()
+
+    def _handler(self, route: Route) -> Callable[[Delivery], None]:
+        return self._safe(route.name, lambda d: self.engine.handle(route, d))
+
+    def _safe(self, name: str, fn: Callable[[Delivery], Any]) -> Callable[[Delivery], None]:
+        def run(delivery: Delivery) -> None:
+            try:
+                fn(delivery)
+            except Exception:  # noqa: BLE001 - never lose a delivery to a bug
+                log.exception("route %s: unexpected failure; message requeued", name)
+                if not delivery.settled:
+                    time.sleep(0.5)
+                    delivery.reject(requeue=True)
+        return run
+
+    def _dispatcher(self, workers: int, handler: Callable[[Delivery], None]
+                    ) -> Callable[[Delivery], None]:
+        if self.inline:
+            return handler
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="route")
+        self._pools.append(pool)
+
+        def dispatch(delivery: Delivery) -> None:
+            pool.submit(handler, delivery)
+        return dispatch
+
+    def _schedule(self) -> None:
+        ticks = 0
+        while not self._stop.wait(self.tick_interval):
+            ticks += 1
+            try:
+                self.engine.tick()
+                if ticks % 600 == 1:
+                    self.engine.purge()
+            except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                log.warning("scheduler: %s", exc)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is in flight (up to ``timeout``), then close everything."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self.broker.stop(timeout)
+        for pool in self._pools:
+            pool.shutdown(wait=True)
+        self._pools.clear()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout=5)
+            self._scheduler = None
+        self._close()
+        self._started = False
+
+    def close(self) -> None:
+        """Release the broker, store and connectors of a hub that was not started
+        (the CLI's one-shot commands). Never raises."""
+        self._close()
+
+    def _close(self) -> None:
+        for connector in self.connectors.values():
+            with contextlib.suppress(Exception):
+                connector.close()
+        with contextlib.suppress(Exception):
+            self.broker.close()
+        with contextlib.suppress(Exception):
+            self.engine.close()
+        with contextlib.suppress(Exception):
+            self.store.close()
+
+    def kill(self) -> None:
+        """Stop at once, acknowledging nothing more (what was in flight is redelivered).
+        Never raises."""
+        with contextlib.suppress(Exception):
+            self._stop.set()
+            self.broker.kill()
+            for pool in self._pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._pools.clear()
+            self.engine.close()
+            self.store.close()
+        self._started = False
+
+    def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
+        """Start, then block until SIGTERM or SIGINT; then stop gracefully."""
+        done = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_a: done.set())
+        self.start()
+        if ready is not None:
+            ready()
+        try:
+            while not done.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+    run_worker = serve_forever
+
+    # -- in-memory driving (tests)
+    def run_until_idle(self, max_deliveries: int = 100_000) -> int:
+        """Deliver until every queue is empty (in-memory broker, inline mode)."""
+        if not isinstance(self.broker, InMemoryBroker):
+            raise HubError(_("run_until_idle needs the in-memory broker"))
+        if not self._started:
+            self.start()
+        count = 0
+        while count < max_deliveries and self.broker.deliver_one():
+            count += 1
+        return count
+
+    def tick(self, now: float | None = None) -> dict[str, int]:
+        """One scheduler pass (parked messages, await deadlines)."""
+        return self.engine.tick(now)
+
+    # -- sending
+    def publish(self, envelope: Envelope) -> None:
+        """Publish ``envelope`` by its type (confirmed before this returns)."""
+        self.declare()
+        self.engine.publish(envelope)
+
+    def send(self, type_: str, body: Mapping[str, Any], tenant: str | None = None,
+             business_no: str | None = None, headers: Mapping[str, str] | None = None,
+             source: str = "cli") -> Envelope:
+        """Wrap ``body`` in an envelope of ``type_`` and publish it."""
+        bno = business_no if business_no is not None else str(body.get("business_no") or "")
+        env = Envelope(type=type_, tenant=tenant or str(body.get("tenant") or self.tenant),
+                       body=dict(body), business_no=bno, source=source,
+                       headers=dict(headers or {}))
+        self.publish(env)
+        return env
+
+    def submit(self, route_name: str, envelope: Envelope) -> None:
+        """Queue ``envelope`` for one route (endpoint routes without ``reply``)."""
+        route = self._route(route_name)
+        if route.sync:
+            raise RouteError(_("route '{name}' answers synchronously; use run_sync",
+                               name=route_name), route=route_name)
+        self.declare()
+        self.engine.publish(envelope, route.queue)
+
+    def run_sync(self, route_name: str, envelope: Envelope) -> Envelope:
+        """Run an endpoint route in this thread and return its result (see Engine.run_sync)."""
+        self._route(route_name)
+        self.declare()
+        return self.engine.run_sync(route_name, envelope)
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Inbound HTTP endpoints of ``from: {endpoint: …}`` routes, for the web layer."""
+        return [{"route": r.name, **(r.endpoint or {})} for r in self.routes.values()
+                if r.endpoint is not None]
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """Append one record to the hub's hash-chained audit log (``bridge.audit``):
+        ``<config dir>/data/audit.jsonl``, HMAC-keyed with ``BDCHUB_AUDIT_KEY`` when set.
+        Callers pass no unmasked personal data."""
+        with self._lock:
+            if self._audit is None:
+                from bridge.audit import AuditLog
+
+                key = os.environ.get("BDCHUB_AUDIT_KEY")
+                self._audit = AuditLog(_default_dir(self.config) / "audit.jsonl",
+                                       key=key.encode() if key else None)
+        object_id = str(fields.get("id") or fields.get("business_no") or "")
+        self._audit.record(event, object_id, **fields)
+
+    def _route(self, name: str) -> Route:
+        route = self.routes.get(name)
+        if route is None:
+            raise RouteError(_("no route named '{name}'", name=name), route=name)
+        return route
+
+    # -- ops: trace, dead letters, progress
+    def trace(self, business_no: str, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Every step every message of ``business_no`` went through, in time order."""
+        return self.store.trace(business_no, tenant)
+
+    def dlq_list(self, route: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.store.dead_letters(route=route, limit=limit)
+        return [{k: v for k, v in r.items() if k != "envelope"} for r in rows]
+
+    def dlq_show(self, dl_id: str, masked: bool = True) -> dict[str, Any] | None:
+        row = self.store.dead_letter(dl_id)
+        if row is None:
+            return None
+        try:
+            envelope: Any = json.loads(row["envelope"])
+            if masked and isinstance(envelope, dict):
+                envelope["body"] = mask_body(envelope.get("body"), self.masking)
+        except ValueError:
+            envelope = row["envelope"]
+        return {**row, "envelope": envelope}
+
+    def dlq_replay(self, dl_id: str) -> list[str]:
+        """Republish dead letters (one id, an id prefix, or ``all``) to their routes.
+        Returns the ids of the republished messages."""
+        rows = (self.store.dead_letters(limit=10_000) if dl_id == "all"
+                else [r for r in [self.store.dead_letter(dl_id)] if r is not None])
+        if not rows and dl_id != "all":
+            raise HubError(_("no dead letter '{id}'", id=dl_id))
+        self.declare()
+        out = []
+        for row in rows:
+            if row["status"] != "dead":
+                continue
+            route = self.routes.get(row["route"])
+            if route is None or route.sync:
+                raise HubError(_("dead letter {id}: route '{route}' does not exist any more",
+                                 id=row["id"], route=row["route"]))
+            if row["reason"] == "malformed":
+                raise HubError(_("dead letter {id} is not a valid message and cannot be "
+                                 "replayed; drop it", id=row["id"]))
+            env = Envelope.from_json(row["envelope"])
+            count = int(row["replay_count"]) + 1
+            headers = {k: v for k, v in env.headers.items() if k != H_PARK_COUNT}
+            headers.update({H_ORIGIN: row["origin_id"], H_REPLAY: str(count)})
+            # Same id for the same replay count: a replay repeated after a crash is absorbed.
+            replay = env.evolve(id=derive_id(row["message_id"], row["route"], "replay", count),
+                                headers=headers, attempt=env.attempt + 1)
+            self.engine.publish(replay, route.queue)
+            self.store.mark_replayed(row["id"], self.engine.clock())
+            out.append(replay.id)
+        return out
+
+    def dlq_drop(self, dl_id: str) -> bool:
+        row = self.store.dead_letter(dl_id)
+        return bool(row) and self.store.drop_dead_letter(row["id"])
+
+    def parked_list(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "envelope"}
+                for r in self.store.parked_list(limit)]
+
+    def progress_by_business_no(self, tenant: str, business_no: str) -> dict[str, Any] | None:
+        """Progress of one application of ``tenant`` (masked), or None."""
+        row = self.store.progress(tenant, business_no)
+        if row is None:
+            return None
+        return answer(row, self.store.trace(business_no, tenant))
+
+    def progress_by_applicant(self, tenant: str, id_number: str) -> list[dict[str, Any]]:
+        """Applications of ``tenant`` whose first applicant has ``id_number`` (masked)."""
+        rows = self.store.progress_by_key(tenant, applicant_key(tenant, id_number))
+        return [answer(r, self.store.trace(r["business_no"], tenant)) for r in rows]
+
+
+def _build_connector(name: str, block: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
+    try:
+        import connectors
+
+        return connectors.build(name, dict(block), base_dir=config.get("__dir__"))
+    except (ImportError, AttributeError):  # pragma: no cover - older connectors package
+        from connectors import registry
+
+        return registry.create(name, dict(block))

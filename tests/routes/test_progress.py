@@ -1,0 +1,46 @@
+"""Progress queries for the one-window platforms: masked, tenant-isolated."""
+
+from __future__ import annotations
+
+from routes.progress import Masking, mask_body
+from tests.routes.helpers import TENANT, application, make_hub
+
+
+def test_progress_by_business_no_follows_stages_and_masks_the_applicant():
+    hub = make_hub({"r": {"from": "#", "steps": [{"filter": "`true`"}]}})
+    hub.send("application.submitted", application("P-1"))
+    hub.send("progress.updated", {"business_no": "P-1", "stage": "acceptance",
+                                  "status": "in_progress"})
+    hub.run_until_idle()
+    progress = hub.progress_by_business_no(TENANT, "P-1")
+    assert progress["stage"] == "acceptance" and progress["status"] == "in_progress"
+    assert progress["registration_type"] == "200"
+    assert progress["applicant"] == {"name": "张*", "id_number": "110105********1234"}
+    assert [h["type"] for h in progress["history"]] == ["application.submitted",
+                                                        "progress.updated"]
+    assert hub.progress_by_business_no("320612", "P-1") is None  # another county's staff
+
+
+def test_progress_by_applicant_finds_applications_without_storing_the_id_number():
+    hub = make_hub({"r": {"from": "#", "steps": [{"filter": "`true`"}]}})
+    hub.send("application.submitted", application("P-2"))
+    hub.send("application.submitted", application("P-3"))
+    other = application("P-4")
+    other["applicants"][0]["id_number"] = "11010519900101203X"
+    hub.send("application.submitted", other)
+    hub.run_until_idle()
+    found = hub.progress_by_applicant(TENANT, "110105199001011234")
+    assert sorted(p["business_no"] for p in found) == ["P-2", "P-3"]
+    assert hub.progress_by_applicant("320612", "110105199001011234") == []
+    row = hub.store.progress(TENANT, "P-2")
+    assert "110105199001011234" not in str(row)
+
+
+def test_masking_keeps_surname_and_id_ends():
+    m = Masking()
+    assert m.name("张三") == "张*" and m.name("欧阳娜娜") == "欧阳**"
+    assert m.id_number("110105199001011234") == "110105********1234"
+    masked = mask_body({"applicants": [{"name": "王五", "id_number": "110105199001011234",
+                                        "phone": "13812345678"}], "note": "x"}, m)
+    assert masked == {"applicants": [{"name": "王*", "id_number": "110105********1234",
+                                      "phone": "138****5678"}], "note": "x"}

@@ -1,0 +1,158 @@
+"""The store's contract. Runs on SQLite here and on PostgreSQL in
+tests/integration/test_store_postgres.py (same tests, another ``store`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from core.envelope import Hop
+from core.errors import StoreError
+from core.store import Finish
+
+
+def _finish(message_id="m-1", route="r", **kw):
+    base = {"message_id": message_id, "route": route, "outcome": "completed", "tenant": "320684",
+            "business_no": "B-1", "type": "application.submitted",
+            "hops": [Hop("r", "0:map", 100.0, 1.5), Hop("r", "1:to", 100.1, 20.0, "error", "x")],
+            "at": 100.0}
+    base.update(kw)
+    return Finish(**base)
+
+
+def _parked(pid="p-1", due=200.0):
+    return {"id": pid, "message_id": "m-1", "origin_id": "m-1", "route": "r", "step": "1:to",
+            "tenant": "320684", "business_no": "B-1", "reason": "recoverable",
+            "last_error": "down", "envelope": "{}", "park_count": 1, "due_at": due}
+
+
+def test_finish_records_outcome_once_and_duplicates_write_nothing(store):
+    assert store.finish(_finish()) is True
+    assert store.is_processed("m-1", "r") and not store.is_processed("m-1", "other")
+    assert store.finish(_finish(parked=_parked())) is False
+    assert store.count("parked") == 0  # the duplicate's rows were rolled back
+    assert len(store.trace("B-1")) == 2
+
+
+def test_finish_is_all_or_nothing(store):
+    # A correlation with a clashing id makes the whole outcome fail: no processed
+    # record, no hops, so the message is delivered again and nothing is half-written.
+    corr = {"id": "c-1", "tenant": "320684", "business_no": "B-1", "route": "r", "step": "1",
+            "types": "[]", "mode": "all", "into": "x", "deadline": 1.0, "envelope": "{}"}
+    assert store.finish(_finish("m-0", correlation=corr))
+    with pytest.raises(StoreError):  # not mistaken for a duplicate delivery
+        store.finish(_finish("m-2", correlation=corr))
+    assert not store.is_processed("m-2", "r")
+    assert {h["message_id"] for h in store.trace("B-1")} == {"m-0"}
+
+
+def test_trace_orders_hops_by_time_and_filters_by_tenant(store):
+    store.finish(_finish("m-2", hops=[Hop("r", "0:late", 300.0, 1.0)]))
+    store.finish(_finish("m-1"))
+    store.finish(_finish("m-3", tenant="320612", hops=[Hop("r", "0:other", 50.0, 1.0)]))
+    assert [h["step"] for h in store.trace("B-1", "320684")] == ["0:map", "1:to", "0:late"]
+    assert len(store.trace("B-1")) == 4
+
+
+def test_parked_rows_are_claimed_by_one_worker_only(store):
+    store.finish(_finish(parked=_parked()))
+    assert store.due_parked(199.0) == []
+    [row] = store.due_parked(200.0)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        store.claim_parked(row["id"], 200.0, 60.0))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert store.due_parked(230.0) == []  # claimed
+    assert len(store.due_parked(261.0)) == 1  # the claim lapsed: someone died
+    store.delete_parked(row["id"])
+    assert store.count("parked") == 0
+
+
+def test_dead_letter_lifecycle(store):
+    dl = {"id": "0190d4f2-aaaa-7000-8000-000000000001", "message_id": "m-1", "origin_id": "m-1",
+          "route": "r", "step": "1:to", "type": "a.b", "tenant": "320684", "business_no": "B-1",
+          "reason": "permanent", "last_error": "400", "envelope": "{}"}
+    store.finish(_finish(outcome="dead_letter", dead_letter=dl))
+    [row] = store.dead_letters()
+    assert (row["reason"], row["status"], row["replay_count"]) == ("permanent", "dead", 0)
+    assert store.dead_letter("0190d4f2-aaaa")["id"] == dl["id"]  # an id prefix is enough
+    assert store.mark_replayed(dl["id"], 300.0) == 1
+    assert store.mark_replayed(dl["id"], 300.0) is None
+    assert store.dead_letters() == []
+    assert store.dead_letters(status="replayed")[0]["replayed_at"] == 300.0
+    assert store.drop_dead_letter(dl["id"]) is False
+
+
+def test_correlation_is_decided_exactly_once(store):
+    corr = {"id": "c-1", "tenant": "320684", "business_no": "B-1", "route": "r", "step": "1",
+            "types": json.dumps(["tax.cleared"]), "mode": "all", "into": "tax",
+            "deadline": 500.0, "envelope": "{}"}
+    store.finish(_finish(outcome="awaiting", correlation=corr))
+    [waiting] = store.waiting_correlations("320684", "B-1")
+    assert waiting["types"] == ["tax.cleared"]
+    assert store.due_correlations(499.0) == [] and len(store.due_correlations(500.0)) == 1
+    results = []
+    threads = [threading.Thread(target=lambda s=s: results.append(
+        store.decide_correlation("c-1", s, 400.0, "{}"))) for s in ("resumed", "timed_out") * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert store.waiting_correlations("320684", "B-1") == []
+    assert len(store.undelivered_decisions(401.0)) == 1
+    store.close_correlation("c-1")
+    assert store.undelivered_decisions(401.0) == []
+    assert store.correlation("c-1")["state"] == "done"
+
+
+def test_inbox_keeps_one_row_per_message_and_expires(store):
+    assert store.inbox_add("m-9", "320684", "B-1", "tax.cleared", {"a": 1}, 10.0)
+    assert not store.inbox_add("m-9", "320684", "B-1", "tax.cleared", {"a": 1}, 11.0)
+    assert [r["body"] for r in store.inbox("320684", "B-1")] == [{"a": 1}]
+    assert store.purge_inbox(10.5) == 1
+    assert store.inbox("320684", "B-1") == []
+
+
+def test_progress_upserts_and_is_found_by_applicant_key(store):
+    store.finish(_finish("m-1", progress={"applicant_name": "张*", "applicant_key": "k1",
+                                          "registration_type": "200"}))
+    store.finish(_finish("m-2", at=150.0, progress={"stage": "acceptance", "status": "in_progress"}))
+    row = store.progress("320684", "B-1")
+    assert (row["stage"], row["registration_type"], row["applicant_name"], row["updated_at"]) == (
+        "acceptance", "200", "张*", 150.0)
+    assert [r["business_no"] for r in store.progress_by_key("320684", "k1")] == ["B-1"]
+    assert store.progress_by_key("320612", "k1") == []
+
+
+def test_processed_records_can_be_purged_by_age(store):
+    store.finish(_finish("m-1", at=100.0))
+    store.finish(_finish("m-2", at=200.0))
+    assert store.purge_processed(150.0) == 1
+    assert not store.is_processed("m-1", "r") and store.is_processed("m-2", "r")
+
+
+def test_routes_finishing_at_once_for_one_application_both_record(store):
+    errors = []
+
+    def finish(i):
+        try:
+            assert store.finish(_finish(f"m-{i}", route=f"r{i}", business_no="B-9",
+                                        progress={"stage": "acceptance", "last_type": f"t{i}"}))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(store.is_processed(f"m-{i}", f"r{i}") for i in range(8))
+    assert store.progress("320684", "B-9")["stage"] == "acceptance"
