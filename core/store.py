@@ -212,6 +212,12 @@ class Finish:
     at: float = field(default_factory=time.time)
 
 
+def _has_writes(rec: Finish) -> bool:
+    """Whether ``Store._write`` would write anything for ``rec``."""
+    return bool(rec.record_processed or (rec.business_no and rec.hops) or rec.parked
+                or rec.dead_letter or rec.correlation or rec.verifications or rec.progress)
+
+
 # Statements used for every message are built once: building a Core statement
 # costs more than executing it on SQLite.
 _IS_PROCESSED = select(processed.c.outcome).where(
@@ -344,6 +350,10 @@ class Store:
         batch that hits a conflict is written again one outcome at a time, so each
         caller still gets its own answer.
         """
+        if not _has_writes(rec):
+            # A request/reply route on a message without a business number leaves
+            # nothing behind; skipping the empty transaction spares the write lock.
+            return True
         if not self.group_commit:
             return self._finish_one(rec)
         return self._writer().submit(rec)

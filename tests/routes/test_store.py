@@ -156,3 +156,17 @@ def test_routes_finishing_at_once_for_one_application_both_record(store):
     assert errors == []
     assert all(store.is_processed(f"m-{i}", f"r{i}") for i in range(8))
     assert store.progress("320684", "B-9")["stage"] == "acceptance"
+
+
+def test_finish_with_nothing_to_record_writes_no_row(tmp_path):
+    from core.store import Finish, Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    nothing = Finish(message_id="m-1", route="sync", outcome="ok", tenant="320684",
+                     business_no="", type="inbound.sync", record_processed=False)
+    assert store.finish(nothing) is True
+    assert store.is_processed("m-1", "sync") is False
+    recorded = Finish(message_id="m-2", route="sync", outcome="ok", tenant="320684",
+                      business_no="", type="inbound.sync", record_processed=True)
+    assert store.finish(recorded) is True
+    assert store.is_processed("m-2", "sync")
