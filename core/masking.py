@@ -9,7 +9,8 @@ Rules (BRIEF §4, configurable through ``inbound.masking``):
 Fields are chosen by name (case-insensitive, at any depth). With
 ``scan_values`` other strings are scanned too, so an 18-character resident ID
 or an 11-digit mobile number inside free text (a note, an address) is masked
-as well. Meant to move to ``core/masking.py`` once other areas need it.
+as well. The web answers (``Masker``) and the route engine's progress records
+(``routes.progress.Masking``) share these rules.
 """
 
 from __future__ import annotations

@@ -20,10 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-COMPOUND_SURNAMES = frozenset(
-    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 夏侯 令狐 "
-    "端木 独孤 南宫 西门 万俟 闻人 轩辕 呼延 澹台 公冶 申屠 太史 钟离 濮阳 "
-    "单于 赫连 东郭 百里 拓跋 第五".split())
+from core.masking import mask_middle, mask_name
 
 
 class Masking:
@@ -37,20 +34,12 @@ class Masking:
 
     def name(self, value: str) -> str:
         value = (value or "").strip()
-        if not value:
-            return value
-        keep = self.name_keep
-        if keep == 1 and len(value) > 2 and value[:2] in COMPOUND_SURNAMES:
-            keep = 2
-        return value[:keep] + "*" * max(1, len(value) - keep)
+        if self.name_keep == 1:
+            return mask_name(value)
+        return mask_middle(value, self.name_keep, 0) if value else value
 
     def id_number(self, value: str) -> str:
-        value = (value or "").strip()
-        n = len(value)
-        head, tail = self.id_head, self.id_tail
-        if n <= head + tail:
-            head, tail = min(head, n // 4), min(tail, n // 4)
-        return value[:head] + "*" * (n - head - tail) + (value[n - tail:] if tail else "")
+        return mask_middle((value or "").strip(), self.id_head, self.id_tail)
 
 
 def applicant_key(tenant: str, id_number: str) -> str:

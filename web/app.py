@@ -39,11 +39,11 @@ from core.errors import (
     TimeoutError_,
 )
 from core.i18n import _
+from core.masking import Masker
 
 from . import metrics as metrics_mod
 from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
-from .masking import Masker
 from .ports import HubPort
 from .signing import AuthFailure, Client, MemoryNonceStore, NonceStore, Verifier
 from .validation import Schemas
