@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Until the end-to-end demo lands, the demo checks the shipped configuration.
+# The end-to-end demo: simulated departments, the hub on the embedded SQLite
+# broker and store, and sample applications of six kinds (see docs/flows.md).
 demo: $(VENV)/.installed
-	$(BIN)/hub check -c config.yaml
+	$(BIN)/hub demo
 
 # Servers are started by tools/services.py around the tiers and stopped even
 # when a tier fails; their URLs reach the tests as HUB_TEST_*_URL.

@@ -32,8 +32,8 @@ LAZY_COMMANDS = {
     "dlq": "routes.cli:dlq_group",
     "trace": "routes.cli:trace_command",
     "send": "routes.cli:send_command",
-    "run": "routes.cli:run_command",
-    "demo": "routes.cli:demo_command",
+    "run": "demo.cli:run_command",
+    "demo": "demo.cli:demo_command",
 }
 
 

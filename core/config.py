@@ -36,6 +36,34 @@ DEFAULT_PATH = "config.yaml"
 TENANT = {"type": "string", "pattern": r"^\d{6}$",
           "description": "the county's 6-digit GB/T 2260 division code"}
 
+_EXPR = {"type": "string", "minLength": 1, "description": "a JMESPath expression"}
+
+POLLER: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["connector", "operation", "items", "publish"],
+    "properties": {
+        "description": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "connector": {"type": "string", "description": "name under connectors:"},
+        "operation": {"type": "string"},
+        "every": {"type": "number", "exclusiveMinimum": 0,
+                  "description": "seconds between polls when nothing more is waiting"},
+        "payload": {"type": "object", "description": "fixed parameters of every call"},
+        "cursor": {
+            "type": "object", "additionalProperties": False, "required": ["param", "next"],
+            "description": "where the cursor goes into the call and comes back in the reply",
+            "properties": {"param": {"type": "string"}, "next": _EXPR, "more": _EXPR,
+                           "start": {"type": "string"}},
+        },
+        "items": {**_EXPR, "description": "the list of items in the reply"},
+        "key": {**_EXPR, "description": "what identifies an item (message ids derive from it)"},
+        "business_no": {**_EXPR, "description": "an item's business number"},
+        "publish": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+                    "description": "message type each item is published as"},
+    },
+}
+
 TOP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -53,6 +81,11 @@ TOP_SCHEMA: dict[str, Any] = {
                 "prefetch": {"type": "integer", "minimum": 1, "maximum": 10000},
                 "queue_type": {"enum": ["classic", "quorum"]},
                 "exchange": {"type": "string", "minLength": 1},
+                "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$",
+                           "description": "prefix of queue and exchange names (default bdchub)"},
+                "visibility_timeout": {"type": "number", "exclusiveMinimum": 0,
+                                       "description": "seconds an unacknowledged message of the "
+                                                      "embedded broker stays leased"},
             },
         },
         "store": {
@@ -78,6 +111,9 @@ TOP_SCHEMA: dict[str, Any] = {
             },
         },
         "inbound": {"type": "object"},
+        "pollers": {"type": "object", "additionalProperties": POLLER,
+                    "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
+                    "description": "inbound by polling a connector (departments that cannot push)"},
         "bridge": {"type": "object"},
         "connectors": {"type": "object", "additionalProperties": {"type": "object"}},
         "checklists": {
@@ -221,6 +257,12 @@ class _Checker:
             if isinstance(block, dict):
                 self.connector(name, block, report)
         self.inbound(data.get("inbound"))
+        pollers = data.get("pollers") if isinstance(data.get("pollers"), dict) else {}
+        for name, poller in pollers.items():
+            if isinstance(poller, dict) and isinstance(poller.get("connector"), str):
+                self.call({"connector": poller["connector"],
+                           "operation": str(poller.get("operation"))},
+                          ("pollers", name), connectors)
         routes = data.get("routes") if isinstance(data.get("routes"), dict) else {}
         for name, route in routes.items():
             if isinstance(route, dict):

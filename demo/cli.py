@@ -1,0 +1,320 @@
+"""``hub run`` and ``hub demo``, wired into ``hub`` by hub.py's LAZY_COMMANDS.
+
+    hub run [-c config.yaml] [--host H] [--port P]   serve the inbound endpoints,
+                                                     run the route workers and pollers
+    hub demo [--json] [--steps] [--lang en]          sandbox + hub + sample applications,
+                                                     live progress, traces, summary
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core import i18n
+from core.errors import HubError
+from core.i18n import _
+
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+CONFIG_OPTION = click.option("-c", "--config", "config_path", default="config.yaml",
+                             show_default=True, type=click.Path(dir_okay=False),
+                             envvar="HUB_CONFIG", help="the hub's config file")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _set_lang(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        i18n.set_language(value)
+
+
+LANG_OPTION = click.option("--lang", callback=_set_lang, expose_value=False, is_eager=True,
+                           help="zh_CN (default) or en")
+
+
+# -- hub run ------------------------------------------------------------------
+
+@click.command("run")
+@CONFIG_OPTION
+@click.option("--host", default=None, help="listen address (default: inbound.listen.host)")
+@click.option("--port", type=int, default=None, help="listen port (default: inbound.listen.port)")
+@click.option("--no-pollers", is_flag=True, help="do not poll departments (another process does)")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@LANG_OPTION
+def run_command(config_path: str, host: str | None, port: int | None, no_pollers: bool,
+                log_level: str) -> None:
+    """Serve the inbound endpoints and run the route workers until SIGTERM or Ctrl-C."""
+    from core.config import load
+
+    from .service import HubService
+
+    _logging(log_level)
+    config = load(config_path)
+    service = HubService.from_config(config, host=host, port=port, pollers=not no_pollers)
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_a: done.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        click.echo(_("bdc-hub {name} (tenant {tenant}) is running: {routes} routes, {pollers} "
+                     "pollers", name=config.get("name") or "", tenant=config["tenant"],
+                     routes=len(service.hub.routes),
+                     pollers=len(service.pollers.items) if service.pollers else 0))
+        if service.server is not None:
+            click.echo(_("inbound endpoints on {url}", url=service.url))
+            for method, path, route in service.endpoints():
+                click.echo(f"  {method:6} {path}  -> {route}")
+        else:
+            click.echo(_("inbound endpoints are disabled (inbound.enabled: false)"))
+        click.echo(_("stop with Ctrl-C or SIGTERM"))
+        sys.stdout.flush()
+        while not done.wait(0.5):
+            pass
+        click.echo(_("stopping: finishing the messages in flight"))
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo(_("stopped"))
+
+
+# -- hub demo -----------------------------------------------------------------
+
+def _console(stderr: bool) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=140)
+    return console
+
+
+def _clock(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "-"
+
+
+def _runs(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hops grouped into route runs: one row per (message, route)."""
+    runs: dict[tuple[str, str], dict[str, Any]] = {}
+    for h in trace:
+        key = (h["message_id"], h["route"])
+        run = runs.get(key)
+        if run is None:
+            run = runs[key] = {"start": h["started_at"], "route": h["route"], "type": h["type"],
+                               "steps": 0, "ms": 0.0, "outcome": h["outcome"], "detail": ""}
+        run["steps"] += 1
+        run["ms"] += float(h["duration_ms"] or 0.0)
+        run["outcome"] = h["outcome"]
+        if h["detail"]:
+            run["detail"] = h["detail"]
+    return sorted(runs.values(), key=lambda r: r["start"])
+
+
+def _summarise(record: dict[str, Any]) -> str:
+    """One line about a verification record, personal data masked."""
+    from routes.progress import Masking, mask_body
+
+    r = record.get("result")
+    kind = record.get("kind")
+    if isinstance(r, dict):
+        if kind == "identity":
+            return f"{r.get('result_code')} {r.get('result_msg')} (match={r.get('match')})"
+        if kind == "household":
+            return _("found: {found}, household {no}, {n} members", found=r.get("found"),
+                     no=r.get("household_no") or "-", n=len(r.get("entries") or []))
+        if kind == "marriage":
+            rows = r.get("rows") or []
+            last = rows[-1] if rows else {}
+            return _("{n} record(s); latest {op} {date} {dept}", n=r.get("total", len(rows)),
+                     op=last.get("op_type_name", "-"), date=last.get("op_date", "-"),
+                     dept=last.get("dept_name", ""))
+        if kind == "business_licence":
+            return f"{r.get('company_name')} · {r.get('status')} · {r.get('reg_authority')}"
+        if kind == "contract_filing":
+            rows = r.get("rows") or []
+            first = rows[0] if rows else {}
+            return _("{n} filing(s); {no}, {area} m², price {price}", n=r.get("total", len(rows)),
+                     no=first.get("filing_no", "-"), area=first.get("area", "-"),
+                     price=first.get("price", "-"))
+        if kind == "e_licence":
+            return f"{r.get('license_type')} {r.get('license_no')} → {r.get('license_id')}"
+    text = json.dumps(mask_body(r, Masking()), ensure_ascii=False)
+    return text[:100]
+
+
+def _label(msgid: str) -> str:
+    return _(msgid)
+
+
+@click.command("demo")
+@click.option("-c", "--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="config to run (default: the shipped config.yaml)")
+@click.option("--json", "as_json", is_flag=True,
+              help="print a JSON summary on stdout (everything else goes to stderr)")
+@click.option("--steps", is_flag=True, help="show every step in the traces, not one row per route")
+@click.option("--deadline", type=float, default=60.0, show_default=True,
+              help="seconds every application has to reach its end state")
+@click.option("--keep", is_flag=True, help="keep the demo's broker and store folder")
+@click.option("--verbose", is_flag=True, help="log the hub's warnings")
+@click.option("--write-samples", "samples_dir", default=None, type=click.Path(file_okay=False),
+              help="only write the sample messages as JSON into this folder (for hub send)")
+@LANG_OPTION
+def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: float,
+                 keep: bool, verbose: bool, samples_dir: str | None) -> None:
+    """End-to-end demo: simulated departments, the hub and sample applications of six kinds."""
+    if samples_dir:
+        from sandbox.data import generate
+
+        from .samples import write_samples
+
+        for written in write_samples(samples_dir, generate(42)):
+            click.echo(_("wrote {file}", file=written))
+        return
+    from rich.cells import cell_len
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.rule import Rule
+
+    from .scenario import KINDS, DemoRun
+
+    logging.basicConfig(level=logging.WARNING if verbose else logging.CRITICAL, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = _console(stderr=as_json)
+    path = Path(config_path) if config_path else (
+        Path("config.yaml") if Path("config.yaml").is_file() else SHIPPED_CONFIG)
+    began = time.monotonic()
+    with DemoRun(path, keep=keep) as demo:
+        hub = demo.service.hub
+        console.print(Rule(_("bdc-hub demo — {name} ({tenant})", name=demo.config.get("name", ""),
+                             tenant=hub.tenant)))
+        console.print(_("config {file}: {routes} routes, {connectors} connectors",
+                        file=path, routes=len(hub.routes), connectors=len(hub.connectors)))
+        console.print(_("sandbox: {n} simulated departments on loopback (seed {seed})",
+                        n=len(demo.sb.names()), seed=demo.sb.seed))
+        console.print(_("hub: inbound endpoints on {url}; embedded SQLite broker and store in {dir}",
+                        url=demo.service.url, dir=demo.workdir))
+        cases = demo.submit_all()
+        for what, no, status in demo.submissions:
+            if what == "batch":
+                console.print("  " + _("the bank submitted batch {no}: HTTP {status}", no=no,
+                                       status=status))
+            elif status:
+                console.print("  " + _("submitted {what} {no}: HTTP {status}",
+                                       what=_label(KINDS[what][0]), no=no, status=status))
+            else:
+                console.print("  " + _("the court issued seizure order {no}; the hub pulls it",
+                                       no=no))
+        console.print()
+        progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24),
+                            MofNCompleteColumn(), TextColumn("{task.fields[state]}"),
+                            TimeElapsedColumn(), console=console, refresh_per_second=8)
+        tasks = {}
+        labels = {c.business_no: _label(KINDS[c.kind][0]) for c in cases}
+        width = max(cell_len(label) for label in labels.values())
+        with progress:
+            for case in cases:
+                label = labels[case.business_no]
+                tasks[case.business_no] = progress.add_task(
+                    f"{case.business_no:<17} {label}{' ' * (width - cell_len(label))}",
+                    total=len(case.milestones), state=_("submitted"))
+            end = began + deadline
+            while True:
+                finished = demo.poll()
+                for case in cases:
+                    progress.update(tasks[case.business_no], completed=case.done,
+                                    state=("✓ " if case.reached else "") + _label(case.current))
+                if finished or time.monotonic() > end:
+                    break
+                time.sleep(0.2)
+        demo.refresh_all()
+        summary = demo.summary()
+        _print_traces(console, demo, steps)
+        _print_summary(console, demo)
+    summary["elapsed"] = round(time.monotonic() - began, 2)
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    if not summary["ok"]:
+        late = [c["business_no"] for c in summary["cases"] if not c["reached"]]
+        raise HubError(_("{n} of {total} applications did not reach their expected end state "
+                         "within {seconds:.0f} s: {numbers}", n=len(late),
+                         total=len(summary["cases"]), seconds=deadline, numbers=", ".join(late)))
+    console.print(_("all {n} applications reached their expected end state in {seconds:.1f} s",
+                    n=len(summary["cases"]), seconds=summary["elapsed"]), style="bold green")
+
+
+def _print_traces(console: Any, demo: Any, steps: bool) -> None:
+    from rich.table import Table
+
+    from .scenario import KINDS, VERIFICATION_KINDS
+
+    for case in demo.cases:
+        trace = case.state.trace
+        title = _("{kind} {no} — trace", kind=_label(KINDS[case.kind][0]), no=case.business_no)
+        table = Table(title=title, title_justify="left", expand=False)
+        first = trace[0]["started_at"] if trace else 0.0
+        table.add_column(_("at"), justify="right")
+        if steps:
+            for name in (_("route"), _("step")):
+                table.add_column(name)
+            table.add_column(_("ms"), justify="right")
+            table.add_column(_("outcome"))
+            table.add_column(_("detail"), overflow="ellipsis", max_width=48)
+            for h in trace:
+                table.add_row(f"+{h['started_at'] - first:.3f}s", h["route"], h["step"],
+                              f"{h['duration_ms']:.1f}", h["outcome"], (h["detail"] or "")[:48])
+        else:
+            table.add_column(_("route"))
+            table.add_column(_("message type"))
+            table.add_column(_("steps"), justify="right")
+            table.add_column(_("ms"), justify="right")
+            table.add_column(_("outcome"))
+            table.add_column(_("detail"), overflow="ellipsis", max_width=40)
+            for run in _runs(trace):
+                table.add_row(f"+{run['start'] - first:.3f}s", run["route"], run["type"],
+                              str(run["steps"]), f"{run['ms']:.1f}", run["outcome"],
+                              run["detail"][:40])
+        console.print(table)
+        if case.state.verifications:
+            vt = Table(title=_("verification records (stored with the application)"),
+                       title_justify="left")
+            vt.add_column(_("time"))
+            vt.add_column(_("kind"))
+            vt.add_column(_("department call"))
+            vt.add_column(_("result"), overflow="fold")
+            for v in case.state.verifications:
+                vt.add_row(_clock(v.get("created_at")),
+                           _label(VERIFICATION_KINDS.get(str(v["kind"]), str(v["kind"]))),
+                           f"{v['connector']}.{v['operation']}", _summarise(v))
+            console.print(vt)
+        console.print()
+
+
+def _print_summary(console: Any, demo: Any) -> None:
+    from rich.table import Table
+
+    from .scenario import KINDS
+
+    table = Table(title=_("summary"), title_justify="left")
+    for name in (_("business no"), _("kind"), _("channel"), _("expected end state"),
+                 _("reached"), _("time")):
+        table.add_column(name)
+    for case in demo.cases:
+        kind, expected = KINDS[case.kind]
+        reached = ("✓ " if case.reached else "✗ ") + _label(case.current)
+        table.add_row(case.business_no, _label(kind), case.channel, _label(expected),
+                      reached, "-" if case.seconds is None else f"{case.seconds:.1f} s",
+                      style=None if case.reached else "red")
+    console.print(table)

@@ -1,0 +1,249 @@
+"""Flows a-f of config.yaml through the real engine, against the sandbox's departments.
+
+Each test submits what a real caller would (signed HTTP to the hub's inbound
+endpoints, or an order at the court) and asserts what the departments
+received, plus what the hub recorded (progress, trace, verification records).
+"""
+
+from __future__ import annotations
+
+import copy
+
+STAGES = ["application", "acceptance", "review", "registration", "certificate", "archive"]
+
+
+def _of(no: str):
+    return lambda body: isinstance(body, dict) and (
+        body.get("business_no") == no or body.get("YWH") == no or body.get("BusinessNo") == no)
+
+
+# -- a. online application ---------------------------------------------------
+
+def test_online_application_is_verified_recorded_and_forwarded_to_legacy(flows):
+    body = copy.deepcopy(flows.samples["transfer"])
+    for m in body["materials"]:
+        m["tax_related"] = False  # not tax-related: straight to the registration system
+    no = body["business_no"]
+    husband, wife = body["applicants"]
+    flows.submit("county_window", body)
+
+    flows.wait(lambda: flows.received("legacy", operation="SubmitApplication", where=_of(no)),
+               what="SubmitApplication")
+    assert flows.received("gov", path="/api/identity/verify",
+                          where=lambda b: b["cert_num"] == husband["id_number"])
+    assert flows.received("police", path="/api/police/household/query",
+                          where=lambda b: b["cert_num"] == husband["id_number"])
+    marriage = flows.received("civil", path="/api/civil/marriage/query",
+                              where=lambda b: b.get("cert_num_woman") == wife["id_number"])
+    assert marriage and marriage[0]["body"]["cert_num_man"] == husband["id_number"]
+    submitted = flows.received("legacy", operation="SubmitApplication", where=_of(no))[0]["body"]
+    assert submitted["DJLX"] == "200" and submitted["BDCDYH"] == body["unit_codes"][0]
+    assert not flows.received("tax", where=_of(no))
+
+    # The checks are stored with the application and can be shown later.
+    records = flows.wait(lambda: flows.hub.store.verifications_for(no), what="records")
+    assert {r["kind"] for r in records} == {"identity", "household", "marriage"}
+    identity = next(r for r in records if r["kind"] == "identity")
+    assert identity["result"]["match"] is True and identity["connector"] == "gov"
+
+    # The registration system accepts; the acceptance notice goes back to the window.
+    notice = flows.wait(lambda: flows.received(
+        "window_county", path="/notices",
+        where=lambda b: b.get("business_no") == no and b.get("notice_type") == "acceptance.notified"),
+        what="acceptance notice")
+    assert notice[0]["body"]["organisation"]["division_code"] == "320684"
+
+
+def test_refused_application_sends_the_refusal_notice_to_the_window(flows):
+    body = flows.samples["refusal"]
+    no = body["business_no"]
+    flows.submit("province_window", body)
+    notice = flows.wait(lambda: flows.received(
+        "window_county", path="/notices",
+        where=lambda b: b.get("business_no") == no and b.get("notice_type") == "refusal.notified"),
+        what="refusal notice")
+    assert "查封" in notice[0]["body"]["reason"]
+    assert notice[0]["body"]["legal_basis"].startswith("《不动产登记暂行条例》")
+    flows.wait(lambda: flows.stage(no) == "refusal", what="progress refusal")
+
+
+def test_incomplete_application_gets_a_correction_notice_and_never_reaches_legacy(flows):
+    body = flows.samples["correction"]
+    no = body["business_no"]
+    flows.submit("county_window", body)
+    notice = flows.wait(lambda: flows.received(
+        "window_county", path="/notices",
+        where=lambda b: b.get("business_no") == no and b.get("notice_type") == "correction.requested"),
+        what="correction notice")
+    assert [i["material_name"] for i in notice[0]["body"]["items"]] == ["申请人身份证明"]
+    assert flows.stage(no) == "correction"
+    assert not flows.received("legacy", where=_of(no))
+
+
+def test_identity_mismatch_is_refused_before_the_registration_system(flows):
+    body = copy.deepcopy(flows.samples["refusal"])
+    body["business_no"] = body["business_no"].replace("W00003", "W00009")
+    body["unit_codes"] = [flows.sb.data["units"][15]]
+    body["applicants"][0]["name"] = "冒名顶替"  # the ID number belongs to someone else
+    no = body["business_no"]
+    flows.submit("county_window", body)
+    notice = flows.wait(lambda: flows.received(
+        "window_county", path="/notices",
+        where=lambda b: b.get("business_no") == no and b.get("notice_type") == "refusal.notified"),
+        what="refusal notice")
+    assert notice[0]["body"]["reason"] == "申请人身份核验不一致"
+    flows.wait(lambda: flows.stage(no) == "refusal", what="progress refusal")
+    assert not flows.received("legacy", where=_of(no))
+    assert flows.wait(lambda: flows.hub.store.verifications_for(no))[0]["result"]["match"] is False
+
+
+# -- b. tax-related application ----------------------------------------------
+
+def test_tax_application_declares_waits_for_clearance_then_forwards(flows):
+    flows.sb.configure(legacy_require_tax=True)
+    body = flows.samples["transfer"]
+    no = body["business_no"]
+    flows.submit("county_window", body)
+
+    tax_result = flows.wait(lambda: flows.received("legacy", operation="ReceiveTaxResult",
+                                                   where=_of(no)), what="ReceiveTaxResult")
+    declaration = flows.received("tax", operation="ReceiveDeclaration", where=_of(no))[0]
+    filing = flows.samples["filing"]
+    assert declaration["body"]["UnitCode"] == filing["unit_code"]
+    assert declaration["body"]["Area"] == "98.76" and declaration["body"]["Price"] == "1280000.00"
+    holders = declaration["body"]["RightsHolder"]
+    assert {h["IdNumber"] for h in holders} == {a["id_number"] for a in body["applicants"]}
+    # The registration system got the application only after tax cleared it.
+    pushed = [p for p in flows.sb.pushes if p["source"] == "tax"
+              and p["payload"]["business_no"] == no and p["delivered"]]
+    assert pushed
+    submit = flows.received("legacy", operation="SubmitApplication", where=_of(no))[0]
+    assert submit["seq"] > declaration["seq"] or submit["time"] >= declaration["time"]
+    assert submit["body"]["HTBH"] == filing["filing_no"]
+    assert tax_result[0]["body"]["WSZT"] == "1"
+    assert tax_result[0]["body"]["WSPZH"] == pushed[0]["payload"]["voucher_no"]
+    kinds = {r["kind"] for r in flows.wait(lambda: flows.hub.store.verifications_for(no))}
+    assert {"identity", "household", "marriage", "contract_filing"} <= kinds
+
+    # e. for a tax-related transfer: the register entry goes to tax as well.
+    flows.wait(lambda: len(flows.received("tax", operation="ReceiveDeclaration",
+                                          where=_of(no))) == 2, what="tax result")
+    after = flows.received("tax", operation="ReceiveDeclaration", where=_of(no))[1]["body"]
+    assert after["RegistrationTime"] and after["UnitCode"] == filing["unit_code"]
+
+
+# -- c. progress -------------------------------------------------------------
+
+def test_every_stage_change_is_fanned_out_to_county_province_and_national(flows):
+    body = flows.samples["first"]
+    no = body["business_no"]
+    flows.submit("national_window", body)
+    flows.wait(lambda: flows.stage(no) == "archive", what="archive")
+    for window in ("window_county", "window_province", "window_national"):
+        got = flows.received(window, path="/progress", where=lambda b: b.get("business_no") == no)
+        assert [r["body"]["stage"] for r in got] == STAGES, window
+        assert got[-1]["body"]["status"] == "completed"
+        # level by level: the county hears of each stage before the province and nation
+    for stage in STAGES:
+        seqs = [next(r["time"] for r in flows.received(
+            w, path="/progress", where=lambda b, s=stage: b.get("business_no") == no
+            and b.get("stage") == s)) for w in ("window_county", "window_province",
+                                                 "window_national")]
+        assert seqs == sorted(seqs)
+
+
+# -- d. court judgments and seizures -----------------------------------------
+
+def test_court_seizure_is_pulled_validated_sent_to_legacy_and_acknowledged(flows):
+    sb = flows.sb
+    unit = sb.data["units"][11]
+    person = sb.data["people"][12]
+    order = sb.court_add_seizure(unit, RespondentName=person["name"],
+                                 RespondentIdNumber=person["cert_num"])
+    sent = flows.wait(lambda: flows.received(
+        "legacy", operation="ReceiveCourtOrder",
+        where=lambda b: b.get("AH") == order["CaseNo"]), what="ReceiveCourtOrder")
+    assert sent[0]["body"]["BDCDYH"] == unit and sent[0]["body"]["LX"] == "CF"
+    assert sent[0]["body"]["QSRQ"] == order["PeriodFrom"]
+    flows.wait(lambda: order["OrderId"] in sb.court_acked(), what="court ack")
+    flows.wait(lambda: flows.stage(order["OrderId"]) == "registration", what="progress")
+    # The seeded judgment went to the register as PJ as well.
+    assert flows.received("legacy", operation="ReceiveCourtOrder",
+                          where=lambda b: b.get("LX") == "PJ")
+
+
+def test_court_order_without_respondent_id_is_dead_lettered_not_registered(flows):
+    sb = flows.sb
+    order = sb.court_add_seizure(sb.data["units"][11], RespondentName="无证件号",
+                                 CaseNo="(2026)苏0684执9999号")
+    flows.wait(lambda: [d for d in flows.hub.dlq_list() if d["business_no"] == order["OrderId"]],
+               what="dead letter")
+    dead = next(d for d in flows.hub.dlq_list() if d["business_no"] == order["OrderId"])
+    assert dead["reason"] == "schema" and dead["route"] == "court_order"
+    assert not flows.received("legacy", operation="ReceiveCourtOrder",
+                              where=lambda b: b.get("AH") == "(2026)苏0684执9999号")
+
+
+# -- e. after entry in the register --------------------------------------------
+
+def test_register_entry_goes_to_trade_and_the_e_certificate_to_gov(flows):
+    body = flows.samples["first"]
+    no = body["business_no"]
+    flows.submit("national_window", body)
+    issued = flows.wait(lambda: flows.received(
+        "gov", path="/api/elicense/issue", where=lambda b: b.get("business_no") == no),
+        what="e-licence")
+    certificate = flows.sb.legacy_application(no)["BDCQZH"]
+    assert issued[0]["body"]["license_no"] == certificate
+    assert issued[0]["body"]["license_type"] == "不动产权证书"
+    assert issued[0]["body"]["holder_cert_num"] == body["applicants"][0]["id_number"]
+    result = flows.received("trade", path="/api/registration-results", where=_of(no))
+    assert result and result[0]["body"]["unit_codes"] == body["unit_codes"]
+    assert not flows.received("tax", where=_of(no))  # not tax-related
+    flows.wait(lambda: any(h["detail"] == "e_certificate.issued" for h in flows.trace(no)),
+               what="e_certificate.issued")
+    flows.wait(lambda: any(r["kind"] == "e_licence"
+                           for r in flows.hub.store.verifications_for(no)), what="e_licence record")
+
+
+# -- f. bank mortgage channel ------------------------------------------------
+
+def test_bank_batch_is_split_and_tracked_per_channel(flows):
+    batch = flows.samples["batch"]
+    resp = flows.post("bank_jhrcb", "/api/v1/bank/batches", batch)
+    assert resp.status_code == 202, resp.text
+    reply = resp.json()
+    numbers = [a["business_no"] for a in batch["applications"]]
+    assert reply["batch_no"] == batch["business_no"] and reply["accepted"] == 2
+    assert reply["business_nos"] == numbers and reply["channel"] == "bank"
+    assert reply["bank"] == "bank_jhrcb"
+    for no in numbers:
+        flows.wait(lambda no=no: flows.received("legacy", operation="SubmitApplication",
+                                                where=_of(no)), what=f"legacy {no}")
+    # The batch's own trace lists each application it handed over.
+    batch_trace = flows.trace(batch["business_no"])
+    assert [h["route"] for h in batch_trace if h["step"].endswith(":publish")] == [
+        "bank_batch_item", "bank_batch_item"]
+    assert any(h["route"] == "bank_batch" and h["step"].endswith(":split") for h in batch_trace)
+    # The bank follows its applications by its credit code (the mortgagee of each).
+    bank_id = flows.samples["bank"]["id_number"]
+    flows.wait(lambda: {p["business_no"] for p in flows.hub.progress_by_applicant(
+        flows.hub.tenant, bank_id)} == set(numbers), what="progress by bank")
+    for no in numbers:
+        flows.wait(lambda no=no: flows.stage(no) == "archive", what=f"archive {no}")
+        proof = flows.sb.legacy_application(no)["BDCQZH"]
+        assert "不动产证明" in proof
+        assert flows.received("gov", path="/api/elicense/issue",
+                              where=lambda b, p=proof: b.get("license_no") == p)
+
+
+def test_a_tax_clearance_posted_by_another_client_is_ignored(flows):
+    no = flows.samples["transfer"]["business_no"]
+    fake = {"business_no": no, "status": "CLEARED", "declaration_no": "SB0", "voucher_no": "WS0",
+            "tax_amount": "0.00", "cleared_at": "2026-01-01T00:00:00+08:00", "source": "tax"}
+    resp = flows.post("bank_jhrcb", "/api/v1/inbound/tax/clearances", fake)
+    assert resp.status_code == 202  # signed, so accepted for the route, which drops it
+    hops = flows.wait(lambda: [h for h in flows.trace(no) if h["route"] == "tax_clearance_inbound"],
+                      what="tax_clearance_inbound run")
+    assert hops[0]["outcome"] == "skipped" and hops[0]["detail"] == "filtered out"
+    assert not any(h["detail"] == "tax.cleared" for h in flows.trace(no))

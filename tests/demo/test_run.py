@@ -1,0 +1,114 @@
+"""``hub run``: serve the inbound endpoints and run the workers until SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Output:
+    """The lines a subprocess prints, read by a thread (select() would miss lines
+    already in the pipe object's buffer)."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        self.proc = proc
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen = ""
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def until(self, marker: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {marker!r} in the output so far: {self.seen!r}")
+            try:
+                self.seen += self.lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    raise AssertionError(f"hub run exited ({self.proc.returncode}) without "
+                                         f"{marker!r}: {self.seen!r}") from None
+        return self.seen
+
+
+def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox, tmp_path):
+    from demo import samples as samples_mod
+    from demo.environment import free_port, sandbox_environ
+    from web.signing import signed_headers
+
+    sb = clean_sandbox
+    port = free_port()
+    env = sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
+                          HUB_COURT_POLL_SECONDS="0.5")
+    # A copy of the shipped config, so the hub's own files (audit log) stay in tmp_path.
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    errors = (tmp_path / "stderr.txt").open("w")  # a file: a full pipe would block the hub
+    proc = subprocess.Popen([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "run",
+                             "-c", str(tmp_path / "config.yaml"), "--log-level", "WARNING"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=errors,
+                            text=True)
+    output = Output(proc)
+    try:
+        out = output.until("stop with Ctrl-C or SIGTERM")
+        assert f"inbound endpoints on http://127.0.0.1:{port}" in out
+        assert "/api/v1/inbound/legacy/stage-changes  -> legacy_stage_change" in out
+        assert "/api/v1/bank/batches  -> bank_batch" in out
+        assert requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).status_code == 200
+
+        # A signed submission from the county window is routed to the registration system.
+        body = samples_mod.build(sb.data, tag=uuid.uuid4().hex[:4].upper())["first"]
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json",
+                   **signed_headers("ik-window-national", "demo-only-national-window-secret",
+                                    "POST", "/api/v1/applications", raw)}
+        resp = requests.post(f"http://127.0.0.1:{port}/api/v1/applications", data=raw,
+                             headers=headers, timeout=10)
+        assert resp.status_code == 202, resp.text
+        deadline = time.monotonic() + 20
+        while not [r for r in sb.received("legacy") if r["operation"] == "SubmitApplication"
+                   and r["body"].get("YWH") == body["business_no"]]:
+            assert time.monotonic() < deadline, "the application never reached legacy"
+            time.sleep(0.05)
+        # The court poller runs too: the seeded orders reach the registration system.
+        while not [r for r in sb.received("legacy") if r["operation"] == "ReceiveCourtOrder"]:
+            assert time.monotonic() < deadline, "no court order reached legacy"
+            time.sleep(0.05)
+        # The broker and store live where HUB_BROKER_URL / HUB_STORE_URL said.
+        assert (tmp_path / "data" / "store.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            errors.close()
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert "stopped" in output.until("stopped", timeout=5)
+
+
+def test_hub_run_reports_a_missing_config_as_one_error_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "run",
+                           "-c", str(tmp_path / "nope.yaml")], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "HUB_LANG": "en"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("Error: config file not found")
+    assert "Traceback" not in proc.stderr
