@@ -210,11 +210,25 @@ class Finish:
     progress: dict[str, Any] | None = None
     record_processed: bool = True
     at: float = field(default_factory=time.time)
+    # Other (tenant, business number) keys the hops are also written under: a run
+    # that re-keyed its message (``set: business_no``) stays in the former
+    # number's trace too, as the hand-over it was.
+    also_under: Sequence[tuple[str, str]] = ()
+
+
+def _hop_keys(rec: Finish) -> list[tuple[str, str]]:
+    """The distinct (tenant, business number) keys ``rec``'s hops are written under."""
+    keys: list[tuple[str, str]] = []
+    for key in ((rec.tenant, rec.business_no), *rec.also_under):
+        if key[1] and key not in keys:
+            keys.append(key)
+    return keys
 
 
 def _has_writes(rec: Finish) -> bool:
     """Whether ``Store._write`` would write anything for ``rec``."""
-    return bool(rec.record_processed or (rec.business_no and rec.hops) or rec.parked
+    return bool(rec.record_processed or ((rec.business_no or rec.also_under) and rec.hops)
+                or rec.parked
                 or rec.dead_letter or rec.correlation or rec.verifications or rec.progress)
 
 
@@ -387,11 +401,11 @@ class Store:
                  "processed_at": r.at} for r in recs if r.record_processed]
         if done:
             conn.execute(_INSERT_PROCESSED, done)
-        steps = [{"tenant": r.tenant, "business_no": r.business_no, "message_id": r.message_id,
+        steps = [{"tenant": tenant, "business_no": business_no, "message_id": r.message_id,
                   "type": r.type, "route": h.route, "step": h.step[:200],
                   "started_at": h.started_at, "duration_ms": h.duration_ms,
                   "outcome": h.outcome[:32], "detail": (h.detail or "")[:500]}
-                 for r in recs if r.business_no for h in r.hops]
+                 for r in recs for tenant, business_no in _hop_keys(r) for h in r.hops]
         if steps:
             conn.execute(_INSERT_HOPS, steps)
         for r in recs:
@@ -595,10 +609,13 @@ class Store:
                 .order_by(progress.c.updated_at.desc()).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
-    def verifications_for(self, business_no: str) -> list[dict[str, Any]]:
+    def verifications_for(self, business_no: str,
+                          tenant: str | None = None) -> list[dict[str, Any]]:
+        q = select(verifications).where(verifications.c.business_no == business_no)
+        if tenant:
+            q = q.where(verifications.c.tenant == tenant)
         with self._read() as conn:
-            rows = conn.execute(select(verifications).where(
-                verifications.c.business_no == business_no).order_by(verifications.c.id)).mappings()
+            rows = conn.execute(q.order_by(verifications.c.id)).mappings()
             return [{**r, "result": json.loads(r["result"])} for r in rows]
 
 

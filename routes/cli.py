@@ -136,15 +136,30 @@ def dlq_drop(config_path: str, dead_letter_id: str) -> None:
 @click.option("--tenant", default=None, help="only this county's messages")
 @click.argument("business_no")
 def trace_command(config_path: str, tenant: str | None, business_no: str) -> None:
-    """Every step each message of BUSINESS_NO went through, with timings."""
+    """Every step each message of BUSINESS_NO went through, with timings, and the
+    verification records kept for it (personal data masked)."""
+    from .progress import mask_body
+
     with _hub(config_path) as hub:
         rows = hub.trace(business_no, tenant)
-    if not rows:
+        records = hub.store.verifications_for(business_no, tenant)
+        masking = hub.masking
+    if not rows and not records:
         raise click.ClickException(_("nothing recorded for business number {no}", no=business_no))
-    click.echo(_table(
-        [_("time"), _("message type"), _("route"), _("step"), _("ms"), _("outcome"), _("detail")],
-        [[_time(r["started_at"]), r["type"], r["route"], r["step"], f"{r['duration_ms']:.1f}",
-          r["outcome"], (r["detail"] or "")[:60]] for r in rows]))
+    if rows:
+        click.echo(_table(
+            [_("time"), _("message type"), _("route"), _("step"), _("ms"), _("outcome"),
+             _("detail")],
+            [[_time(r["started_at"]), r["type"], r["route"], r["step"],
+              f"{r['duration_ms']:.1f}", r["outcome"], (r["detail"] or "")[:60]] for r in rows]))
+    if records:
+        click.echo("")
+        click.echo(_("verification records:"))
+        click.echo(_table(
+            [_("time"), _("kind"), _("connector"), _("operation"), _("result")],
+            [[_time(r["created_at"]), r["kind"], r["connector"], r["operation"],
+              json.dumps(mask_body(r["result"], masking), ensure_ascii=False)]
+             for r in records]))
 
 
 @click.command("send")

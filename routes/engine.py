@@ -38,7 +38,8 @@ Step semantics (expressions are JMESPath over the body, which also holds
   their idempotency keys ``…:{step}#{i}``).
 - ``split``: publish one message of type ``publish`` per item of ``items``
   (an object item is the body, anything else becomes ``{"value": item}``);
-  the route goes on with the original body.
+  the route goes on with the original body. Each message carries the business
+  number ``business_no`` (an expression over the item) gives, else the parent's.
 - ``await``: wait for messages of ``types`` with the same tenant and business
   number (all of them, or with ``mode: any`` the first), for at most
   ``timeout`` seconds. The message is acknowledged and its state stored; when
@@ -52,7 +53,15 @@ Step semantics (expressions are JMESPath over the body, which also holds
   published under another type.
 - ``throttle``: at most ``rate`` messages a second through this step, per
   worker process (token bucket, ``burst`` default ``max(1, rate)``).
-- ``set``: headers (values are expressions), tenant, business number.
+- ``set``: headers (values are expressions), tenant, business number. A new
+  tenant or business number re-keys the message: the whole run's hops, its
+  verification records and the progress it reports are stored under the number
+  the run ends with (the hops also stay under the former number, as the
+  hand-over), and what it emits afterwards carries the new one.
+
+Progress: a run with a business number updates the application's progress from
+the message it received and then from the body it ends with (unless the run
+failed), so a route that maps ``stage`` / ``status`` moves the progress itself.
 - ``require_materials``: compare the application's ``materials`` with the
   checklist for its registration type (``checklists: {name: {"200": [...],
   "default": [...]}}``; an item is matched by name, else by type, counting
@@ -361,6 +370,8 @@ def _compile_step(step: Step, loc: str, connectors: Mapping[str, Any] | None,
             c["record"] = spec.get("record")
     elif kind == "split":
         c["items"] = _expr(spec["items"], f"{loc}.items")
+        c["business_no"] = (_expr(spec["business_no"], f"{loc}.business_no")
+                            if spec.get("business_no") else None)
     elif kind == "publish":
         c["type"] = spec if isinstance(spec, str) else spec["type"]
         body = None if isinstance(spec, str) else spec.get("body")
@@ -445,6 +456,11 @@ class Outgoing:
     queue: str | None = None  # None: by type on the topic exchange
 
 
+# Outcomes of a run that did not get through its steps: the body it stopped
+# with says nothing about the application.
+FAILED = frozenset(("parked", "dead_letter", "fallback", "error"))
+
+
 class Run:
     """The state of one route run over one message."""
 
@@ -466,10 +482,32 @@ class Run:
         self.parked: dict[str, Any] | None = None
         self.dead_letter: dict[str, Any] | None = None
         self.progress_extra: dict[str, Any] | None = None
+        # (tenant, business number) keys the message had before a ``set`` re-keyed it.
+        self.former: list[tuple[str, str]] = []
         self.outcome = "completed"
         self.error: BaseException | None = None
         self.failed_step: Step | None = None
         self.clock = clock
+
+    def rekey(self, tenant: str, business_no: str) -> None:
+        key = (self.tenant, self.business_no)
+        if (tenant, business_no) != key and key not in self.former:
+            self.former.append(key)
+        self.tenant, self.business_no = tenant, business_no
+
+    def progress(self, masking: Masking) -> dict[str, Any] | None:
+        """What this run says about the application's progress: the message it
+        received, then the body it ends with (a route may set stage / status)."""
+        if not self.business_no:
+            return None
+        progress = extract(self.type, self.tenant, self.received.body, masking)
+        if self.outcome not in FAILED and self.body != self.received.body:
+            ended = extract(self.type, self.tenant, self.body, masking)
+            if ended:
+                progress = {**(progress or {}), **ended}
+        if self.progress_extra:
+            progress = {**(progress or {}), **self.progress_extra}
+        return progress
 
     def data(self) -> dict[str, Any]:
         return {**self.body, "_type": self.type, "_tenant": self.tenant,
@@ -483,8 +521,10 @@ class Run:
         return {k: v for k, v in self.headers.items() if not k.startswith("x-hub-")}
 
     def emit(self, type_: str, body: Mapping[str, Any], step: Step, n: int = 0,
-             queue: str | None = None, headers: Mapping[str, str] | None = None) -> Envelope:
-        env = Envelope(type=type_, tenant=self.tenant, body=body, business_no=self.business_no,
+             queue: str | None = None, headers: Mapping[str, str] | None = None,
+             business_no: str | None = None) -> Envelope:
+        env = Envelope(type=type_, tenant=self.tenant, body=body,
+                       business_no=self.business_no if business_no is None else business_no,
                        source=f"route:{self.route.name}",
                        headers={**self.business_headers(), H_PARENT: self.received.id,
                                 H_ROUTE: self.route.name, **(headers or {})},
@@ -787,18 +827,15 @@ class Engine:
     def _finish(self, run: Run) -> bool:
         for item in run.out:
             self.publish(item.envelope, item.queue)
-        progress = None
-        if run.business_no:
-            progress = extract(run.received.type, run.received.tenant, run.received.body,
-                               self.masking)
-            if run.progress_extra:
-                progress = {**(progress or {}), **run.progress_extra}
+        # Keyed by the number the run ends with (``set`` may have re-keyed it); the
+        # former numbers keep the run's hops as the hand-over it was.
         return self.store.finish(Finish(
             message_id=run.received.id, route=run.route.name, outcome=run.outcome,
-            tenant=run.received.tenant, business_no=run.received.business_no,
+            tenant=run.tenant, business_no=run.business_no,
             type=run.received.type, hops=run.hops, parked=run.parked,
             dead_letter=run.dead_letter, correlation=run.correlation,
-            verifications=run.records, progress=progress, at=run.clock()))
+            verifications=run.records, progress=run.progress(self.masking),
+            also_under=run.former, at=run.clock()))
 
     def handle(self, route: Route, delivery: Delivery) -> str:
         """Process one delivery of ``route``'s queue; acks or requeues it. Returns the outcome."""
@@ -862,10 +899,9 @@ class Engine:
         try:
             self.store.finish(Finish(
                 message_id=envelope.id, route=route.name, outcome=run.outcome,
-                tenant=envelope.tenant, business_no=envelope.business_no, type=envelope.type,
+                tenant=run.tenant, business_no=run.business_no, type=envelope.type,
                 hops=run.hops, verifications=run.records, record_processed=False,
-                progress=(extract(envelope.type, envelope.tenant, envelope.body, self.masking)
-                          if envelope.business_no else None), at=run.clock()))
+                progress=run.progress(self.masking), also_under=run.former, at=run.clock()))
         except StoreError:
             log.exception("route %s: trace of %s not recorded", route.name, envelope.id)
         if run.error is not None:
@@ -1060,10 +1096,13 @@ def _run_split(engine: Engine, step: Step, run: Run) -> str:
     elif not isinstance(items, list):
         items = [items]
     size = len(items)
+    own = step.compiled["business_no"]
     for i, item in enumerate(items):
         body = item if isinstance(item, Mapping) else {"value": item}
+        number = own.search(item) if own is not None else None
         run.emit(step.spec["publish"], body, step, i,
-                 headers={"x-split-index": str(i), "x-split-size": str(size)})
+                 headers={"x-split-index": str(i), "x-split-size": str(size)},
+                 business_no=None if number in (None, "") else str(number))
     return f"{size} items"
 
 
@@ -1130,16 +1169,20 @@ def _run_set(engine: Engine, step: Step, run: Run) -> str:
         else:
             run.headers[name] = value if isinstance(value, str) else json.dumps(value,
                                                                               ensure_ascii=False)
+    tenant, business_no = run.tenant, run.business_no
     if c["tenant"] is not None:
         tenant = c["tenant"].search(data)
         if not isinstance(tenant, str) or not (len(tenant) == 6 and tenant.isdigit()):
             raise MessageError(_("tenant '{tenant}' must be the county's 6-digit division code",
                                  tenant=tenant))
-        run.tenant = tenant
     if c["business_no"] is not None:
         value = c["business_no"].search(data)
-        run.business_no = "" if value is None else str(value)
-    return ""
+        business_no = "" if value is None else str(value)
+    if (tenant, business_no) == (run.tenant, run.business_no):
+        return ""
+    detail = f"{run.tenant}/{run.business_no or '-'} -> {tenant}/{business_no or '-'}"
+    run.rekey(tenant, business_no)
+    return detail
 
 
 def _run_require_materials(engine: Engine, step: Step, run: Run) -> str:

@@ -101,7 +101,9 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     ]},
     "split": {
         "type": "object", "additionalProperties": False, "required": ["items", "publish"],
-        "properties": {"items": EXPR, "publish": MESSAGE_TYPE},
+        "properties": {"items": EXPR, "publish": MESSAGE_TYPE,
+                       "business_no": {**EXPR, "description": "JMESPath over the item: each "
+                                       "message's own business number; default the parent's"}},
     },
     "await": {
         "type": "object", "additionalProperties": False, "required": ["types", "timeout"],

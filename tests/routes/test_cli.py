@@ -99,3 +99,30 @@ def test_dlq_list_show_replay_and_drop(tmp_path):
     assert "no dead letters" in empty.output
     unknown = runner.invoke(dlq_group, ["show", "-c", str(config), "nope"])
     assert unknown.exit_code == 1
+
+
+def test_trace_prints_the_verification_records_masked(tmp_path):
+    config = {
+        "tenant": "320684",
+        "broker": {"url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"},
+        "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
+        "connectors": {"gov": {"type": "fake", "responses": {"verify_identity": {
+            "match": True, "name": "张三", "id_number": "110105199001011234"}}}},
+        "routes": {"intake": {"from": "application.submitted", "steps": [
+            {"enrich": {"connector": "gov", "operation": "verify_identity",
+                        "into": "checks.identity", "record": "identity"}}]}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    hub = Hub.from_config(load(path))
+    hub.send("application.submitted", application("C-9"))
+    hub.close()
+    _work(path, lambda h: h.store.count("processed") == 1)
+    traced = CliRunner().invoke(trace_command, ["-c", str(path), "C-9"])
+    assert traced.exit_code == 0, traced.output
+    [record] = [line for line in traced.output.splitlines() if "verify_identity" in line]
+    assert "identity" in record and '"match": true' in record
+    assert "张*" in record and "110105********1234" in record
+    assert "张三" not in traced.output and "110105199001011234" not in traced.output
+    other = CliRunner().invoke(trace_command, ["-c", str(path), "--tenant", "320612", "C-9"])
+    assert other.exit_code == 1  # another county's records stay out

@@ -44,3 +44,30 @@ def test_masking_keeps_surname_and_id_ends():
                                         "phone": "13812345678"}], "note": "x"}, m)
     assert masked == {"applicants": [{"name": "王*", "id_number": "110105********1234",
                                       "phone": "138****5678"}], "note": "x"}
+
+
+def test_a_route_that_maps_stage_and_status_moves_the_progress(hubs):
+    hub = make_hub({"cb": {"from": "legacy.stage_changed", "steps": [
+        {"map": {"business_no": "YWH", "stage": "(ZT=='03' && 'review') || 'other'",
+                 "status": "'in_progress'"}}]}})
+    hubs.append(hub)
+    hub.send("legacy.stage_changed", {"YWH": "P-5", "ZT": "03"}, business_no="P-5")
+    hub.run_until_idle()
+    row = hub.store.progress(TENANT, "P-5")
+    assert (row["stage"], row["status"], row["last_type"]) == (
+        "review", "in_progress", "legacy.stage_changed")
+
+
+def test_a_failed_run_does_not_move_the_progress_with_the_body_it_stopped_with(hubs):
+    from tests.routes.helpers import fake
+
+    hub = make_hub({"cb": {"from": "legacy.stage_changed",
+                           "on_error": {"then": "dead_letter"}, "steps": [
+        {"map": {"fields": {"stage": "'registration'"}, "merge": True}},
+        {"to": {"connector": "legacy", "operation": "missing"}}]}},
+        {"legacy": fake("legacy")})
+    hubs.append(hub)
+    hub.send("legacy.stage_changed", {"stage": "review"}, business_no="P-6")
+    hub.run_until_idle()
+    assert len(hub.dlq_list()) == 1
+    assert hub.store.progress(TENANT, "P-6")["stage"] == "review"

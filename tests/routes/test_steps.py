@@ -321,3 +321,67 @@ def test_each_step_leaves_a_hop_in_the_trace_and_on_the_envelope():
     assert all(r["duration_ms"] >= 0 and r["started_at"] > 0 for r in rows)
     [child] = read()
     assert [h.step for h in child.trace] == ["0:map"]
+
+
+def test_set_business_no_keys_the_current_messages_trace(hubs):
+    hub = make_hub({"cb": {"from": "legacy.stage_changed", "steps": [
+        {"set": {"business_no": "YWH"}}, {"publish": "progress.reported"}]}})
+    hubs.append(hub)
+    read = capture(hub, "progress.reported")
+    hub.send("legacy.stage_changed", {"YWH": "B1", "stage": "review", "status": "in_progress"},
+             business_no="")
+    hub.run_until_idle()
+    # The whole run, the set itself included, is under the new number.
+    assert outcomes(hub, "B1") == [("cb", "0:set", "ok"), ("cb", "1:publish", "ok")]
+    assert hub.trace("") == []
+    assert [m.business_no for m in read()] == ["B1"]
+    progress = hub.store.progress(TENANT, "B1")
+    assert (progress["stage"], progress["status"]) == ("review", "in_progress")
+
+
+def test_set_business_no_keeps_the_run_in_the_former_numbers_trace_as_a_hand_over(hubs):
+    gov = fake("gov", lambda op, p, c: {"match": True})
+    hub = make_hub({"item": {"from": "bank.batch_item", "steps": [
+        {"set": {"business_no": "application.business_no"}},
+        {"enrich": {"connector": "gov", "operation": "verify", "into": "checks",
+                    "record": "identity"}},
+        {"publish": {"type": "application.submitted", "body": "application"}}]}},
+        {"gov": gov})
+    hubs.append(hub)
+    read = capture(hub, "application.submitted")
+    hub.send("bank.batch_item", {"application": application("A-9")}, business_no="BATCH-9")
+    hub.run_until_idle()
+    steps = ["0:set", "1:enrich", "2:publish"]
+    assert [h["step"] for h in hub.trace("A-9")] == steps
+    assert [h["step"] for h in hub.trace("BATCH-9")] == steps
+    assert "BATCH-9 -> " in hub.trace("A-9")[0]["detail"]
+    assert gov.calls[0][2].business_no == "A-9"
+    assert [r["kind"] for r in hub.store.verifications_for("A-9")] == ["identity"]
+    assert hub.store.verifications_for("BATCH-9") == []
+    assert [m.business_no for m in read()] == ["A-9"]
+
+
+def test_split_items_can_carry_their_own_business_number(hubs):
+    hub = make_hub({
+        "batch": {"from": "bank.batch", "steps": [
+            {"split": {"items": "applications", "publish": "application.submitted",
+                       "business_no": "business_no"}}]},
+        "app": {"from": "application.submitted", "steps": [
+            {"map": {"fields": {"x": "business_no"}, "merge": True}}]}})
+    hubs.append(hub)
+    hub.send("bank.batch", {"business_no": "BATCH1",
+                            "applications": [{"business_no": "A1"}, {"other": 1}]})
+    hub.run_until_idle()
+    assert [h["route"] for h in hub.trace("A1")] == ["app"]
+    # An item whose expression gives nothing keeps the parent's number.
+    assert [h["route"] for h in hub.trace("BATCH1")] == ["batch", "app"]
+
+
+def test_split_items_keep_the_parents_business_number_by_default(hubs):
+    hub = make_hub({"batch": {"from": "bank.batch", "steps": [
+        {"split": {"items": "applications", "publish": "application.submitted"}}]}})
+    hubs.append(hub)
+    read = capture(hub, "application.submitted")
+    hub.send("bank.batch", {"business_no": "BATCH2", "applications": [{"business_no": "A2"}]})
+    hub.run_until_idle()
+    assert [m.business_no for m in read()] == ["BATCH2"]
