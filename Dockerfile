@@ -9,6 +9,7 @@ COPY schemas schemas
 COPY bridge bridge
 COPY sandbox sandbox
 COPY web web
+COPY demo demo
 COPY locale locale
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
