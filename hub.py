@@ -121,7 +121,7 @@ def check(config_path: str, ping: bool) -> None:
 
         loaded = config.load(config_path)
         rows = pinger.ping_all(loaded, base_dir=Path(loaded["__dir__"]))
-        Console().print(pinger.render(rows))
+        Console(width=None if sys.stdout.isatty() else 160).print(pinger.render(rows))
         down = [row.name for row in rows if row.status != "up"]
         if down:
             raise HubError(_("connectors down: {names}", names=", ".join(down)))
