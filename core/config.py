@@ -64,6 +64,27 @@ POLLER: dict[str, Any] = {
     },
 }
 
+BRIDGE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "the receiving side of the bridge, watched by hub run",
+    "properties": {
+        "diode_inbox": {
+            "type": "object", "additionalProperties": False, "required": ["path"],
+            "description": "publish what the diode receiver delivers into this inbox",
+            "properties": {
+                "path": {"type": "string", "minLength": 1,
+                         "description": "the receiver's --inbox (relative to this file)"},
+                "poll_interval": {"type": "number", "exclusiveMinimum": 0,
+                                  "description": "seconds between looks at the inbox"},
+                "keep_processed": {"type": "boolean",
+                                   "description": "keep published objects under .processed/"},
+                "enabled": {"type": "boolean"},
+            },
+        },
+    },
+}
+
 TOP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -114,7 +135,7 @@ TOP_SCHEMA: dict[str, Any] = {
         "pollers": {"type": "object", "additionalProperties": POLLER,
                     "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
                     "description": "inbound by polling a connector (departments that cannot push)"},
-        "bridge": {"type": "object"},
+        "bridge": BRIDGE,
         "connectors": {"type": "object", "additionalProperties": {"type": "object"}},
         "checklists": {
             "type": "object",

@@ -39,6 +39,15 @@ def prepare_paths(config: Mapping[str, Any]) -> None:
                 break
 
 
+def _diode_inbox(config: Mapping[str, Any], hub: Any) -> Any:
+    """The ``bridge.diode_inbox`` watcher, if configured (imported only then)."""
+    if not (config.get("bridge") or {}).get("diode_inbox"):
+        return None
+    from bridge.publish import InboxWatch
+
+    return InboxWatch.from_config(config, hub)
+
+
 class HubService:
     """Workers + inbound server + pollers of one hub. See the module docstring."""
 
@@ -56,6 +65,7 @@ class HubService:
         self.threads = int(listen["threads"])
         self.pollers = Pollers(config, connectors=hub.connectors, publish=hub.publish,
                                store_engine=hub.store.engine) if pollers else None
+        self.diode_inbox = _diode_inbox(config, hub) if pollers else None
         self.server: Any = None
         self.app: Any = None
 
@@ -104,12 +114,17 @@ class HubService:
                                         error=exc.strerror or exc)) from exc
             if self.pollers is not None:
                 self.pollers.start()
+            if self.diode_inbox is not None:
+                self.diode_inbox.start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking work (pollers, inbound), then let the workers finish. Never raises."""
+        if self.diode_inbox is not None:
+            with contextlib.suppress(Exception):
+                self.diode_inbox.stop()
         if self.pollers is not None:
             with contextlib.suppress(Exception):
                 self.pollers.stop()
@@ -122,6 +137,9 @@ class HubService:
 
     def kill(self) -> None:
         """Stop at once (what was in flight is redelivered next time). Never raises."""
+        if self.diode_inbox is not None:
+            with contextlib.suppress(Exception):
+                self.diode_inbox.stop(timeout=1.0)
         if self.pollers is not None:
             with contextlib.suppress(Exception):
                 self.pollers.stop(timeout=1.0)

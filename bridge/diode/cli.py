@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from core.errors import ConfigError, HubError
+from core.errors import BridgeError, ConfigError, HubError
 from core.i18n import _
 
 from ..audit import AuditLog
@@ -59,6 +59,12 @@ def _load_policy(path: str | None, scanner: str | None, audit: AuditLog) -> Cont
     if scanner:
         data["scanner"] = scanner
     return ContentPolicy(PolicyConfig.from_mapping(data), audit=audit)
+
+
+def _config_option(fn: Any) -> Any:
+    return click.option("-c", "--config", "config_path", default="config.yaml",
+                        show_default=True, type=click.Path(dir_okay=False),
+                        help=_("the hub's config.yaml (for --publish)"))(fn)
 
 
 @click.group(name="bridge", help=_("One-way optical gate (diode) and bridge audit."))
@@ -153,12 +159,15 @@ def send_cmd(paths: tuple[str, ...], to: str, rate: str, loss: float, target: fl
 @click.option("--max-objects", type=int, help=_("stop after this many objects"))
 @click.option("--timeout", type=float, help=_("stop after this many seconds"))
 @click.option("--idle-timeout", type=float, help=_("stop after this many idle seconds"))
+@click.option("--publish", is_flag=True,
+              help=_("publish each delivered object onto the hub as messages"))
+@_config_option
 @_key_options
 def receive_cmd(listen: str, inbox: str, staging: str | None, quarantine: str | None,
                 verify_key: str | None, policy_file: str | None, scanner: str | None,
                 max_objects: int | None, timeout: float | None, idle_timeout: float | None,
-                key_file: str | None, sig_alg: str, audit_log: str | None,
-                audit_key_file: str | None) -> None:
+                publish: bool, config_path: str, key_file: str | None, sig_alg: str,
+                audit_log: str | None, audit_key_file: str | None) -> None:
     from .receiver import DiodeReceiver
     from .rxsocket import open_receive_socket
 
@@ -166,24 +175,91 @@ def receive_cmd(listen: str, inbox: str, staging: str | None, quarantine: str | 
     audit = _audit(audit_log, audit_key_file)
     policy = _load_policy(policy_file, scanner, audit)
     base = Path(inbox).resolve().parent
-    sock = open_receive_socket(*parse_hostport(listen))
-    click.echo(_("listening on {addr} (receive buffer {rcvbuf} bytes)",
-                 addr=listen, rcvbuf=sock.rcvbuf), err=True)
+    hub = publisher = None
+    if publish:
+        from ..publish import BridgePublisher, InboxPublisher, open_hub
+
+        hub = open_hub(config_path)
     try:
-        receiver = DiodeReceiver(sock, inbox, verifier=verifier,
-                                 staging=staging or base / "staging",
-                                 quarantine_dir=quarantine or base / "quarantine",
-                                 policy=policy, audit=audit)
-        stats = receiver.run(max_objects=max_objects, timeout=timeout,
-                             idle_timeout=idle_timeout)
+        if hub is not None:
+            publisher = _Publishing(InboxPublisher(inbox, BridgePublisher.for_hub(hub)))
+        sock = open_receive_socket(*parse_hostport(listen))
+        click.echo(_("listening on {addr} (receive buffer {rcvbuf} bytes)",
+                     addr=listen, rcvbuf=sock.rcvbuf), err=True)
+        try:
+            receiver = DiodeReceiver(sock, inbox, verifier=verifier,
+                                     staging=staging or base / "staging",
+                                     quarantine_dir=quarantine or base / "quarantine",
+                                     policy=policy, audit=audit)
+            stats = receiver.run(max_objects=max_objects, timeout=timeout,
+                                 idle_timeout=idle_timeout)
+        finally:
+            sock.close()
+            total = publisher.finish() if publisher is not None else None
     finally:
-        sock.close()
+        if hub is not None:
+            hub.close()
     click.echo(_("delivered {delivered}, quarantined {quarantined}, rejected {rejected}, "
                  "incomplete {incomplete}; {datagrams} datagrams, {malformed} malformed",
                  **{k: v for k, v in stats.__dict__.items()}))
     for ref, info in receiver.status()["in_progress"].items():
         click.echo(_("incomplete {ref} {name}: {progress:.1%} staged for resume",
                      ref=ref, name=info["name"], progress=info["progress"]))
+    if total is not None:
+        _report_published(total)
+
+
+class _Publishing:
+    """Publishes the inbox from a thread while the receiver fills it."""
+
+    def __init__(self, publisher: Any):
+        import threading
+
+        self.stop = threading.Event()
+        self.total: Any = None
+        self.thread = threading.Thread(target=self._run, args=(publisher,),
+                                       name="diode-publish", daemon=True)
+        self.thread.start()
+
+    def _run(self, publisher: Any) -> None:
+        try:
+            self.total = publisher.run(self.stop, interval=0.5)
+        except Exception as exc:  # noqa: BLE001 - reported by finish()
+            self.error = exc
+
+    error: BaseException | None = None
+
+    def finish(self) -> Any:
+        self.stop.set()
+        self.thread.join()
+        if self.error is not None:
+            raise BridgeError(_("publishing the inbox stopped: {error}",
+                                error=self.error)) from self.error
+        return self.total
+
+
+def _report_published(total: Any) -> None:
+    click.echo(_("published {objects} object(s) as {messages} message(s)",
+                 objects=total.objects, messages=total.messages))
+    if total.left:
+        raise BridgeError(_("{n} object(s) left in the inbox, not published: {error}; "
+                            "they are published on the next run", n=len(total.left),
+                            error=total.error))
+
+
+@bridge_group.command("publish", help=_("Publish what the diode delivered into an inbox "
+                                        "onto the hub, once."))
+@click.option("--inbox", required=True, type=click.Path(file_okay=False))
+@_config_option
+def publish_cmd(inbox: str, config_path: str) -> None:
+    from ..publish import BridgePublisher, InboxPublisher, open_hub
+
+    hub = open_hub(config_path)
+    try:
+        total = InboxPublisher(inbox, BridgePublisher.for_hub(hub)).publish_pending()
+    finally:
+        hub.close()
+    _report_published(total)
 
 
 @bridge_group.group("audit", help=_("The bridge audit log."))

@@ -49,6 +49,27 @@ def _audit_options(fn):
     return fn
 
 
+def _config_option(fn):
+    return click.option("-c", "--config", "config_path", default="config.yaml",
+                        show_default=True, type=click.Path(dir_okay=False),
+                        help=_("the hub's config.yaml (for --publish)"))(fn)
+
+
+def _publish(hub, batches: list, inbox: str, as_json: bool) -> None:  # noqa: ANN001
+    from bridge.publish import BridgePublisher
+    from core.errors import HubError
+
+    try:
+        sent = BridgePublisher.for_hub(hub).publish_import(batches, inbox)
+    except HubError as exc:
+        folders = " ".join(str(b.delivered_to) for b in batches if b.delivered_to)
+        raise BridgeError(_("delivered to the inbox but not published: {error}; publish again "
+                            "with: hub ferry publish {folders}", error=exc,
+                            folders=folders)) from exc
+    click.echo(_("published {n} message(s) from {batches} batch(es)", n=len(sent),
+                 batches=len(batches)), err=as_json)
+
+
 @click.group("ferry", help=_("Offline disc ferry: pack discs, verify and import them."))
 def ferry_group() -> None:
     pass
@@ -115,10 +136,13 @@ def pack_command(items: tuple[str, ...], from_dirs: tuple[str, ...], list_file: 
               help=_("sender's key: Ed25519 public key or shared HMAC secret (repeatable)"))
 @click.option("--no-policy", is_flag=True, help=_("skip the content policy on payload files"))
 @click.option("--json", "as_json", is_flag=True, help=_("print the report as JSON"))
+@click.option("--publish", is_flag=True,
+              help=_("publish what was delivered onto the hub as messages"))
+@_config_option
 @_audit_options
 def import_command(images: tuple[str, ...], inbox: str, quarantine: str, ledger: str,
-                   key_files: tuple[str, ...], no_policy: bool, as_json: bool, audit_path: str,
-                   audit_key: str | None) -> None:
+                   key_files: tuple[str, ...], no_policy: bool, as_json: bool, publish: bool,
+                   config_path: str, audit_path: str, audit_key: str | None) -> None:
     audit = _audit(audit_path, audit_key)
     policy = None
     if not no_policy:
@@ -128,7 +152,38 @@ def import_command(images: tuple[str, ...], inbox: str, quarantine: str, ledger:
     importer = FerryImporter(verifiers=[sign.load_verifier(k) for k in key_files], audit=audit,
                              inbox=inbox, quarantine=quarantine, ledger=ledger, policy=policy,
                              progress=RichProgress())
-    _finish(importer.import_images(images), as_json)
+    if not publish:
+        _finish(importer.import_images(images), as_json)
+        return
+    # The hub is opened first: a config that does not load must not cost a disc,
+    # which the ledger consumes on import.
+    from bridge.publish import open_hub
+
+    hub = open_hub(config_path)
+    try:
+        report = importer.import_images(images)
+        _show(report, as_json)
+        _publish(hub, report.delivered, inbox, as_json)
+        _raise_refused(report)
+    finally:
+        hub.close()
+
+
+@ferry_group.command("publish", help=_("Publish batches already in the inbox onto the hub "
+                                       "again (after a failed --publish)."))
+@click.argument("batches", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--inbox", default=str(VAR / "inbox"), show_default=True,
+              envvar="HUB_FERRY_INBOX", help=_("where verified batches are delivered"))
+@_config_option
+def publish_command(batches: tuple[str, ...], inbox: str, config_path: str) -> None:
+    from bridge.publish import open_hub, read_delivered_bag
+
+    found = [read_delivered_bag(b) for b in batches]
+    hub = open_hub(config_path)
+    try:
+        _publish(hub, found, inbox, as_json=False)
+    finally:
+        hub.close()
 
 
 @ferry_group.command("verify", help=_("Verify disc images without importing them."))
@@ -170,10 +225,18 @@ def _print_pack(report: PackReport) -> None:
 
 
 def _finish(report: ImportReport, as_json: bool) -> None:
+    _show(report, as_json)
+    _raise_refused(report)
+
+
+def _show(report: ImportReport, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
         _print_import(report)
+
+
+def _raise_refused(report: ImportReport) -> None:
     refused = report.refused
     if refused:
         raise BridgeError(_("{n} of {total} image(s) refused: {names}", n=len(refused),

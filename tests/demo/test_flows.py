@@ -139,6 +139,11 @@ def test_every_stage_change_is_fanned_out_to_county_province_and_national(flows)
     no = body["business_no"]
     flows.submit("national_window", body)
     flows.wait(lambda: flows.stage(no) == "archive", what="archive")
+    # The recorded stage moves before the fan-out reaches the last platform.
+    flows.wait(lambda: all(flows.received(w, path="/progress", where=lambda b: b.get(
+        "business_no") == no and b.get("stage") == "archive")
+        for w in ("window_county", "window_province", "window_national")),
+        what="archive at every platform")
     for window in ("window_county", "window_province", "window_national"):
         got = flows.received(window, path="/progress", where=lambda b: b.get("business_no") == no)
         assert [r["body"]["stage"] for r in got] == STAGES, window
