@@ -35,18 +35,23 @@ def _english_by_default(request):
     i18n.set_language(None)
 
 
-@pytest.fixture(scope="session")
-def amqp_url() -> str:
-    url = os.environ.get("HUB_TEST_AMQP_URL")
+def _session_server(env_var: str, kind: type, what: str) -> str:
+    """The URL of a server ``make test`` started, or of one started for this session."""
+    url = os.environ.get(env_var)
     if url:
         return url
     try:
-        node = RabbitNode()
-        node.start()
+        server = kind()
+        server.start()
     except ServiceUnavailable as exc:
-        _unavailable("RabbitMQ", exc)
-    _session_servers.append(node)
-    return node.url
+        _unavailable(what, exc)
+    _session_servers.append(server)
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    return _session_server("HUB_TEST_AMQP_URL", RabbitNode, "RabbitMQ")
 
 
 @pytest.fixture
@@ -63,16 +68,7 @@ def rabbit_node():
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get("HUB_TEST_POSTGRES_URL")
-    if url:
-        return url
-    try:
-        server = PostgresServer()
-        server.start()
-    except ServiceUnavailable as exc:
-        _unavailable("PostgreSQL", exc)
-    _session_servers.append(server)
-    return server.url
+    return _session_server("HUB_TEST_POSTGRES_URL", PostgresServer, "PostgreSQL")
 
 
 _session_servers: list = []
