@@ -2,6 +2,15 @@
 session with TLS settings, ``Retry-After`` parsing and the classification of
 HTTP statuses and ``requests`` errors into the hub's error tree.
 
+The REST connector's calls skip ``requests``' per-call machinery (settings
+merged again for every request, hooks, redirect bookkeeping, the body read
+through generators) but not its behaviour: ``prepare`` builds the same
+``PreparedRequest`` as ``Session.prepare_request`` and ``send`` hands it to
+the session's mounted ``HTTPAdapter`` pool exactly as ``HTTPAdapter.send``
+would (same TLS settings, no proxies, no redirects, no urllib3 retries) and
+answers a ``requests.Response`` read in full. Its errors are classified as
+the ``requests`` errors ``Session.send`` would have raised for them.
+
 Classification (the same for REST and SOAP):
 
 - connection refused/reset, DNS failure, a reply cut off mid-body: recoverable;
@@ -22,6 +31,13 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
+from requests.models import PreparedRequest
+from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from urllib3 import Timeout
+from urllib3 import exceptions as u3
 
 from core.errors import ConfigError, ConnectorError, PermanentError, RecoverableError, TimeoutError_
 from core.i18n import _
@@ -170,6 +186,133 @@ def classify_requests_error(exc: BaseException, *, connector: str,
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def prepare(session: requests.Session, request: requests.Request) -> PreparedRequest:
+    """``session.prepare_request(request)`` for a session from ``make_session``,
+    without copying the cookie jar and re-merging unchanging settings per call.
+    Anything that session never has (request auth or cookies, session auth,
+    params or hooks) takes the general path."""
+    if (request.auth or request.cookies or session.auth or session.params
+            or session.trust_env or any(session.hooks.values())):
+        return session.prepare_request(request)
+    headers = CaseInsensitiveDict(session.headers)
+    if request.headers:
+        headers.update(request.headers)
+    for key in [k for k, v in headers.items() if v is None]:
+        del headers[key]
+    params = merge_setting(request.params, session.params) if request.params else None
+    prepared = PreparedRequest()
+    prepared.prepare(method=request.method.upper(), url=request.url, headers=headers,
+                     files=request.files, data=request.data, json=request.json, params=params,
+                     auth=None,
+                     # Read, not kept: the jar only supplies the Cookie header here.
+                     cookies=session.cookies, hooks=request.hooks)
+    return prepared
+
+
+def send(session: requests.Session, request: PreparedRequest,
+         timeout: tuple[float, float], *, connector: str, operation: str = ""
+         ) -> requests.Response:
+    """``session.send(request, timeout=timeout, allow_redirects=False)`` for a
+    session from ``make_session`` (no proxies), straight through the mounted
+    ``HTTPAdapter``'s urllib3 pool: the reply is read in full before it is
+    answered; the connection goes back to the pool. Failures raise the hub's
+    errors (``classify_transport_error``)."""
+    url = request.url or ""
+    adapter = session.get_adapter(url)
+    verify, cert = session.verify, session.cert
+    try:
+        try:
+            pool = adapter.get_connection_with_tls_context(request, verify, None, cert)
+        except u3.LocationValueError as exc:
+            raise requests.exceptions.InvalidURL(exc, request=request) from exc
+        adapter.cert_verify(pool, url, verify, cert)
+    except (requests.RequestException, OSError) as exc:
+        raise classify_requests_error(exc, connector=connector, operation=operation) from exc
+    chunked = not (request.body is None or "Content-Length" in request.headers)
+    try:
+        raw = pool.urlopen(method=request.method, url=request.path_url, body=request.body,
+                           headers=request.headers, redirect=False, assert_same_host=False,
+                           preload_content=False, decode_content=True,
+                           retries=adapter.max_retries,
+                           timeout=Timeout(connect=timeout[0], read=timeout[1]), chunked=chunked)
+    except Exception as exc:
+        raise classify_transport_error(exc, connector=connector,
+                                       operation=operation) from exc
+    try:
+        content = raw.read()
+    except Exception as exc:
+        raise classify_transport_error(exc, connector=connector, operation=operation,
+                                       reading=True) from exc
+    reply = requests.Response()
+    reply.status_code = raw.status
+    reply.headers = CaseInsensitiveDict(raw.headers)
+    reply.encoding = get_encoding_from_headers(reply.headers)
+    reply.raw = raw
+    reply.reason = raw.reason
+    reply.url = url
+    reply.request = request
+    reply.connection = adapter
+    reply._content = content  # read already: .content, .text and .json() answer from it
+    reply._content_consumed = True
+    if "Set-Cookie" in raw.headers or "Set-Cookie2" in raw.headers:
+        # As Session.send: the reply's cookies, kept for the session's next requests.
+        extract_cookies_to_jar(reply.cookies, request, raw)
+        extract_cookies_to_jar(session.cookies, request, raw)
+    return reply
+
+
+def classify_transport_error(exc: BaseException, *, connector: str, operation: str = "",
+                             reading: bool = False) -> ConnectorError:
+    """An exception from ``send``'s urllib3 pool (``reading``: while reading the
+    body) in the hub's tree: classified as ``classify_requests_error`` classifies
+    the ``requests`` error that ``HTTPAdapter.send`` (or, for the body,
+    ``Response.content``) raises for it, with the same text."""
+    return classify_requests_error(_as_requests_error(exc, reading), connector=connector,
+                                   operation=operation)
+
+
+def _as_requests_error(exc: BaseException, reading: bool) -> BaseException:
+    rq = requests.exceptions
+    if isinstance(exc, ConnectorError | rq.RequestException):
+        return exc
+    if reading:  # Response.iter_content
+        if isinstance(exc, u3.ProtocolError):
+            return rq.ChunkedEncodingError(exc)
+        if isinstance(exc, u3.DecodeError):
+            return rq.ContentDecodingError(exc)
+        if isinstance(exc, u3.ReadTimeoutError):
+            return rq.ConnectionError(exc)
+        if isinstance(exc, u3.SSLError):
+            return rq.SSLError(exc)
+        return exc
+    # HTTPAdapter.send
+    if isinstance(exc, u3.ProtocolError | OSError):
+        return rq.ConnectionError(exc)
+    if isinstance(exc, u3.MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
+                reason, u3.NewConnectionError):
+            return rq.ConnectTimeout(exc)
+        if isinstance(reason, u3.ResponseError):
+            return rq.RetryError(exc)
+        if isinstance(reason, u3.ProxyError):
+            return rq.ProxyError(exc)
+        if isinstance(reason, u3.SSLError):
+            return rq.SSLError(exc)
+        return rq.ConnectionError(exc)
+    if isinstance(exc, u3.ClosedPoolError):
+        return rq.ConnectionError(exc)
+    if isinstance(exc, u3.ProxyError):
+        return rq.ProxyError(exc)
+    if isinstance(exc, u3.SSLError):
+        return rq.SSLError(exc)
+    if isinstance(exc, u3.ReadTimeoutError):
+        return rq.ReadTimeout(exc)
+    if isinstance(exc, u3.InvalidHeader):
+        return rq.InvalidHeader(exc)
+    return exc
 
 
 def timeouts(remaining: float) -> tuple[float, float]:

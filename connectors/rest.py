@@ -62,6 +62,8 @@ from .http import (
     classify_requests_error,
     make_session,
     parse_retry_after,
+    prepare,
+    send,
     status_error,
     timeouts,
 )
@@ -256,12 +258,12 @@ class RestConnector(Connector):
             if remaining <= 0:
                 raise TimeoutError_(_("connector {name}: the call's deadline has passed",
                                       name=self.name), connector=self.name, operation=operation)
-            prepared = self.session.prepare_request(request)
+            prepared = prepare(self.session, request)
             try:
                 if sign:
                     self.auth.apply(prepared, remaining)
-                reply = self.session.send(prepared, timeout=timeouts(context.remaining(self.timeout)),
-                                          allow_redirects=False)
+                reply = send(self.session, prepared, timeouts(context.remaining(self.timeout)),
+                             connector=self.name, operation=operation)
             except ConnectorError as exc:
                 exc.operation = exc.operation or operation
                 raise

@@ -8,6 +8,12 @@ reserved (RFC 2606) and the registry has no retriever, so nothing is fetched.
 ``validate(name, body)`` returns every violation as a ``Violation`` whose
 ``path`` is a JSONPath (``$.applicants[0].id_number``) and whose ``message``
 is translated; for a ``format`` failure it is the domain checker's reason.
+
+Validators run on a copy of the schema with its references resolved once,
+in place (``_inlined``): following a ``$ref`` through the registry on every
+validation cost about as much as the checks themselves. The copy asserts
+the same and reports the same errors (paths, keywords, the schema each error
+comes from); a schema whose references loop keeps them.
 """
 
 from __future__ import annotations
@@ -93,7 +99,79 @@ def _registry() -> Registry:
 def validator(name: str) -> Draft202012Validator:
     """A cached validator for ``name`` that asserts formats and resolves refs locally."""
     schema = _load(name)
-    return Draft202012Validator(schema, registry=_registry(), format_checker=FORMAT_CHECKER)
+    registry = _registry()
+    inlined = _inlined(schema, registry)
+    return Draft202012Validator(schema if inlined is None else inlined, registry=registry,
+                                format_checker=FORMAT_CHECKER)
+
+
+#: Keywords whose values are data, not schemas: a "$ref" in there is not a reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "examples", "default"})
+#: Keywords that only annotate: beside a "$ref" they change no outcome and no error.
+_ANNOTATIONS = frozenset({"description", "title", "$comment", "examples", "default",
+                          "deprecated", "readOnly", "writeOnly"})
+#: Keywords for which a "$ref" is not interchangeable with an "allOf" holding its target.
+_REF_SENSITIVE = frozenset({"unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
+                            "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor"})
+
+
+class _Loop(Exception):
+    pass
+
+
+def _inlined(schema: dict[str, Any], registry: Registry) -> dict[str, Any] | None:
+    """``schema`` with every ``$ref`` replaced by what it points to, or None when
+    that would not be the same schema (references that loop, or keywords whose
+    outcome depends on how a subschema was reached). ``{"$ref": X}`` becomes X;
+    with annotations beside it, X too (they produce no errors); with assertions
+    beside it, ``{"allOf": [X], ...}``, which asserts both in the same place."""
+    if _REF_SENSITIVE & _keywords(schema):
+        return None
+    try:
+        out = _inline(schema, registry.resolver(base_uri=schema.get("$id", "")), ())
+    except _Loop:
+        return None
+    if _REF_SENSITIVE & _keywords(out) or '"$ref"' in json.dumps(out):
+        return None  # a reference left (say, in data) would now resolve from the wrong base
+    return out
+
+
+def _keywords(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.add(key)
+            if key not in _DATA_KEYWORDS:
+                found |= _keywords(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _keywords(value)
+    return found
+
+
+def _inline(node: Any, resolver: Any, seen: tuple[int, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline(value, resolver, seen) for value in node]
+    if not isinstance(node, dict):
+        return node
+    if isinstance(node.get("$id"), str):
+        resolver = resolver.in_subresource(Resource.from_contents(node, DRAFT202012))
+    rest = {key: (value if key in _DATA_KEYWORDS else _inline(value, resolver, seen))
+            for key, value in node.items() if key != "$ref" or not isinstance(value, str)}
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return rest
+    resolved = resolver.lookup(ref)
+    if id(resolved.contents) in seen:  # the registry holds the contents: ids are stable
+        raise _Loop(ref)
+    target = _inline(resolved.contents, resolved.resolver, (*seen, id(resolved.contents)))
+    if not isinstance(target, dict):
+        return {"allOf": [target], **rest}  # a boolean schema
+    if all(key in _ANNOTATIONS for key in rest):
+        return target
+    if "allOf" in rest:
+        return {**rest, "allOf": [target, *rest["allOf"]]}
+    return {"allOf": [target], **rest}
 
 
 def describe(name: str) -> str:

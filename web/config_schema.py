@@ -103,7 +103,12 @@ INBOUND_SCHEMA: dict[str, Any] = {
             "properties": {
                 "host": {"type": "string", "default": "127.0.0.1"},
                 "port": {"type": "integer", "minimum": 0, "maximum": 65535, "default": 8080},
-                "threads": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8},
+                "threads": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8,
+                            "description": "worker threads per server process"},
+                "processes": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1,
+                              "description": "server processes on the one socket, each with "
+                                             "its own hub (web.server.serve); more than one "
+                                             "uses more cores than one interpreter can"},
             },
         },
         "public_url": {"type": "string", "pattern": r"^https?://",
@@ -135,7 +140,7 @@ INBOUND_SCHEMA: dict[str, Any] = {
 
 _DEFAULTS: dict[str, Any] = {
     "enabled": True,
-    "listen": {"host": "127.0.0.1", "port": 8080, "threads": 8},
+    "listen": {"host": "127.0.0.1", "port": 8080, "threads": 8, "processes": 1},
     "max_body_bytes": 10 * MIB,
     "clock_skew": 300,
     "nonce_capacity": 1_000_000,

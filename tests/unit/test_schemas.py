@@ -230,3 +230,84 @@ def test_load_returns_a_copy_the_caller_may_change():
 def test_validator_is_cached_and_asserts_formats():
     assert catalog.validator("progress") is catalog.validator("progress")
     assert catalog.validator("progress").format_checker is not None
+
+
+# ------------------------------------------------------- references resolved once
+
+def _through_the_registry(name: str, instance) -> list[Violation]:
+    """What validation reports when every $ref is followed through the registry."""
+    from schemas.formats import FORMAT_CHECKER
+
+    checker = Draft202012Validator(catalog._load(name), registry=catalog._registry(),
+                                   format_checker=FORMAT_CHECKER)
+    found: set[Violation] = set()
+    for error in checker.iter_errors(instance):
+        found.update(catalog._violations(error))
+    return sorted(found, key=catalog._sort_key)
+
+
+def _broken_variants(example: dict) -> list:
+    """The example with each field in turn removed, emptied, retyped and joined by a stranger."""
+    out: list = [example, [], {"unknown": 1}]
+    for key, value in example.items():
+        out.append({k: v for k, v in example.items() if k != key})
+        for bad in ("", 12, None, {"x": "y"}, ["z"], "not-a-valid-value" * 20):
+            if bad != value:
+                out.append({**example, key: bad})
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            item = value[0]
+            for inner in item:
+                out.append({**example, key: [{k: v for k, v in item.items() if k != inner}]})
+                out.append({**example, key: [{**item, inner: 7}]})
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_validators_report_exactly_what_following_the_references_reports(name):
+    examples = [_read(p) for p in sorted((catalog.EXAMPLES_DIR / name).glob("*.json"))]
+    for example in examples:
+        for instance in _broken_variants(example):
+            assert validate(name, instance) == _through_the_registry(name, instance), instance
+
+
+def test_validators_follow_no_reference_while_validating():
+    for name in catalog.names():
+        assert "$ref" not in json.dumps(catalog.validator(name).schema), name
+
+
+def _errors(checker, instance) -> set:
+    # The error's own schema too: a pattern violation quotes its description.
+    return {(tuple(e.absolute_path), e.validator, e.message, e.schema.get("description"))
+            for e in checker.iter_errors(instance)}
+
+
+def test_a_reference_with_assertions_beside_it_keeps_both():
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    shared = {"$id": "https://bdc-hub.invalid/t/shared.json",
+              "$defs": {"code": {"type": "string", "pattern": "^[0-9]+$",
+                                 "description": "digits"},
+                        "pair": {"type": "array", "items": {"$ref": "#/$defs/code"}}}}
+    schema = {"$id": "https://bdc-hub.invalid/t/msg.json", "type": "object",
+              "properties": {"code": {"$ref": "shared.json#/$defs/code", "maxLength": 3,
+                                      "description": "a short code"},
+                             "pair": {"$ref": "shared.json#/$defs/pair"}}}
+    registry = Registry().with_resources(
+        [(s["$id"], Resource.from_contents(s, DRAFT202012)) for s in (shared, schema)])
+    inlined = catalog._inlined(schema, registry)
+    assert "$ref" not in json.dumps(inlined)
+    for instance in ({"code": "12345"}, {"code": "1a"}, {"pair": ["1", "b"]}, {"code": 5}):
+        by_ref = _errors(Draft202012Validator(schema, registry=registry), instance)
+        inline = _errors(Draft202012Validator(inlined), instance)
+        assert inline == by_ref, instance
+
+
+def test_a_schema_whose_references_loop_keeps_them():
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    tree = {"$id": "https://bdc-hub.invalid/t/tree.json", "type": "object",
+            "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}}
+    registry = Registry().with_resource(tree["$id"], Resource.from_contents(tree, DRAFT202012))
+    assert catalog._inlined(tree, registry) is None

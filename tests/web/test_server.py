@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -102,3 +108,93 @@ def test_soap_over_http_with_signed_headers(server, hub):
 
     assert response.status_code == 200, response.text
     assert hub.published[0].type == "progress.reported"
+
+
+# -------------------------------------------------------- several processes
+
+MULTI = """
+import os, sys, time
+from pathlib import Path
+from web.server import PerProcess, serve
+
+marks = Path(sys.argv[1])
+
+def build():
+    if (marks / "fail").exists():
+        raise RuntimeError("no hub today")
+    # Fails if another process is building at the same time.
+    os.close(os.open(marks / "building", os.O_CREAT | os.O_EXCL))
+    time.sleep(0.2)
+    (marks / f"built-{os.getpid()}").touch()
+    os.unlink(marks / "building")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
+    return app
+
+def close(app):
+    (marks / f"closed-{os.getpid()}").touch()
+
+serve(PerProcess(build, close), "127.0.0.1", int(sys.argv[2]), threads=2, processes=2)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run_multi(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", MULTI, str(tmp_path), str(port)], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)},
+                            stderr=subprocess.PIPE, text=True)
+    return proc, port
+
+
+def _pids(tmp_path, kind: str) -> set[str]:
+    return {p.name.split("-", 1)[1] for p in tmp_path.glob(f"{kind}-*")}
+
+
+def test_several_processes_serve_one_port_each_with_its_own_app_built_in_turn(tmp_path):
+    proc, port = _run_multi(tmp_path)
+    try:
+        for _ in range(300):  # bounded: up to 30 s on a slow machine
+            if len(_pids(tmp_path, "built")) == 2 or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        built = _pids(tmp_path, "built")
+        assert len(built) == 2, proc.stderr.read() if proc.poll() is not None else built
+
+        answers = {requests.get(f"http://127.0.0.1:{port}/", timeout=10).text for _ in range(4)}
+        assert answers <= built
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _pids(tmp_path, "closed") == built  # every process tore its app down
+
+
+def test_a_server_process_that_dies_stops_the_others_and_fails_serve(tmp_path):
+    (tmp_path / "fail").touch()
+    proc, _port = _run_multi(tmp_path)
+    try:
+        assert proc.wait(timeout=60) != 0
+        assert "exited with 1" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_several_processes_need_an_app_built_per_process(app):
+    from web.server import serve
+
+    with pytest.raises(TypeError, match="PerProcess"):
+        serve(app, "127.0.0.1", 0, processes=2)
