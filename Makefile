@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-tiers unit integration lint bench install clean i18n
+.PHONY: demo test test-tiers unit integration lint bench install clean i18n nodered
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 
 # Servers are started by tools/services.py around the tiers and stopped even
 # when a tier fails; their URLs reach the tests as HUB_TEST_*_URL.
-test: $(VENV)/.installed
+test: $(VENV)/.installed nodered
 	$(BIN)/python tools/services.py ensure
 	$(BIN)/python tools/services.py run -- $(MAKE) --no-print-directory test-tiers
 
@@ -36,6 +36,14 @@ test-tiers:
 	$(MAKE) --no-print-directory unit || rc=1; \
 	$(MAKE) --no-print-directory integration || rc=1; \
 	exit $$rc
+
+# Node-RED 4 is the peer the HTTP route is compared with (bench and its smoke test).
+nodered:
+	@if [ ! -d bench/nodered/node_modules ]; then \
+	  if command -v npm >/dev/null; then \
+	    npm ci --prefix bench/nodered --no-audit --no-fund --silent || echo "Node-RED not installed: its cases will be skipped"; \
+	  else echo "npm not found: Node-RED cases will be skipped"; fi; \
+	fi
 
 lint:
 	$(BIN)/ruff check .
