@@ -124,7 +124,7 @@ def mapped(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def hub_config(echo_url: str, workdir: Path, port: int, threads: int) -> str:
+def hub_config(echo_url: str, workdir: Path, port: int, threads: int, processes: int = 1) -> str:
     """The hub's config.yaml for the benchmark (JSON is YAML)."""
     config = {
         "tenant": TENANT,
@@ -151,7 +151,8 @@ def hub_config(echo_url: str, workdir: Path, port: int, threads: int) -> str:
             },
         },
         "inbound": {
-            "listen": {"host": "127.0.0.1", "port": port, "threads": threads},
+            "listen": {"host": "127.0.0.1", "port": port, "threads": threads,
+                       "processes": processes},
             "endpoints": [{"method": "POST", "path": PATH, "route": ROUTE, "reply": True,
                            "auth": "none"}],
         },
@@ -169,12 +170,23 @@ def serve_hub(config_path: str) -> int:
     from core.config import load
     from routes.runtime import Hub
     from web.app import create_app
-    from web.server import serve
+    from web.server import PerProcess, serve
 
     config = load(config_path)
+    listen = config["inbound"]["listen"]
+    processes = int(listen.get("processes", 1))
+    if processes > 1:
+        # Each server process builds its own hub after the fork (web.server.serve).
+        def build():
+            hub = Hub.from_config(config)
+            hub.start()
+            return create_app(hub, config)
+
+        serve(PerProcess(build, close=lambda app: app.hub.stop(timeout=5)), listen["host"],
+              int(listen["port"]), threads=int(listen["threads"]), processes=processes)
+        return 0
     hub = Hub.from_config(config)
     hub.start()
-    listen = config["inbound"]["listen"]
     app = create_app(hub, config)
     try:
         serve(app, listen["host"], int(listen["port"]), threads=int(listen["threads"]))
@@ -237,11 +249,12 @@ class Contenders(contextlib.AbstractContextManager):
     """The echo backend, the hub and (optionally) Node-RED, each in its own process."""
 
     def __init__(self, *, threads: int = 8, nodered: bool = True, workdir: Path | None = None,
-                 backend: str = "node"):
+                 backend: str = "node", processes: int = 1):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bdchub-bench-http-"))
         self._own_dir = workdir is None
         self.children: list[Child] = []
         self.threads = threads
+        self.processes = processes
         self.nodered_reason: str | None = None
         try:
             if backend == "python":
@@ -270,7 +283,8 @@ class Contenders(contextlib.AbstractContextManager):
     def _start_hub(self) -> Child:
         port = free_port()
         config = self.workdir / "config.yaml"
-        config.write_text(hub_config(self.echo.url, self.workdir, port, self.threads),
+        config.write_text(hub_config(self.echo.url, self.workdir, port, self.threads,
+                                          self.processes),
                           encoding="utf-8")
         env = {"PYTHONPATH": str(ROOT), "HUB_LANG": "en"}
         return self._start("hub", [sys.executable, str(Path(__file__).resolve()),
@@ -375,6 +389,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=16,
                         help="keep-alive connections of the load generator")
     parser.add_argument("--threads", type=int, default=8, help="hub web server threads")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="hub web server processes (inbound.listen.processes)")
     parser.add_argument("--no-nodered", action="store_true", help="skip Node-RED")
     parser.add_argument("--backend", choices=["node", "python"], default="node",
                         help="echo backend: node (bench/nodered/echo.js, default) or python "
@@ -399,7 +415,7 @@ def main(argv: list[str]) -> int:
 
     try:
         contenders = Contenders(threads=args.threads, nodered=not args.no_nodered,
-                                backend=args.backend)
+                                backend=args.backend, processes=args.processes)
     except (RuntimeError, OSError) as exc:
         print(f"http_route: setup failed: {exc}", file=sys.stderr)
         return 2
@@ -472,6 +488,7 @@ def main(argv: list[str]) -> int:
         "load": {"tool": "wrk", "connections": args.concurrency, "threads": 1,
                  "seconds_per_run": duration, "rounds": rounds, "warmup_seconds": warmup},
         "hub_threads": args.threads,
+        "hub_processes": args.processes,
         "runs": {n: [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in x.items()}
                      for x in v] for n, v in runs.items()},
         "median_rps": {n: round(v, 1) for n, v in med.items()},
