@@ -254,14 +254,10 @@ class _Checker:
             self.add(path, _("key '{key}' is not allowed here: {error}",
                              key=value, error=error.message), key=True)
             return None
-        if kw in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-            self.add(path, _("{value} is out of range ({rule} {limit})", value=value,
-                             rule=kw, limit=spec))
-            return None
-        if kw in ("minItems", "minLength", "minProperties"):
-            self.add(path, _("must not be empty"))
-            return None
-        self.add(path, error.message)
+        # The remaining keywords read the same in config and in messages.
+        from schemas.catalog import explain
+
+        self.add(path, explain(error))
         return None
 
     # -- the whole file ----------------------------------------------------

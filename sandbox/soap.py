@@ -161,16 +161,20 @@ def fault_body(version: int, code: str, message: str, detail_code: str, ns: str)
     return envelope(version, fault, ns)
 
 
+def billion_laughs_dtd(depth: int = 9) -> tuple[str, str]:
+    """An exponential-entity DTD and the reference that expands to 10**depth 'lol's."""
+    lines = ['<!ENTITY lol "lol">']
+    for i in range(1, depth + 1):
+        prev = "lol" if i == 1 else f"lol{i - 1}"
+        lines.append(f'<!ENTITY lol{i} "{("&" + prev + ";") * 10}">')
+    return "<!DOCTYPE lolz [\n  " + "\n  ".join(lines) + "\n]>", f"&lol{depth};"
+
+
 def malicious_payload(kind: str, ns: str, canary_url: str, probe_url: str) -> bytes:
     """A SOAP 1.1 answer carrying a DTD: exponential entities, or two external
     entities: the sandbox's canary file and an HTTP probe that counts fetches."""
     if kind == "billion_laughs":
-        lines = ['<!ENTITY lol "lol">']
-        for i in range(1, 10):
-            prev = "lol" if i == 1 else f"lol{i - 1}"
-            lines.append(f'<!ENTITY lol{i} "{("&" + prev + ";") * 10}">')
-        dtd = "<!DOCTYPE lolz [\n  " + "\n  ".join(lines) + "\n]>"
-        ref = "&lol9;"
+        dtd, ref = billion_laughs_dtd()
     else:
         dtd = (f'<!DOCTYPE r [\n  <!ENTITY xxe SYSTEM "{canary_url}">\n'
                f'  <!ENTITY xxenet SYSTEM "{probe_url}">\n]>')

@@ -220,7 +220,7 @@ def _anyof_required(error: ValidationError) -> list[str] | None:
     return fields
 
 
-def _message(error: ValidationError) -> str:
+def explain(error: ValidationError) -> str:
     kw, val, inst = error.validator, error.validator_value, error.instance
     if kw == "format":
         if error.cause is not None:
@@ -293,7 +293,7 @@ def _violations(error: ValidationError) -> list[Violation]:
         if extras:
             return [Violation(json_path([*parts, x]), _("unknown field"), kw) for x in extras]
         return [Violation(json_path(parts), _("has unknown fields"), kw)]
-    return [Violation(json_path(parts), _message(error), kw)]
+    return [Violation(json_path(parts), explain(error), kw)]
 
 
 def _sort_key(v: Violation) -> tuple[Any, ...]:

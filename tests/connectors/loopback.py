@@ -25,27 +25,18 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
+from sandbox.soap import billion_laughs_dtd
+
 DATA = Path(__file__).resolve().parent / "data"
 NS = "urn:bdc-hub:test:contract"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>
-<CheckContractResponse xmlns="urn:bdc-hub:test:contract"><contract_no>&lol9;</contract_no>
+_LOL_DTD, _LOL_REF = billion_laughs_dtd()
+BILLION_LAUGHS = ('<?xml version="1.0"?>\n' + _LOL_DTD + "\n" + """<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>
+<CheckContractResponse xmlns="urn:bdc-hub:test:contract"><contract_no>""" + _LOL_REF + """</contract_no>
 <status>x</status><price>1</price><signed_at>2024-01-01T00:00:00</signed_at>
-</CheckContractResponse></soap:Body></soap:Envelope>"""
+</CheckContractResponse></soap:Body></soap:Envelope>""").encode()
 
 
 def external_entity(probe_url: str) -> bytes:

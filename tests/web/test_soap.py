@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lxml import etree
 
+from sandbox.soap import billion_laughs_dtd
+
 from .conftest import APP_KEY, ID_NUMBER, SECRET, TENANT
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -141,21 +143,10 @@ def test_bad_username_tokens_are_refused_with_a_client_fault(client, hub, token,
 
 # -- faults ------------------------------------------------------------------------
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>
-<tns:ReportStageChange xmlns:tns="urn:bdc-hub:inbound:1"><tns:YWH>&lol9;</tns:YWH>
-</tns:ReportStageChange></soap:Body></soap:Envelope>"""
+_LOL_DTD, _LOL_REF = billion_laughs_dtd()
+BILLION_LAUGHS = ('<?xml version="1.0"?>\n' + _LOL_DTD + "\n" + """<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>
+<tns:ReportStageChange xmlns:tns="urn:bdc-hub:inbound:1"><tns:YWH>""" + _LOL_REF + """</tns:YWH>
+</tns:ReportStageChange></soap:Body></soap:Envelope>""").encode()
 
 XXE = b"""<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
 <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>
