@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import jmespath
 import requests
 
+from core import greenloop
 from core.errors import ConfigError, PermanentError
 from core.i18n import _
 
@@ -233,7 +234,10 @@ class _Fetching(Auth):
     def _send(self, method: str, url: str, timeout: float, what: str, **kwargs: Any) -> Any:
         self.fetches += 1
         try:
-            reply = self.session.request(method, url, timeout=timeouts(timeout), **kwargs)
+            # Rare (a token or secret runs out) and through requests: on the
+            # inbound server's loop a thread waits for it, not the loop.
+            reply = greenloop.blocking(self.session.request, method, url,
+                                       timeout=timeouts(timeout), **kwargs)
         except requests.RequestException as exc:
             raise classify_requests_error(exc, connector=self.connector) from exc
         if reply.status_code != 200:

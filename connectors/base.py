@@ -62,6 +62,9 @@ class Connector:
 
     type_name: ClassVar[str] = ""
     config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: ``call`` may run on the inbound server's event loop (``core.greenloop``):
+    #: it waits only through ``greenloop``. Otherwise the loop hands it to a thread.
+    loop_ready: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any], *, base_dir: str | Path | None = None):
         self.name = name

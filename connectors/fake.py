@@ -21,6 +21,7 @@ Handler = Callable[[str, Any, CallContext], Any]
 
 class FakeConnector(Connector):
     type_name = "fake"
+    loop_ready = True  # answers from memory, never waits (unless a handler is given)
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -36,6 +37,8 @@ class FakeConnector(Connector):
                  *, base_dir: str | Path | None = None):
         super().__init__(name, config, base_dir=base_dir)
         self.handler = handler
+        if handler is not None:  # a test's handler may block: the loop hands it to a thread
+            self.loop_ready = False
         self.calls: list[tuple[str, Any, CallContext]] = []
         self.opened = False
         self.closed = False

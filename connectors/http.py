@@ -39,6 +39,7 @@ from requests.utils import get_encoding_from_headers
 from urllib3 import Timeout
 from urllib3 import exceptions as u3
 
+from core import greenloop
 from core.errors import ConfigError, ConnectorError, PermanentError, RecoverableError, TimeoutError_
 from core.i18n import _
 
@@ -218,7 +219,16 @@ def send(session: requests.Session, request: PreparedRequest,
     session from ``make_session`` (no proxies), straight through the mounted
     ``HTTPAdapter``'s urllib3 pool: the reply is read in full before it is
     answered; the connection goes back to the pool. Failures raise the hub's
-    errors (``classify_transport_error``)."""
+    errors (``classify_transport_error``).
+
+    On the inbound server's event loop (``core.greenloop``) the same request
+    goes out through ``connectors.loophttp`` and the loop serves other
+    requests until the answer is in."""
+    if greenloop.on_loop():
+        from . import loophttp
+
+        return loophttp.send(session, request, timeout, connector=connector,
+                             operation=operation)
     url = request.url or ""
     adapter = session.get_adapter(url)
     verify, cert = session.verify, session.cert

@@ -40,6 +40,7 @@ from typing import Any
 
 import tenacity
 
+from core import greenloop
 from core.errors import (
     CircuitOpenError,
     ConnectorError,
@@ -235,7 +236,7 @@ class ConcurrencyLimit:
 
     @contextmanager
     def slot(self, timeout: float, connector: str = "", operation: str = "") -> Iterator[None]:
-        if not self._sem.acquire(timeout=max(0.0, timeout)):
+        if not greenloop.acquire(self._sem, timeout):
             raise TimeoutError_(
                 _("connector {name}: no free slot among {limit} within {seconds:.1f} s",
                   name=connector, limit=self.limit, seconds=timeout),
@@ -253,7 +254,7 @@ class TokenBucket:
     whose ``retry_after`` says when a token will be there."""
 
     def __init__(self, rate: float, burst: int | None = None, *,
-                 clock: Clock = time.monotonic, sleep: Sleep = time.sleep):
+                 clock: Clock = time.monotonic, sleep: Sleep = greenloop.sleep):
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1, int(rate)))
         self._clock = clock
@@ -290,7 +291,7 @@ class ResilientConnector(Connector):
                  retry: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
                  concurrency: ConcurrencyLimit | None = None,
                  rate: TokenBucket | None = None, metrics: ConnectorMetrics | None = None,
-                 sleep: Sleep = time.sleep, rng: random.Random | None = None):
+                 sleep: Sleep = greenloop.sleep, rng: random.Random | None = None):
         super().__init__(inner.name, inner.config)
         self.inner = inner
         self.type_name = inner.type_name  # type: ignore[misc]
@@ -435,8 +436,11 @@ class ResilientConnector(Connector):
         with self._slot(deadline, operation):
             trial = self.breaker.acquire(operation)
             try:
-                result = self.inner.call(operation, payload,
-                                         dataclasses.replace(context, deadline=deadline))
+                bounded = dataclasses.replace(context, deadline=deadline)
+                if self.inner.loop_ready or not greenloop.on_loop():
+                    result = self.inner.call(operation, payload, bounded)
+                else:  # a connector that blocks: a thread waits, not the loop
+                    result = greenloop.blocking(self.inner.call, operation, payload, bounded)
             except HubError as exc:
                 if not isinstance(exc, ConnectorError):
                     self.breaker.release(trial)
@@ -473,7 +477,7 @@ class ResilientConnector(Connector):
 
 
 def policies_from(name: str, block: dict[str, Any], *, metrics: ConnectorMetrics | None = None,
-                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> dict[str, Any]:
+                  clock: Clock = time.monotonic, sleep: Sleep = greenloop.sleep) -> dict[str, Any]:
     """The keyword arguments of ``ResilientConnector`` for one YAML block."""
     limits = block.get("limits") or {}
     return {
@@ -490,7 +494,7 @@ def policies_from(name: str, block: dict[str, Any], *, metrics: ConnectorMetrics
 
 def build(name: str, block: dict[str, Any], *, base_dir: str | Path | None = None,
           metrics: ConnectorMetrics | None = None, inner: Connector | None = None,
-          clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> ResilientConnector:
+          clock: Clock = time.monotonic, sleep: Sleep = greenloop.sleep) -> ResilientConnector:
     """The connector a YAML block describes, wrapped in its policies.
 
     ``base_dir`` is the folder of the config file (relative WSDL paths, CA

@@ -117,6 +117,7 @@ OPERATION_SCHEMA: dict[str, Any] = {
 
 class RestConnector(Connector):
     type_name = "rest"
+    loop_ready = True  # connectors.http.send goes through loophttp on the loop
     config_schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,

@@ -64,6 +64,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from . import greenloop
 from .errors import StoreError
 from .i18n import _
 
@@ -368,9 +369,10 @@ class Store:
             # A request/reply route on a message without a business number leaves
             # nothing behind; skipping the empty transaction spares the write lock.
             return True
+        # On the inbound server's event loop the write waits in a thread, not the loop.
         if not self.group_commit:
-            return self._finish_one(rec)
-        return self._writer().submit(rec)
+            return greenloop.blocking(self._finish_one, rec)
+        return greenloop.blocking(self._writer().submit, rec)
 
     def _writer(self) -> _GroupCommit:
         if self._group is None:

@@ -7,8 +7,9 @@
     ...
     service.stop()         # the reverse: nothing new comes in while work drains
 
-The web server is waitress in a background thread (``web.server.start``); the
-caller's thread stays free to wait for signals or drive a demo.
+The web server runs on its own event loop in a background thread
+(``web.loopserver``); the caller's thread stays free to wait for signals or
+drive a demo.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class HubService:
     def start(self) -> None:
         """Workers first (so nothing accepted waits for them), then the inbound
         server, then the pollers."""
-        from web import server as web_server
+        from web import loopserver
         from web.app import create_app
 
         self.hub.start()
@@ -106,7 +107,7 @@ class HubService:
             if self.web_enabled:
                 self.app = create_app(self.hub, dict(self.config))
                 try:
-                    self.server = web_server.start(self.app, self.host, self.port,
+                    self.server = loopserver.start(self.app, self.host, self.port,
                                                    threads=self.threads)
                 except OSError as exc:
                     raise ConfigError(_("cannot listen on {host}:{port}: {error}",

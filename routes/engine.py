@@ -90,6 +90,7 @@ raised to the caller instead of parking.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -103,6 +104,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from connectors.base import CallContext
+from core import greenloop
 from core.broker import Broker, Delivery, topic_matches
 from core.envelope import Envelope, Hop
 from core.errors import (
@@ -265,7 +267,7 @@ class _Bucket:
 def compile_route(name: str, spec: Mapping[str, Any], *, prefix: str = "bdchub",
                   connectors: Mapping[str, Any] | None = None,
                   checklists: Mapping[str, Any] | None = None,
-                  sleep: Callable[[float], None] = time.sleep) -> Route:
+                  sleep: Callable[[float], None] = greenloop.sleep) -> Route:
     """Compile one route of the config (already checked by ``core.config``)."""
     source = spec.get("from")
     endpoint = None
@@ -559,7 +561,7 @@ class Engine:
     def __init__(self, routes: Mapping[str, Route], *, connectors: Mapping[str, Any],
                  store: Store, broker: Broker, middleware: Middleware | None = None,
                  validator: Validator | None = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, masking: Masking | None = None,
+                 sleep: Callable[[float], None] = greenloop.sleep, masking: Masking | None = None,
                  tenant: str = "", organisation: str = "", prefix: str = "bdchub",
                  await_queue: str | None = None, redeliver_after: float = 30.0,
                  inbox_ttl: float = 7 * 86400.0, processed_ttl: float = 30 * 86400.0):
@@ -792,15 +794,25 @@ class Engine:
             return [self._call(run, step, calls[0])]
         if not step.compiled["parallel"]:
             return [self._call(run, step, c, f"#{i}") for i, c in enumerate(calls)]
-        pool = self._pool()
-        futures = [pool.submit(self._call, run, step, c, f"#{i}") for i, c in enumerate(calls)]
         results, first_error = [], None
-        for fut in futures:
-            try:
-                results.append(fut.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                results.append(None)
-                first_error = first_error or exc
+        if greenloop.on_loop():  # on the inbound server's loop: a greenlet per call
+            outcomes = greenloop.gather([functools.partial(self._call, run, step, c, f"#{i}")
+                                         for i, c in enumerate(calls)])
+            for outcome in outcomes:
+                failed = isinstance(outcome, BaseException)
+                results.append(None if failed else outcome)
+                if failed:
+                    first_error = first_error or outcome
+        else:
+            pool = self._pool()
+            futures = [pool.submit(self._call, run, step, c, f"#{i}")
+                       for i, c in enumerate(calls)]
+            for fut in futures:
+                try:
+                    results.append(fut.result())
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    results.append(None)
+                    first_error = first_error or exc
         if first_error is not None:
             raise first_error
         return results
@@ -895,7 +907,8 @@ class Engine:
             raise RouteError(_("no route named '{name}'", name=route_name), route=route_name)
         run = self.execute(route, envelope)
         for item in run.out:
-            self.publish(item.envelope, item.queue)
+            # On the inbound server's loop a publish (with confirms) waits in a thread.
+            greenloop.blocking(self.publish, item.envelope, item.queue)
         try:
             self.store.finish(Finish(
                 message_id=envelope.id, route=route.name, outcome=run.outcome,

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from core import greenloop
 from core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from core.envelope import Envelope
 from core.errors import HubError, RouteError
@@ -87,7 +88,7 @@ class Hub:
                     metrics: MetricsMiddleware | None = None,
                     validator: Callable[[str, Any], list] | None = None,
                     clock: Callable[[], float] = time.time,
-                    sleep: Callable[[float], None] = time.sleep,
+                    sleep: Callable[[float], None] = greenloop.sleep,
                     tick_interval: float = 1.0, prefix: str | None = None,
                     visibility_timeout: float | None = None,
                     publish_timeout: float | None = None,

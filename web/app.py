@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core import i18n
+from core import greenloop, i18n
 from core.envelope import Envelope
 from core.errors import (
     ConfigError,
@@ -217,6 +217,9 @@ class InboundApp:
         from .soap import SoapEndpoint  # after the JSON side is set up: it reuses it
         self.soap = SoapEndpoint(self)
 
+        # Handlers that wait only through core.greenloop: the inbound server runs
+        # them on its event loop; the others (publishing, store queries, SOAP) in threads.
+        self._inline: set[Handler] = {self.get_health}
         # Exact paths, then templates with one {param} (compiled once).
         self.exact: dict[str, tuple[str, dict[str, Handler]]] = {
             f"{API}/applications": (f"{API}/applications", {"POST": self.post_application}),
@@ -273,6 +276,21 @@ class InboundApp:
             raise ConfigError(_("inbound endpoint {method} {path} is defined twice or clashes "
                                 "with a built-in one", method=method, path=path))
         methods[method] = handler
+
+    def runs_inline(self, method: str, path: str) -> bool:
+        """Whether ``method path`` may run on the inbound server's event loop
+        (``core.greenloop``): request/reply routes and the health check."""
+        entry = self.exact.get(path)
+        if entry is not None:
+            methods = entry[1]
+        else:
+            for pattern, _template, methods in self.patterns:  # noqa: B007
+                if pattern.match(path):
+                    break
+            else:
+                return False
+        handler = methods.get(method)
+        return handler is not None and handler in self._inline
 
     # -- WSGI ------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -376,7 +394,8 @@ class InboundApp:
 
     def _audit(self, event: str, fields: dict[str, Any]) -> None:
         try:
-            self.hub.audit(event, **fields)
+            # fsynced: on the inbound server's loop a thread waits for the disk.
+            greenloop.blocking(self.hub.audit, event, **fields)
         except Exception:  # noqa: BLE001 - the answer must still go out; ops see the log
             log.exception("audit of %s failed", event)
 
@@ -656,6 +675,8 @@ class InboundApp:
             status = result.headers.get("http.status") if result.headers else None
             return self.json(int(status) if status and status.isdigit() else 200, dict(result.body))
 
+        if reply:
+            self._inline.add(handle)
         return handle
 
     # -- plain resources -------------------------------------------------------

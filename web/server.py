@@ -50,6 +50,8 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from .loopserver import listen
+
 #: Room above the application's own limit so the app (not waitress) answers an
 #: oversized body with its JSON 413 and an audit record; waitress still cuts
 #: anything far beyond it without buffering it.
@@ -99,7 +101,7 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
     if threading.active_count() > 1:
         log.warning("forking %d server processes while %d threads run: build the hub in "
                     "PerProcess, not before serve", processes, threading.active_count())
-    listener = _listen(host, port, int(options.get("backlog", 1024)))
+    listener = listen(host, port, int(options.pop("backlog", 1024)))
     children: list[int] = []
     stopping = False
 
@@ -145,20 +147,6 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
         listener.close()
     if failed is not None:
         raise RuntimeError(f"web server process {failed[0]} exited with {failed[1]}")
-
-
-def _listen(host: str, port: int, backlog: int) -> socket.socket:
-    family, kind, proto, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
-        sock.bind(address)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _fork(app: PerProcess, threads: int, options: dict[str, Any], listener: socket.socket,
@@ -215,17 +203,29 @@ def _exit_on_signal(signum: int, _frame: Any) -> None:
 
 
 def _serve_one(app: Any, threads: int, options: dict[str, Any],
-               built: Callable[[], None] | None = None, **where: Any) -> None:
+               built: Callable[[], None] | None = None, *, host: str = "127.0.0.1",
+               port: int = 0, sockets: list[socket.socket] | None = None) -> None:
+    """One process's server (``web.loopserver``), in the foreground until a signal."""
+    from .loopserver import LoopServer
+
     application = app.build() if isinstance(app, PerProcess) else app
+    previous = None
+    if sockets is None and threading.current_thread() is threading.main_thread():
+        # SIGTERM (the service manager's stop) ends the wait below as ^C does.
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        server = create_server(application, **where, **_options(application, threads, options))
-        if built is not None:
-            built()
+        server = LoopServer(application, host, port, threads=threads,
+                            sock=sockets[0] if sockets else None, **options).start()
         try:
-            server.run()
+            if built is not None:
+                built()
+            while server.running():
+                server._thread.join(1.0)  # type: ignore[union-attr]  # wakes for signals
         finally:
             server.close()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if isinstance(app, PerProcess) and app.close is not None:
             app.close(application)
 

@@ -288,3 +288,57 @@ def _ctype(version: int) -> str:
 def _json(status: int, data: Any, headers: dict | None = None) -> tuple[int, dict, bytes]:
     return status, {"Content-Type": "application/json", **(headers or {})}, \
         json.dumps(data).encode()
+
+
+class LoopRunner:
+    """An event loop in a thread that runs connector calls the way the inbound
+    server runs request/reply routes: each in a greenlet (``core.greenloop``)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, fn, *args, **kwargs):
+        from core import greenloop
+
+        future = self._asyncio.run_coroutine_threadsafe(
+            greenloop.run(fn, *args, **kwargs), self.loop)
+        return future.result(timeout=60)
+
+    def wrap(self, conn) -> _OnLoop:
+        return _OnLoop(self, conn)
+
+    def close(self) -> None:
+        from connectors.loophttp import close_loop
+
+        self._asyncio.run_coroutine_threadsafe(close_loop(self.loop), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class _OnLoop:
+    """A connector whose ``call`` and ``health`` run on a ``LoopRunner``."""
+
+    def __init__(self, runner: LoopRunner, conn) -> None:
+        self._runner, self._conn = runner, conn
+
+    def call(self, *args, **kwargs):
+        return self._runner.run(self._conn.call, *args, **kwargs)
+
+    def health(self, *args, **kwargs):
+        return self._runner.run(self._conn.health, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def __enter__(self) -> _OnLoop:
+        self._conn.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._conn.__exit__(*exc)

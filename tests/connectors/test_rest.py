@@ -11,15 +11,37 @@ import connectors
 from connectors.http import http_date, parse_retry_after
 from core.errors import PermanentError, RecoverableError, TimeoutError_
 
-from .loopback import Department
+from .loopback import Department, LoopRunner
 from .targets import GovSandbox, MarketSandbox, TradeSandbox
 
 QUICK = {"retry": {"attempts": 3, "backoff": 0.01, "jitter": 0}, "timeout": 5}
 
 
-def build(block, metrics, sleeps=None):
-    return connectors.build("dept", {**QUICK, **block}, metrics=metrics,
+@pytest.fixture(autouse=True, params=["threaded", "on_loop"])
+def transport(request):
+    """Every test here runs twice: calls from a plain thread (urllib3), and calls
+    on the inbound server's event loop (core.greenloop, aiohttp), which must
+    behave the same in every respect the tests look at."""
+    global RUNNER
+    if request.param == "threaded":
+        RUNNER = None
+        yield request.param
+        return
+    RUNNER = LoopRunner()
+    try:
+        yield request.param
+    finally:
+        RUNNER.close()
+        RUNNER = None
+
+
+RUNNER: LoopRunner | None = None
+
+
+def build(block, metrics, sleeps=None, name="dept"):
+    conn = connectors.build(name, {**QUICK, **block}, metrics=metrics,
                             sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return conn if RUNNER is None else RUNNER.wrap(conn)
 
 
 # ------------------------------------------------------------------ mapping
@@ -311,6 +333,7 @@ def test_mutual_tls_with_a_private_ca(mtls_department, pki, metrics):
     block = mtls_block(mtls_department, pki, ca_bundle="ca.pem", client_cert="client.pem",
                        client_key="client.key")
     conn = connectors.build("tls", block, base_dir=pki["ca"].parent, metrics=metrics)
+    conn = conn if RUNNER is None else RUNNER.wrap(conn)
     with conn:
         assert conn.call("get", {"n": "7"})["contract_no"] == "7"
         assert conn.health().up

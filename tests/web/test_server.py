@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from core import i18n
-from web.server import start
+from web.loopserver import start
 from web.signing import signed_headers
 
 from .conftest import APP_KEY, SECRET, TENANT

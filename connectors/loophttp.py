@@ -1,0 +1,156 @@
+"""The HTTP call of ``connectors.http.send`` when it runs on the inbound server's
+event loop (``core.greenloop``): the same request, sent with aiohttp so that the
+request waits for the department's answer without holding a thread.
+
+Only the transport differs from the threaded path. The request is the
+``PreparedRequest`` that ``connectors.http.prepare`` built and the
+authentication schemes signed; the answer is a ``requests.Response`` read in
+full; failures become the ``requests`` errors the threaded path would have met
+and are classified by ``classify_requests_error``, so retries, the circuit
+breaker and the error texts are the same on both paths. The session's TLS
+settings (``verify``, ``ca_bundle``, ``client_cert``) become one
+``ssl.SSLContext``; its cookie jar gets the cookies the answer sets.
+
+Each event loop has its own aiohttp sessions (they cannot cross loops): one
+per ``requests`` session, with the same pool size. ``close_loop`` closes a
+loop's sessions when its server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import weakref
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
+
+import aiohttp
+import requests
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+
+from core import greenloop
+
+#: loop -> {id(requests session): (the requests session, its aiohttp session)}
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                    dict[int, tuple[requests.Session, aiohttp.ClientSession]]]
+_clients = weakref.WeakKeyDictionary()
+
+
+def send(session: requests.Session, request: PreparedRequest, timeout: tuple[float, float],
+         *, connector: str, operation: str = "") -> requests.Response:
+    """``connectors.http.send`` on the loop: suspends the calling greenlet meanwhile."""
+    from .http import classify_requests_error
+
+    try:
+        return greenloop.await_(_send(session, request, timeout))
+    except requests.RequestException as exc:
+        raise classify_requests_error(exc, connector=connector, operation=operation) from exc
+
+
+async def _send(session: requests.Session, request: PreparedRequest,
+                timeout: tuple[float, float]) -> requests.Response:
+    client = _client(session)
+    url = request.url or ""
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout[0], sock_read=timeout[1])
+    try:
+        async with client.request(request.method or "GET", url, data=request.body,
+                                  headers=dict(request.headers), allow_redirects=False,
+                                  timeout=limits, ssl=_tls(session, url)) as answer:
+            content = await answer.read()
+    except Exception as exc:
+        raise _as_requests_error(exc, request) from exc
+    reply = requests.Response()
+    reply.status_code = answer.status
+    reply.headers = CaseInsensitiveDict(answer.headers)
+    reply.encoding = get_encoding_from_headers(reply.headers)
+    reply.reason = answer.reason or ""
+    reply.url = url
+    reply.request = request
+    reply._content = content  # read already: .content, .text and .json() answer from it
+    reply._content_consumed = True
+    cookies = answer.headers.getall("Set-Cookie", [])
+    if cookies:
+        _keep_cookies(session, url, cookies)
+    return reply
+
+
+def _client(session: requests.Session) -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    entry = per_loop.get(id(session))
+    if entry is None or entry[0] is not session or entry[1].closed:
+        adapter = session.get_adapter("http://")
+        size = int(getattr(adapter, "_pool_maxsize", 10) or 10)
+        client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=size, ttl_dns_cache=300),
+            # The requests session's jar supplies the Cookie header (prepare); no second jar.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # Headers are exactly the prepared ones (requests' defaults included).
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            auto_decompress=True, trust_env=False)
+        entry = per_loop[id(session)] = (session, client)
+    return entry[1]
+
+
+def _tls(session: requests.Session, url: str) -> ssl.SSLContext | bool:
+    if not url.startswith("https:"):
+        return True
+    key = (repr(session.verify), repr(session.cert))
+    cached = getattr(session, "_bdchub_tls", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    verify, cert = session.verify, session.cert
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
+        context.load_cert_chain(certfile, keyfile)
+    session._bdchub_tls = (key, context)  # type: ignore[attr-defined]
+    return context
+
+
+def _keep_cookies(session: requests.Session, url: str, values: list[str]) -> None:
+    """As ``Session.send``: cookies the answer sets go with the session's next requests."""
+    host = urlsplit(url).hostname or ""
+    for value in values:
+        try:
+            parsed = SimpleCookie(value)
+        except CookieError:
+            continue
+        for name, morsel in parsed.items():
+            session.cookies.set(name, morsel.value, domain=morsel["domain"] or host,
+                                path=morsel["path"] or "/")
+
+
+def _as_requests_error(exc: BaseException, request: PreparedRequest) -> BaseException:
+    """The ``requests`` error the threaded path raises for the same failure."""
+    rq = requests.exceptions
+    if isinstance(exc, rq.RequestException):
+        return exc
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch | ssl.SSLError):
+        return rq.SSLError(str(exc) or type(exc).__name__, request=request)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return rq.ConnectTimeout(str(exc) or "connect timed out", request=request)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return rq.ReadTimeout(str(exc) or "read timed out", request=request)
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return rq.InvalidURL(str(exc) or type(exc).__name__, request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return rq.ChunkedEncodingError(str(exc) or type(exc).__name__, request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return rq.ConnectionError(str(exc) or type(exc).__name__, request=request)
+    return exc
+
+
+async def close_loop(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Close the aiohttp sessions of ``loop`` (default: the running one). Never raises."""
+    loop = loop or asyncio.get_running_loop()
+    for _session, client in (_clients.pop(loop, None) or {}).values():
+        try:
+            await client.close()
+        except Exception:  # noqa: BLE001 - closing must not fail a shutdown
+            pass

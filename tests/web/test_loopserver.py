@@ -1,0 +1,174 @@
+"""The inbound server (web.loopserver) with a real hub: request/reply routes wait on
+the event loop, everything else in threads; bodies bounded; clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from core.config import load
+from routes.runtime import Hub
+from web import loopserver
+from web.app import create_app
+
+PATH = "/api/v1/verify"
+WAITING = 8  # requests that must be at the department at the same time
+
+
+class Department(ThreadingHTTPServer):
+    """Answers each POST with what it received, once ``WAITING`` calls are in."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Echo)
+        self.barrier = threading.Barrier(WAITING, timeout=10)
+        self.calls = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            self.server.calls += 1
+        try:
+            self.server.barrier.wait()
+        except threading.BrokenBarrierError:
+            self.send_response(504)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def department():
+    dept = Department()
+    yield dept
+    dept.barrier.abort()
+    dept.shutdown()
+    dept.server_close()
+
+
+def _config(tmp_path, backend: str) -> dict:
+    config = {
+        "tenant": "320684",
+        "broker": {"url": "memory://"},
+        "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
+        "connectors": {"legacy": {"type": "rest", "base_url": backend, "timeout": 15,
+                                  "retry": {"attempts": 1},
+                                  "operations": {"verify": {"method": "POST",
+                                                            "path": "/echo"}}}},
+        "routes": {"verify": {
+            "from": {"endpoint": {"method": "POST", "path": PATH, "reply": True}},
+            "steps": [{"map": {"ZJHM": "id_number", "XM": "name"}},
+                      {"to": {"connector": "legacy", "operation": "verify"}}]}},
+        "inbound": {"endpoints": [{"method": "POST", "path": PATH, "route": "verify",
+                                   "reply": True, "auth": "none"}],
+                    "max_body_bytes": 4096},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return load(str(path))
+
+
+@pytest.fixture
+def served(tmp_path, department):
+    config = _config(tmp_path, department.url)
+    hub = Hub.from_config(config)
+    hub.start()
+    app = create_app(hub, config)
+    server = loopserver.start(app, "127.0.0.1", 0, threads=2)
+    yield server, hub
+    server.close()
+    hub.stop(timeout=5)
+
+
+def test_reply_routes_wait_for_a_slow_department_together_beyond_the_thread_count(served,
+                                                                                 department):
+    """Two worker threads, eight requests held at the department until all eight
+    are there: they can only all arrive if the loop, not the threads, waits."""
+    server, _hub = served
+
+    def ask(n: int):
+        return requests.post(server.url + PATH, json={"id_number": f"ID{n}", "name": "张三"},
+                             timeout=30)
+
+    with ThreadPoolExecutor(WAITING) as pool:
+        answers = list(pool.map(ask, range(WAITING)))
+
+    assert [a.status_code for a in answers] == [200] * WAITING
+    assert sorted(a.json()["ZJHM"] for a in answers) == [f"ID{n}" for n in range(WAITING)]
+    assert department.calls == WAITING
+
+
+def test_a_declared_body_over_the_limit_is_refused_unread_and_the_connection_closed(served):
+    server, hub = served
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 10000000000\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        head = answer.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 413")
+    assert b"connection: close" in head
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413(served):
+    server, _hub = served
+
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 1024
+
+    answer = requests.post(server.url + PATH, data=chunks(), timeout=10,
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_large"
+
+
+def test_query_and_percent_encoded_paths_reach_the_application_as_under_wsgi():
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update({k: environ[k] for k in ("PATH_INFO", "QUERY_STRING", "REQUEST_URI",
+                                              "HTTP_X_TRACE")})
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        return [b"made"]
+
+    with loopserver.start(app, "127.0.0.1", 0, threads=1) as server:
+        answer = requests.get(server.url + "/a%20b/c?x=1&y=%E5%BC%A0", timeout=10,
+                              headers={"X-Trace": "t1"})
+    assert (answer.status_code, answer.text) == (201, "made")
+    assert seen == {"PATH_INFO": "/a b/c", "QUERY_STRING": "x=1&y=%E5%BC%A0",
+                    "REQUEST_URI": "/a%20b/c?x=1&y=%E5%BC%A0", "HTTP_X_TRACE": "t1"}
+
+
+def test_a_port_in_use_is_an_os_error_at_start():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            loopserver.start(lambda e, s: [], "127.0.0.1", taken.getsockname()[1])
