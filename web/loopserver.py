@@ -83,6 +83,9 @@ class LoopServer:
             timeout_graceful_shutdown=int(GRACE))
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        # Waited on instead of the thread: on Python 3.11 a signal that interrupts
+        # Thread.join can mark a live thread as stopped.
+        self._done = threading.Event()
         self._failed: BaseException | None = None
 
     @property
@@ -97,8 +100,8 @@ class LoopServer:
                                         daemon=True)
         self._thread.start()
         waited = 0.0
-        while not self._server.started and self._thread.is_alive() and waited < timeout:
-            self._thread.join(0.01)
+        while not self._server.started and not self._done.is_set() and waited < timeout:
+            self._done.wait(0.01)
             waited += 0.01
         if not self._server.started:
             self.close()
@@ -107,7 +110,12 @@ class LoopServer:
         return self
 
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the server has stopped (signals still reach the caller); True
+        once it has."""
+        return self._done.wait(timeout)
 
     def _run(self) -> None:
         loop = _new_loop()
@@ -125,13 +133,14 @@ class LoopServer:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+                self._done.set()
 
     def close(self) -> None:
         """Stop taking connections, let requests in flight finish (up to ``GRACE``
         seconds), close. Never raises."""
         self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(GRACE + 5)
+            self._done.wait(GRACE + 5)
         self.executor.shutdown(wait=False, cancel_futures=True)
         try:
             self.sock.close()

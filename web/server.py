@@ -219,8 +219,8 @@ def _serve_one(app: Any, threads: int, options: dict[str, Any],
         try:
             if built is not None:
                 built()
-            while server.running():
-                server._thread.join(1.0)  # type: ignore[union-attr]  # wakes for signals
+            while not server.wait(1.0):  # in steps: signals are handled between them
+                pass
         finally:
             server.close()
     finally:
