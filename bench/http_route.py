@@ -20,18 +20,19 @@ with the bytes it received:
 
 - ``direct``: the load generator posts the mapped body straight to the echo
   backend. The baseline: what the backend and loopback cost on their own.
-- ``hub``: ``web.server.serve`` (waitress) with ``web.app.create_app`` in its
-  own process; the endpoint ``POST /api/v1/bench/verify`` (``auth: none``,
-  ``reply: true``) runs the route ``verify_identity`` through
+- ``hub``: ``web.server.serve`` (the event-loop server ``web.loopserver``:
+  uvicorn, the route in a greenlet, the REST call through aiohttp) with
+  ``web.app.create_app`` in its own process; the endpoint ``POST
+  /api/v1/bench/verify`` (``auth: none``, ``reply: true``) runs the route ``verify_identity`` through
   ``Hub.run_sync``: ``validate: identity_verification_request`` (the
   canonical JSON Schema with the domain format checkers), ``map`` to the
   legacy field names (QQBH, QLRMC, ZJZL, ZJHM, HYYT, RXZY), ``to`` a ``rest``
-  connector (pooled requests session) that POSTs the result to the echo
+  connector (pooled; on the loop through aiohttp) that POSTs the result to the echo
   backend and parses its JSON reply; the answer is the route's resulting
   body. Everything the hub does per request is on: the envelope, metrics,
   connector policies (retry, breaker), and ``Store.finish`` on the embedded
-  SQLite store (the default; the body has no business number, so no hops
-  rows are written, but the write transaction is still taken).
+  SQLite store (the default; the body has no business number, so no rows
+  are written and no transaction is taken).
 - ``nodered``: Node-RED 4 (``bench/nodered``: node-red pinned in its
   package.json, installed with npm on first use), headless on loopback, with
   ``bench/nodered/flow.json``: http in -> function ``validate`` (ajv 8
@@ -455,7 +456,7 @@ def main(argv: list[str]) -> int:
     med = {n: median([x["rps"] for x in v]) for n, v in runs.items()}
     direct = med["direct"]
     labels = {"direct": "direct (client -> echo backend)",
-              "hub": "hub (waitress -> route -> rest -> echo)",
+              "hub": "hub (loop server -> route -> rest -> echo)",
               "nodered": "Node-RED 4 (http in -> ... -> echo)"}
     rows = []
     for n in names:

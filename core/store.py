@@ -71,6 +71,8 @@ from .i18n import _
 metadata = MetaData()
 
 ID = 40  # UUID text is 36; a little room
+#: Seconds between sweeps of expired request nonces (done by the next insert).
+NONCE_PURGE_EVERY = 60.0
 
 processed = Table(
     "processed", metadata,
@@ -192,6 +194,14 @@ progress = Table(
     Index("ix_progress_applicant", "tenant", "applicant_key"),
 )
 
+#: Nonces of signed inbound requests, shared by every hub process on this store.
+#: ``id`` is a digest of (scope + app key, nonce): fixed width whatever the client sent.
+request_nonces = Table(
+    "request_nonces", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
 
 @dataclass
 class Finish:
@@ -281,6 +291,7 @@ class Store:
         # SQLite has one writer at a time; queueing writers here is cheaper than
         # letting them spin on the file lock.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._nonce_purge_at = 0.0
 
     @staticmethod
     def _engine(url: str, pool_size: int | None) -> Engine:
@@ -442,6 +453,32 @@ class Store:
         """Forget idempotency records older than ``before`` (retention)."""
         with self._tx() as conn:
             return conn.execute(delete(processed).where(processed.c.processed_at < before)).rowcount
+
+    # -- nonces of signed requests
+    def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:
+        """Record a request nonce (``digest``) until ``expires_at``. False when it is
+        recorded and unexpired already: a replay, whichever process saw it first."""
+        purge = now >= self._nonce_purge_at
+        try:
+            with self._tx() as conn:
+                if purge:
+                    conn.execute(delete(request_nonces).where(request_nonces.c.expires_at < now))
+                conn.execute(insert(request_nonces).values(id=digest, expires_at=expires_at))
+        except IntegrityError:
+            # Seen before; still a replay unless that record has run out.
+            try:
+                with self._tx() as conn:
+                    gone = conn.execute(delete(request_nonces).where(
+                        request_nonces.c.id == digest,
+                        request_nonces.c.expires_at < now)).rowcount
+                    if not gone:
+                        return False
+                    conn.execute(insert(request_nonces).values(id=digest, expires_at=expires_at))
+            except IntegrityError:
+                return False  # another process took it in between
+        if purge:
+            self._nonce_purge_at = now + NONCE_PURGE_EVERY
+        return True
 
     # -- parked
     def due_parked(self, now: float, limit: int = 100) -> list[dict[str, Any]]:

@@ -64,6 +64,10 @@ def run_command(config_path: str, host: str | None, port: int | None, no_pollers
 
     _logging(log_level)
     config = load(config_path)
+    processes = _processes(config)
+    if processes > 1:
+        _run_processes(config, host, port, not no_pollers, processes)
+        return
     service = HubService.from_config(config, host=host, port=port, pollers=not no_pollers)
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_a: done.set())
@@ -89,6 +93,58 @@ def run_command(config_path: str, host: str | None, port: int | None, no_pollers
         service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    click.echo(_("stopped"))
+
+
+def _processes(config: dict[str, Any]) -> int:
+    from web.config_schema import with_defaults
+
+    inbound = with_defaults(config.get("inbound"))
+    if not inbound.get("enabled", True):
+        return 1
+    return int(inbound["listen"].get("processes", 1))
+
+
+def _run_processes(config: dict[str, Any], host: str | None, port: int | None, pollers: bool,
+                   processes: int) -> None:
+    """``hub run`` with ``inbound.listen.processes`` > 1: that many processes, each a
+    whole hub (route workers and inbound server) taking connections on one socket;
+    pollers and the diode inbox run in the first one only. They share the broker
+    and the store, as separate workers do (signed-request nonces included)."""
+    from web.app import create_app
+    from web.config_schema import with_defaults
+    from web.server import PerProcess, serve
+
+    from .service import HubService
+
+    listen = with_defaults(config.get("inbound"))["listen"]
+    host = host or str(listen["host"])
+    port = int(listen["port"] if port is None else port)
+
+    def build() -> Any:
+        service = HubService.from_config(config, web=False, pollers=pollers and per.index == 0)
+        service.start()
+        try:
+            app = create_app(service.hub, dict(config))
+        except BaseException:
+            service.stop()
+            raise
+        app.service = service
+        return app
+
+    per = PerProcess(build, close=lambda app: app.service.stop())
+    click.echo(_("bdc-hub {name} (tenant {tenant}): {processes} processes on http://{host}:{port}",
+                 name=config.get("name") or "", tenant=config["tenant"], processes=processes,
+                 host=host, port=port))
+    click.echo(_("stop with Ctrl-C or SIGTERM"))
+    sys.stdout.flush()
+    try:
+        serve(per, host, port, threads=int(listen["threads"]), processes=processes)
+    except OSError as exc:
+        raise HubError(_("cannot listen on {host}:{port}: {error}", host=host, port=port,
+                         error=exc.strerror or exc)) from exc
+    except RuntimeError as exc:  # a process died: the service manager restarts the whole
+        raise HubError(str(exc)) from exc
     click.echo(_("stopped"))
 
 

@@ -45,7 +45,14 @@ from . import metrics as metrics_mod
 from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
 from .ports import HubPort
-from .signing import AuthFailure, Client, MemoryNonceStore, NonceStore, Verifier
+from .signing import (
+    AuthFailure,
+    Client,
+    MemoryNonceStore,
+    NonceStore,
+    StoreNonceStore,
+    Verifier,
+)
 from .validation import Schemas
 
 try:  # orjson (Apache-2.0/MIT) is several times faster; stdlib json is the fallback
@@ -206,7 +213,14 @@ class InboundApp:
         keys = [c.app_key for c in self.clients.values()]
         if len(keys) != len(set(keys)):
             raise ConfigError(_("inbound clients must not share an app_key"))
-        self.nonces = nonce_store or MemoryNonceStore(int(cfg["nonce_capacity"]))
+        if nonce_store is None:
+            store = getattr(hub, "store", None)
+            if int(cfg["listen"].get("processes", 1)) > 1 and store is not None:
+                # Several processes take requests: a replay may reach another one.
+                nonce_store = StoreNonceStore(store)
+            else:
+                nonce_store = MemoryNonceStore(int(cfg["nonce_capacity"]))
+        self.nonces = nonce_store
         self.verifier = Verifier(self.clients, self.nonces, clock_skew=float(cfg["clock_skew"]),
                                  nonce_ttl=float(cfg["nonce_ttl"]), clock=clock)
         self.schemas = Schemas(cfg.get("message_types"))

@@ -104,7 +104,9 @@ INBOUND_SCHEMA: dict[str, Any] = {
                 "host": {"type": "string", "default": "127.0.0.1"},
                 "port": {"type": "integer", "minimum": 0, "maximum": 65535, "default": 8080},
                 "threads": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8,
-                            "description": "worker threads per server process"},
+                            "description": "worker threads per server process, for work that "
+                                           "blocks (submissions, queries, SOAP); request/"
+                                           "reply routes wait on the event loop instead"},
                 "processes": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1,
                               "description": "server processes on the one socket, each with "
                                              "its own hub (web.server.serve); more than one "

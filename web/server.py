@@ -1,17 +1,18 @@
-"""Production server for the inbound application: waitress (ZPL 2.1, pure Python).
+"""Serving the inbound application: ``serve`` in the foreground (``hub run``'s
+processes, the benchmarks), ``start`` in a background thread.
 
-waitress was chosen because it is pure Python, threaded, mature, and keeps
-slow or malicious clients off the worker threads: its asyncore loop reads a
-whole request (headers and body, bounded by ``max_request_body_size``) before
-a worker thread sees it, and it writes answers the same way. That makes the
-worker count (``threads``) the only concurrency knob and stops slowloris-style
-clients from pinning workers.
+``serve`` runs the hub's own server, ``web.loopserver``: an event loop that
+answers request/reply routes in greenlets and hands blocking work to
+``threads`` worker threads (see that module for why)::
 
     app = create_app(hub, config)
-    serve(app, "127.0.0.1", 8080, threads=8)       # blocks until stopped
+    serve(app, "127.0.0.1", 8080, threads=8)       # blocks until SIGTERM or ^C
 
-``start(app, host, port)`` runs it in a background thread and returns a handle
-with ``.port`` and ``.close()`` (tests, ``hub sandbox``).
+``start(app, host, port)`` serves any WSGI application with waitress (pure
+Python, threaded; its asyncore loop reads a whole request, bounded by
+``max_request_body_size``, before a worker thread sees it) in a background
+thread and returns a handle with ``.port`` and ``.close()``: the department
+sandbox uses it, whose simulated departments block on purpose.
 
 One process serves as fast as one interpreter lock lets it: on a machine with
 cores to spare, ``serve(..., processes=N)`` binds the listening socket once
@@ -52,8 +53,8 @@ from waitress.server import create_server
 
 from .loopserver import listen
 
-#: Room above the application's own limit so the app (not waitress) answers an
-#: oversized body with its JSON 413 and an audit record; waitress still cuts
+#: Room above the application's own limit (``start``) so the app (not waitress)
+#: answers an oversized body with its JSON 413 and an audit record; waitress still cuts
 #: anything far beyond it without buffering it.
 BODY_HEADROOM = 1024 * 1024
 
@@ -62,11 +63,14 @@ log = logging.getLogger("bdchub.web")
 
 class PerProcess:
     """An application built in each server process: ``build()`` makes it after the
-    fork, ``close(app)`` (optional) tears it down when that process stops."""
+    fork, ``close(app)`` (optional) tears it down when that process stops.
+    ``index`` tells ``build`` which process it runs in (0 for the first), for work
+    only one of them should do."""
 
     def __init__(self, build: Callable[[], Any], close: Callable[[Any], None] | None = None):
         self.build = build
         self.close = close
+        self.index = 0
 
 
 def _options(app: Any, threads: int, options: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +94,8 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
           processes: int = 1, **options: Any) -> None:
     """Serve ``app`` (a WSGI application or a ``PerProcess``) until interrupted.
     ``processes`` > 1 forks that many servers on one socket (``app`` must then be
-    a ``PerProcess``); ``threads`` is per process. ``options`` go to waitress as
-    they are."""
+    a ``PerProcess``); ``threads`` is per process. ``options`` go to
+    ``web.loopserver.LoopServer`` as they are."""
     if processes <= 1:
         _serve_one(app, threads, options, host=host, port=port)
         return
@@ -116,9 +120,10 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
     previous = {sig: signal.signal(sig, stop) for sig in signals}
     failed: tuple[int, int] | None = None
     try:
-        for _n in range(processes):
+        for n in range(processes):
             if stopping:
                 break
+            app.index = n  # read by build() in the child
             pid, ready = _fork(app, threads, options, listener, signals)
             children.append(pid)
             # One build at a time: first starts of a store or a broker must not race.
@@ -175,7 +180,7 @@ def _child(app: PerProcess, threads: int, options: dict[str, Any], listener: soc
            signals: set[signal.Signals], told: int) -> None:  # pragma: no cover - forked
     code = 0
     try:
-        # SIGTERM ends waitress' loop like ^C does, so the application is torn down.
+        # SIGTERM ends the server's wait like ^C does, so the application is torn down.
         for sig in signals:
             signal.signal(sig, _exit_on_signal)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)

@@ -16,10 +16,11 @@ connector use the same scheme (``sign`` / ``signed_headers`` here).
 
 A timestamp further than ``clock_skew`` from our clock, or a nonce this key
 already used within ``nonce_ttl`` (2 x clock_skew by default), is refused.
-Nonces live in a ``NonceStore``: ``MemoryNonceStore`` is bounded; a hub with
-several worker processes backs the interface with the engine's store (a table
-with a unique (app_key, nonce) key and an expiry column: insert-or-fail is the
-whole check).
+Nonces live in a ``NonceStore``: ``MemoryNonceStore`` (one process, bounded)
+or ``StoreNonceStore``, which a hub serving from several processes
+(``inbound.listen.processes``) uses: a table in the hub's store keyed by a
+digest of (app key, nonce) with an expiry column; insert-or-fail is the whole
+check.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from core import greenloop
 
 NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TIMESTAMP_PATTERN = re.compile(r"^\d{1,12}$")
@@ -70,6 +73,22 @@ class NonceStore(Protocol):
         """Record ``nonce`` of ``key`` for ``ttl`` seconds. False if it was already
         there (a replay) or if the store cannot prove it was not."""
         ...
+
+
+class StoreNonceStore:
+    """Nonces in the hub's store (``core.store.Store.remember_nonce``), so that every
+    process serving the same clients refuses a replay that another one saw first.
+    Expiry is wall-clock time: processes share it, unlike a monotonic clock."""
+
+    def __init__(self, store: Any, clock=time.time):
+        self.store = store
+        self._clock = clock
+
+    def remember(self, key: str, nonce: str, timestamp: float, ttl: float) -> bool:
+        now = self._clock()
+        digest = hashlib.sha256(f"{key}\n{nonce}".encode()).hexdigest()
+        # A database write: on the inbound server's loop a thread waits for it.
+        return greenloop.blocking(self.store.remember_nonce, digest, now + ttl, now)
 
 
 class MemoryNonceStore:

@@ -76,7 +76,8 @@ def test_incomplete_application_gets_a_correction_notice_and_never_reaches_legac
         where=lambda b: b.get("business_no") == no and b.get("notice_type") == "correction.requested"),
         what="correction notice")
     assert [i["material_name"] for i in notice[0]["body"]["items"]] == ["申请人身份证明"]
-    assert flows.stage(no) == "correction"
+    # The notice goes out during the route; its progress is written when the route ends.
+    flows.wait(lambda: flows.stage(no) == "correction", what="progress correction")
     assert not flows.received("legacy", where=_of(no))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -48,6 +49,33 @@ class Output:
         return self.seen
 
 
+@contextlib.contextmanager
+def hub_run(tmp_path: Path, env: dict[str, str]):
+    """``hub run`` on a copy of the shipped config in ``tmp_path`` (so the hub's own
+    files stay there); yields its output; stops it with SIGTERM, which must end it
+    cleanly."""
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    errors = (tmp_path / "stderr.txt").open("w")  # a file: a full pipe would block the hub
+    proc = subprocess.Popen([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "run",
+                             "-c", str(tmp_path / "config.yaml"), "--log-level", "WARNING"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=errors,
+                            text=True)
+    output = Output(proc)
+    try:
+        yield output
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            errors.close()
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert "stopped" in output.until("stopped", timeout=5)
+
+
 def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox, tmp_path):
     from demo import samples as samples_mod
     from demo.environment import free_port, sandbox_environ
@@ -57,15 +85,7 @@ def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox,
     port = free_port()
     env = sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
                           HUB_COURT_POLL_SECONDS="0.5")
-    # A copy of the shipped config, so the hub's own files (audit log) stay in tmp_path.
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
-    errors = (tmp_path / "stderr.txt").open("w")  # a file: a full pipe would block the hub
-    proc = subprocess.Popen([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "run",
-                             "-c", str(tmp_path / "config.yaml"), "--log-level", "WARNING"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=errors,
-                            text=True)
-    output = Output(proc)
-    try:
+    with hub_run(tmp_path, env) as output:
         out = output.until("stop with Ctrl-C or SIGTERM")
         assert f"inbound endpoints on http://127.0.0.1:{port}" in out
         assert "/api/v1/inbound/legacy/stage-changes  -> legacy_stage_change" in out
@@ -92,17 +112,6 @@ def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox,
             time.sleep(0.05)
         # The broker and store live where HUB_BROKER_URL / HUB_STORE_URL said.
         assert (tmp_path / "data" / "store.db").exists()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        finally:
-            errors.close()
-    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
-    assert "stopped" in output.until("stopped", timeout=5)
 
 
 def test_hub_run_reports_a_missing_config_as_one_error_line(tmp_path):
@@ -112,3 +121,50 @@ def test_hub_run_reports_a_missing_config_as_one_error_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("Error: config file not found")
     assert "Traceback" not in proc.stderr
+
+
+def test_hub_run_with_two_processes_serves_one_port_polls_once_and_stops_on_sigterm(
+        clean_sandbox, tmp_path):
+    from demo import samples as samples_mod
+    from demo.environment import free_port, sandbox_environ
+    from web.signing import signed_headers
+
+    sb = clean_sandbox
+    port = free_port()
+    env = sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
+                          HUB_COURT_POLL_SECONDS="0.5", HUB_INBOUND_PROCESSES="2")
+    with hub_run(tmp_path, env) as output:
+        out = output.until("stop with Ctrl-C or SIGTERM")
+        assert f"2 processes on http://127.0.0.1:{port}" in out
+        deadline = time.monotonic() + 30
+        while True:  # the processes build their hubs one after the other
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/v1/health",
+                                timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and output.proc.poll() is None, "no health answer"
+            time.sleep(0.1)
+
+        body = samples_mod.build(sb.data, tag=uuid.uuid4().hex[:4].upper())["first"]
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json",
+                   **signed_headers("ik-window-national", "demo-only-national-window-secret",
+                                    "POST", "/api/v1/applications", raw)}
+        url = f"http://127.0.0.1:{port}/api/v1/applications"
+        assert requests.post(url, data=raw, headers=headers, timeout=10).status_code == 202
+        # Each replay on a new connection may land in either process (which one is the
+        # kernel's choice; tests/web/test_signing.py shows the store refuses it in both).
+        replays = [requests.post(url, data=raw, headers={**headers, "Connection": "close"},
+                                 timeout=10) for _ in range(8)]
+        assert [r.status_code for r in replays] == [401] * 8
+        assert {r.json()["error"]["code"] for r in replays} == {"replayed_nonce"}
+        while not [r for r in sb.received("legacy") if r["operation"] == "SubmitApplication"
+                   and r["body"].get("YWH") == body["business_no"]]:
+            assert time.monotonic() < deadline + 20, "the application never reached legacy"
+            time.sleep(0.05)
+        # One process polls the court: its orders arrive once each, not once per process.
+        while not [r for r in sb.received("legacy") if r["operation"] == "ReceiveCourtOrder"]:
+            assert time.monotonic() < deadline + 20, "no court order reached legacy"
+            time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Through a real waitress server on a loopback port."""
+"""Through the hub's real inbound server (web.loopserver) on a loopback port."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from web.signing import (
     AuthFailure,
     Client,
     MemoryNonceStore,
+    StoreNonceStore,
     Verifier,
     sign,
     signed_headers,
@@ -128,3 +129,66 @@ def test_headers_signed_by_the_sandbox_helper_are_accepted():
                                {k.lower(): v for k, v in headers.items()}, body)
 
     assert client.name == "cw"
+
+
+# ------------------------------------------------------ shared by processes
+
+def test_a_nonce_seen_by_one_process_is_a_replay_in_another_on_the_same_store(tmp_path):
+    from core.store import Store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    first, second = Store(url), Store(url)  # as two hub processes open it
+    try:
+        now = [1000.0]
+        one = StoreNonceStore(first, clock=lambda: now[0])
+        other = StoreNonceStore(second, clock=lambda: now[0])
+
+        assert one.remember("ck-window", "nonce-0001", 1000.0, ttl=600)
+        assert not other.remember("ck-window", "nonce-0001", 1000.0, ttl=600)
+        assert not one.remember("ck-window", "nonce-0001", 1000.0, ttl=600)
+        assert other.remember("ck-other", "nonce-0001", 1000.0, ttl=600)  # per app key
+
+        now[0] += 601  # expired: the same nonce may come again, once
+        assert other.remember("ck-window", "nonce-0001", now[0], ttl=600)
+        assert not one.remember("ck-window", "nonce-0001", now[0], ttl=600)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_expired_nonces_are_swept_from_the_store(tmp_path):
+    from sqlalchemy import func, select
+
+    from core.store import NONCE_PURGE_EVERY, Store, request_nonces
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        nonces = StoreNonceStore(store, clock=lambda: now)
+        now = 1000.0
+        for n in range(5):
+            assert nonces.remember("ck", f"nonce-{n:04d}", now, ttl=10)
+        now += NONCE_PURGE_EVERY + 11
+        assert nonces.remember("ck", "nonce-late", now, ttl=10)
+        with store.engine.connect() as conn:
+            left = conn.execute(select(func.count()).select_from(request_nonces)).scalar()
+        assert left == 1
+    finally:
+        store.close()
+
+
+def test_an_app_served_by_several_processes_keeps_nonces_in_the_hubs_store(tmp_path):
+    from core.store import Store
+    from web.app import create_app
+    from web.fake import FakeHub
+
+    from .conftest import TENANT
+
+    hub = FakeHub()
+    hub.store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        several = create_app(hub, {"tenant": TENANT, "inbound": {"listen": {"processes": 2}}})
+        one = create_app(hub, {"tenant": TENANT, "inbound": {}})
+        assert isinstance(several.nonces, StoreNonceStore)
+        assert isinstance(one.nonces, MemoryNonceStore)
+    finally:
+        hub.store.close()
