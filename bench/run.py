@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["http_route.py", "broker_relay.py", "memory.py", "bridge_diode.py", "bridge_ferry.py"]
+SCRIPTS = ["http_route.py", "broker_relay.py", "memory.py", "fault_isolation.py",
+           "bridge_diode.py", "bridge_ferry.py"]
 
 
 def main(argv: list[str]) -> int:

@@ -138,6 +138,8 @@ H_ERROR = "x-hub-error"
 H_FAILED_ROUTE = "x-hub-failed-route"
 H_FAILED_STEP = "x-hub-failed-step"
 H_OUTCOME = "x-hub-outcome"
+#: Threads of each route's pool for `parallel: true` recipient lists (off the event loop).
+FANOUT_THREADS = 8
 
 DEFAULT_ON_ERROR = {"attempts": 2, "backoff": 1.0, "max_backoff": 30.0, "then": "park",
                     "park_for": 60.0, "park_max": 10}
@@ -581,7 +583,8 @@ class Engine:
         self.redeliver_after = redeliver_after
         self.inbox_ttl = inbox_ttl
         self.processed_ttl = processed_ttl
-        self._fanout: ThreadPoolExecutor | None = None
+        # One pool per route: recipients that hang fill their own route's pool only.
+        self._fanout: dict[str, ThreadPoolExecutor] = {}
         self._fanout_lock = threading.Lock()
 
     # -- running steps
@@ -804,7 +807,7 @@ class Engine:
                 if failed:
                     first_error = first_error or outcome
         else:
-            pool = self._pool()
+            pool = self._pool(run.route.name)
             futures = [pool.submit(self._call, run, step, c, f"#{i}")
                        for i, c in enumerate(calls)]
             for fut in futures:
@@ -817,16 +820,19 @@ class Engine:
             raise first_error
         return results
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _pool(self, route: str) -> ThreadPoolExecutor:
         with self._fanout_lock:
-            if self._fanout is None:
-                self._fanout = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fanout")
-            return self._fanout
+            pool = self._fanout.get(route)
+            if pool is None:
+                pool = self._fanout[route] = ThreadPoolExecutor(
+                    max_workers=FANOUT_THREADS, thread_name_prefix=f"fanout-{route}")
+            return pool
 
     def close(self) -> None:
-        if self._fanout is not None:
-            self._fanout.shutdown(wait=False, cancel_futures=True)
-            self._fanout = None
+        with self._fanout_lock:
+            pools, self._fanout = list(self._fanout.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # -- deliveries
     def route_queue(self, route: str) -> str:

@@ -385,3 +385,43 @@ def test_split_items_keep_the_parents_business_number_by_default(hubs):
     hub.send("bank.batch", {"business_no": "BATCH2", "applications": [{"business_no": "A2"}]})
     hub.run_until_idle()
     assert [m.business_no for m in read()] == ["BATCH2"]
+
+
+def test_a_route_whose_parallel_recipients_hang_does_not_hold_up_another_routes():
+    from core.envelope import Envelope
+    from routes.engine import FANOUT_THREADS
+
+    release = threading.Event()
+
+    def hang(op, payload, ctx):
+        release.wait(20)
+        return {}
+
+    court, tax = fake("court", hang), fake("tax", lambda op, payload, ctx: {"ok": op})
+    hub = make_hub({
+        "stuck": {"from": "a.stuck", "steps": [{"to": {"parallel": True, "recipients": [
+            {"connector": "court", "operation": f"h{i}"} for i in range(FANOUT_THREADS)]}}]},
+        "fine": {"from": "a.fine", "steps": [{"to": {"parallel": True, "recipients": [
+            {"connector": "tax", "operation": "q1"}, {"connector": "tax", "operation": "q2"}]}}]},
+    }, {"court": court, "tax": tax})
+
+    def run(route):
+        hub.engine.execute(hub.routes[route], Envelope(type=f"a.{route}", tenant=TENANT,
+                                                       body={}, business_no="B-20"))
+
+    stuck = threading.Thread(target=run, args=("stuck",), daemon=True)
+    stuck.start()
+    try:
+        for _ in range(200):  # bounded: until every stuck recipient holds a thread
+            if len(court.calls) == FANOUT_THREADS:
+                break
+            threading.Event().wait(0.01)
+        assert len(court.calls) == FANOUT_THREADS
+        fine = threading.Thread(target=run, args=("fine",), daemon=True)
+        fine.start()
+        fine.join(timeout=10)
+        assert not fine.is_alive(), "the healthy route waited for the stuck one's threads"
+        assert sorted(c[0] for c in tax.calls) == ["q1", "q2"]
+    finally:
+        release.set()
+        stuck.join(timeout=10)
