@@ -27,6 +27,7 @@ from __future__ import annotations
 import email.utils
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import requests
@@ -204,12 +205,32 @@ def prepare(session: requests.Session, request: requests.Request) -> PreparedReq
         del headers[key]
     params = merge_setting(request.params, session.params) if request.params else None
     prepared = PreparedRequest()
-    prepared.prepare(method=request.method.upper(), url=request.url, headers=headers,
-                     files=request.files, data=request.data, json=request.json, params=params,
-                     auth=None,
-                     # Read, not kept: the jar only supplies the Cookie header here.
-                     cookies=session.cookies, hooks=request.hooks)
+    # PreparedRequest.prepare's steps in its order, with two shortcuts: a URL
+    # without params is normalised once per distinct URL, and an empty cookie
+    # jar (the usual case) adds no Cookie header, so it is not consulted.
+    prepared.prepare_method(request.method.upper())
+    if params:
+        prepared.prepare_url(request.url, params)
+    else:
+        prepared.url = _prepared_url(request.url)
+    prepared.prepare_headers(headers)
+    if len(session.cookies):
+        prepared.prepare_cookies(session.cookies)  # read, not kept: the Cookie header
+    else:
+        prepared._cookies = session.cookies
+    prepared.prepare_body(request.data, request.files, request.json)
+    prepared.prepare_auth(None, request.url)
+    prepared.prepare_hooks(request.hooks)
     return prepared
+
+
+@lru_cache(maxsize=4096)
+def _prepared_url(url: str) -> str:
+    """``url`` as ``PreparedRequest.prepare_url`` normalises it (IDNA, quoting).
+    Raises what that raises (``InvalidURL``, ``MissingSchema`` …), uncached."""
+    prepared = PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.url or url
 
 
 def send(session: requests.Session, request: PreparedRequest,
