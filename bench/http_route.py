@@ -9,7 +9,7 @@ doing the same flow (Node-RED measured 0.14x direct on the dev machine).
     python bench/http_route.py --quick          # 3 s, 2 rounds
     python bench/http_route.py --duration 20 --rounds 5 --concurrency 32
     python bench/http_route.py --no-nodered     # direct and hub only
-    python bench/http_route.py --backend python # a Python (waitress) echo backend instead
+    python bench/http_route.py --backend python # a Python (uvicorn) echo backend instead
     python bench/http_route.py --profile F      # then sample the hub with py-spy --gil into F
 
 Every contender answers POST with an ``identity_verification_request`` body
@@ -41,7 +41,7 @@ with the bytes it received:
   function ``map`` (the same renames; missing values left out) -> http
   request (POST, keep-alive, JSON reply parsed) -> http response.
 
-With ``--backend python`` the echo backend is a minimal WSGI app on waitress
+With ``--backend python`` the echo backend is a raw ASGI app on uvicorn
 instead (slower, so ``direct`` is lower and every ratio higher): the target's
 ratio depends on how fast the backend is, so the table names the backend.
 
@@ -102,7 +102,7 @@ TENANT = "320684"
 EXAMPLE = (ROOT / "schemas" / "messages" / "examples" / SCHEMA / "valid-with-face.json")
 
 BACKENDS = {"node": "bench/nodered/echo.js (Node http)",
-            "python": "WSGI echo on waitress (--backend python)"}
+            "python": "ASGI echo on uvicorn (--backend python)"}
 
 #: The map step, target <- JMESPath; Node-RED's map function does the same renames.
 MAPPING = {"QQBH": "request_id", "QLRMC": "name", "ZJZL": "'1'", "ZJHM": "id_number",
@@ -197,29 +197,33 @@ def serve_hub(config_path: str) -> int:
 
 
 def serve_echo(port: int) -> int:
-    """Run in the child process: the Python echo backend (``--backend python``),
-    a minimal WSGI app on waitress, answering what it received."""
-    import threading
+    """Run in the child process: the Python echo backend (``--backend python``), a
+    raw ASGI app on uvicorn (httptools, uvloop) answering what it received."""
+    import uvicorn
 
-    from waitress import serve
-
-    lock = threading.Lock()
     echoed = [0]
 
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        if environ["REQUEST_METHOD"] == "GET" and environ.get("PATH_INFO") == "/count":
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET" and scope["path"] == "/count":
             body = json.dumps({"echoed": echoed[0]}).encode()
         else:
-            n = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(n) if n else b""
-            with lock:
-                echoed[0] += 1
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            body = b"".join(chunks)
+            echoed[0] += 1  # one event loop: no lock needed
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
-    serve(app, host="127.0.0.1", port=port, threads=4, ident="echo", asyncore_use_poll=True,
-          _quiet=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, interface="asgi3", http="httptools",
+                loop="uvloop", lifespan="off", access_log=False, log_level="warning",
+                server_header=False, date_header=False)
     return 0
 
 
@@ -395,7 +399,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-nodered", action="store_true", help="skip Node-RED")
     parser.add_argument("--backend", choices=["node", "python"], default="node",
                         help="echo backend: node (bench/nodered/echo.js, default) or python "
-                             "(a minimal WSGI app on waitress)")
+                             "(a raw ASGI app on uvicorn)")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="after the rounds, sample the hub under load with py-spy "
                              "(raw collapsed stacks to FILE)")

@@ -172,3 +172,19 @@ def test_a_port_in_use_is_an_os_error_at_start():
         taken.listen()
         with pytest.raises(OSError):
             loopserver.start(lambda e, s: [], "127.0.0.1", taken.getsockname()[1])
+
+
+def test_a_refused_reply_request_is_answered_and_audited_without_reaching_the_department(
+        served, department, tmp_path):
+    server, hub = served
+    answer = requests.post(server.url + PATH, data=b'{"id_number": ', timeout=10,
+                           headers={"Content-Type": "application/json"})
+
+    assert answer.status_code == 400
+    request_id = answer.json()["error"]["request_id"]
+    records = [json.loads(line) for line in
+               (tmp_path / "data" / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
+    refused = [r["fields"] for r in records if r["fields"].get("request_id") == request_id]
+    assert [(r["status"], r["code"], r["endpoint"]) for r in refused] == [
+        (400, "malformed_json", PATH)]
+    assert department.calls == 0
