@@ -22,6 +22,7 @@ COPY locale /usr/local/lib/python3.11/site-packages/locale
 COPY config.yaml /etc/bdc-hub/config.yaml
 USER bdchub
 ENV HUB_CONFIG=/etc/bdc-hub/config.yaml \
+    HUB_DATA_DIR=/var/lib/bdc-hub \
     HUB_BROKER_URL=sqla+sqlite:////var/lib/bdc-hub/broker.db \
     HUB_STORE_URL=sqlite:////var/lib/bdc-hub/hub.db
 VOLUME ["/var/lib/bdc-hub"]

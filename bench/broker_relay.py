@@ -139,6 +139,7 @@ def hub_round(broker: str, store: str, n: int, concurrency: int, workdir: Path) 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     acked = Acked(n)
     config = hub_config(broker, store, concurrency)
+    config["__dir__"] = str(workdir)  # the hub's own files (data key) stay in the run's folder
     hub = Hub.from_config(config, prefix=prefix, middleware=[acked],
                           metrics=MetricsMiddleware(CollectorRegistry()))
     hub.declare()

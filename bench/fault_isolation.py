@@ -297,8 +297,10 @@ def phase(sandbox: Sandbox, scenario: str, *, n: int, m: int, broker: str, workd
     acks = Acks(n)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     url = broker_url(broker, workdir)
-    hub = Hub.from_config(hub_config(sandbox, url,
-                                     f"sqlite:///{folder / 'store.db'}", scenario, fault_timeout),
+    config = hub_config(sandbox, url, f"sqlite:///{folder / 'store.db'}", scenario,
+                        fault_timeout)
+    config["__dir__"] = str(folder)  # the hub's own files (data key, audit) stay in the run's folder
+    hub = Hub.from_config(config,
                           prefix=prefix, middleware=[acks], inline=False,
                           metrics=MetricsMiddleware(CollectorRegistry()))
     started = False

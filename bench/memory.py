@@ -106,7 +106,8 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bdchub-mem-"))
     broker = "memory://" if args.broker == "memory" else f"sqla+sqlite:///{workdir / 'broker.db'}"
     count = Count()
-    hub = Hub.from_config(config(broker, f"sqlite:///{workdir / 'store.db'}"),
+    hub = Hub.from_config({**config(broker, f"sqlite:///{workdir / 'store.db'}"),
+                           "__dir__": str(workdir)},  # the hub's files stay in the run's folder
                           connectors={"registry": Echo("registry", {}),
                                       "window": Echo("window", {})},
                           metrics=MetricsMiddleware(CollectorRegistry()), middleware=[count])

@@ -46,8 +46,15 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .errors import HubError, RecoverableError
+from .errors import HubError, RecoverableError, StoreError
 from .i18n import _
+from .sealing import PREFIX as _SEALED_TEXT_PREFIX
+from .sealing import Sealer
+
+#: Sealed message bodies: ``core.sealing`` text under this name and content type.
+SEALED_COLUMN = "broker.message"
+SEALED_CONTENT_TYPE = "application/x-bdchub-sealed"
+SEALED_PREFIX = _SEALED_TEXT_PREFIX.encode("ascii")
 
 log = logging.getLogger("bdchub.broker")
 
@@ -476,10 +483,14 @@ class KombuBroker(Broker):
     def __init__(self, url: str, *, prefix: str = "bdchub", exchange: str | None = None,
                  queue_type: str = "classic", confirm: bool = True,
                  visibility_timeout: float = 30.0, polling_interval: float = 0.02,
-                 publish_timeout: float = 120.0, connect_timeout: float = 5.0):
+                 publish_timeout: float = 120.0, connect_timeout: float = 5.0,
+                 sealer: Sealer | None = None):
         import kombu
 
         self._kombu = kombu
+        # Queued messages carry personal data and sit on disk (the SQLite file,
+        # RabbitMQ's durable queues): sealed like the store's columns.
+        self._sealer = sealer
         if url.startswith("sqlite:"):
             url = "sqla+" + url
         self.url = url
@@ -577,7 +588,11 @@ class KombuBroker(Broker):
                 message_id: str = "") -> None:
         deadline = time.monotonic() + self.publish_timeout
         delay = 0.1
-        props = {"content_type": "application/json", "content_encoding": "utf-8",
+        content_type = "application/json"
+        if self._sealer is not None:
+            body = self._sealer.seal(SEALED_COLUMN, body.decode("utf-8")).encode("ascii")
+            content_type = SEALED_CONTENT_TYPE
+        props = {"content_type": content_type, "content_encoding": "utf-8",
                  "delivery_mode": 2, "retry": False}
         if message_id:
             props["message_id"] = message_id
@@ -627,6 +642,20 @@ class KombuBroker(Broker):
             self._inflight += 1
         redelivered = bool((message.delivery_info or {}).get("redelivered"))
         body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+        try:
+            if body.startswith(SEALED_PREFIX):
+                if self._sealer is None:
+                    raise StoreError(_("a sealed message arrived but this hub has no data key"))
+                body = self._sealer.open(SEALED_COLUMN, body.decode("ascii")).encode("utf-8")
+        except (StoreError, UnicodeDecodeError) as exc:
+            # Not ours to read (another data key) or damaged. Neither acked nor
+            # rejected: it stays with the broker, which hands it out again after
+            # a restart (RabbitMQ) or the lease (SQL), once the key is set right;
+            # a requeue would spin on it.
+            log.error("message on %s cannot be opened (%s); held, not acked", name, exc)
+            with self._inflight_lock:
+                self._inflight -= 1
+            return
         delivery = Delivery(body, name, redelivered, self._settler(gen, message))
         try:
             self._handlers[name](delivery)

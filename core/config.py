@@ -115,6 +115,10 @@ TOP_SCHEMA: dict[str, Any] = {
                 "url": {"type": "string", "minLength": 1,
                         "description": "sqlite:///… (embedded) or postgresql://…"},
                 "pool_size": {"type": "integer", "minimum": 1},
+                "key_file": {"type": "string", "minLength": 1,
+                             "description": "file with the 32-hex-digit SM4 key that seals "
+                                            "personal data in the store (core.sealing); "
+                                            "BDCHUB_DATA_KEY overrides it"},
             },
         },
         "metrics": {

@@ -63,12 +63,39 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
 
 from . import greenloop
 from .errors import StoreError
 from .i18n import _
+from .sealing import Sealer
 
 metadata = MetaData()
+
+
+class Sealed(TypeDecorator):
+    """Text holding personal data: sealed (``core.sealing``) with the store's key on
+    the way in, opened on the way out. The key travels on the engine's dialect,
+    so each ``Store`` seals with its own; without one, text is stored as it is."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, column: str):
+        super().__init__()
+        self.column = column
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        sealer: Sealer | None = getattr(dialect, "bdchub_sealer", None)
+        if sealer is None or value is None:
+            return value
+        return sealer.seal(self.column, value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        sealer: Sealer | None = getattr(dialect, "bdchub_sealer", None)
+        if sealer is None or value is None:
+            return value
+        return sealer.open(self.column, value)
 
 ID = 40  # UUID text is 36; a little room
 #: Seconds between sweeps of expired request nonces (done by the next insert).
@@ -94,7 +121,7 @@ hops = Table(
     Column("started_at", Float, nullable=False),
     Column("duration_ms", Float, nullable=False),
     Column("outcome", String(32), nullable=False),
-    Column("detail", String(500), nullable=False, default=""),
+    Column("detail", Sealed("hops.detail"), nullable=False, default=""),
     Index("ix_hops_business", "business_no", "started_at"),
 )
 
@@ -108,8 +135,8 @@ parked = Table(
     Column("tenant", String(6), nullable=False),
     Column("business_no", String(64), nullable=False),
     Column("reason", String(64), nullable=False),
-    Column("last_error", Text, nullable=False),
-    Column("envelope", Text, nullable=False),
+    Column("last_error", Sealed("parked.last_error"), nullable=False),
+    Column("envelope", Sealed("parked.envelope"), nullable=False),
     Column("park_count", Integer, nullable=False),
     Column("due_at", Float, nullable=False, index=True),
     Column("claimed_until", Float, nullable=True),
@@ -127,8 +154,8 @@ dead_letters = Table(
     Column("tenant", String(6), nullable=False),
     Column("business_no", String(64), nullable=False),
     Column("reason", String(64), nullable=False),
-    Column("last_error", Text, nullable=False),
-    Column("envelope", Text, nullable=False),
+    Column("last_error", Sealed("dead_letters.last_error"), nullable=False),
+    Column("envelope", Sealed("dead_letters.envelope"), nullable=False),
     Column("status", String(16), nullable=False),  # dead | replayed | dropped
     Column("replay_count", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
@@ -147,7 +174,7 @@ correlations = Table(
     Column("mode", String(8), nullable=False),
     Column("into", String(200), nullable=False),
     Column("deadline", Float, nullable=False),
-    Column("envelope", Text, nullable=False),
+    Column("envelope", Sealed("correlations.envelope"), nullable=False),
     Column("state", String(16), nullable=False),  # waiting | resumed | timed_out | done
     Column("decided_at", Float, nullable=True),
     Column("created_at", Float, nullable=False),
@@ -161,7 +188,7 @@ correlation_inbox = Table(
     Column("tenant", String(6), nullable=False),
     Column("business_no", String(64), nullable=False),
     Column("type", String(200), nullable=False),
-    Column("body", Text, nullable=False),
+    Column("body", Sealed("correlation_inbox.body"), nullable=False),
     Column("arrived_at", Float, nullable=False, index=True),
     Index("ix_inbox_key", "tenant", "business_no"),
 )
@@ -175,7 +202,7 @@ verifications = Table(
     Column("kind", String(100), nullable=False),
     Column("connector", String(200), nullable=False),
     Column("operation", String(200), nullable=False),
-    Column("result", Text, nullable=False),
+    Column("result", Sealed("verifications.result"), nullable=False),
     Column("created_at", Float, nullable=False),
 )
 
@@ -274,10 +301,12 @@ class Store:
     """The store at ``url`` (``sqlite:///path``, ``sqlite://`` in memory, ``postgresql://…``)."""
 
     def __init__(self, url: str, *, pool_size: int | None = None, create: bool = True,
-                 group_commit: bool = True):
+                 group_commit: bool = True, sealer: Sealer | None = None):
         self.url = url
         try:
             self.engine = self._engine(url, pool_size)
+            # Read by the Sealed columns: personal data is sealed with this store's key.
+            self.engine.dialect.bdchub_sealer = sealer  # type: ignore[attr-defined]
             if create:
                 metadata.create_all(self.engine)
         except SQLAlchemyError as exc:

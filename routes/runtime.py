@@ -40,6 +40,7 @@ from core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from core.envelope import Envelope
 from core.errors import HubError, RouteError
 from core.i18n import _
+from core.sealing import load_sealer
 from core.store import Store
 
 from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
@@ -51,6 +52,11 @@ log = logging.getLogger("bdchub.routes")
 
 
 def _default_dir(config: Mapping[str, Any]) -> Path:
+    """Where the hub keeps its own files (audit log, data key, default databases):
+    ``HUB_DATA_DIR``, else ``data/`` beside the config file."""
+    chosen = os.environ.get("HUB_DATA_DIR")
+    if chosen:
+        return Path(chosen).expanduser()
     return Path(config.get("__dir__") or os.getcwd()) / "data"
 
 
@@ -107,7 +113,9 @@ class Hub:
                 folder = _default_dir(config)
                 folder.mkdir(parents=True, exist_ok=True)
                 url = f"sqlite:///{folder / 'store.db'}"
-            store = Store(url, pool_size=store_block.get("pool_size"))
+            in_memory = url in ("sqlite://", "sqlite:///:memory:")  # nothing rests anywhere
+            store = Store(url, pool_size=store_block.get("pool_size"),
+                          sealer=None if in_memory else load_sealer(config, _default_dir(config)))
         if not isinstance(broker, Broker):
             url = broker or broker_block.get("url")
             if not url:
@@ -123,6 +131,8 @@ class Hub:
                            "visibility_timeout": float(lease)}
                 if publish_timeout is not None:
                     options["publish_timeout"] = publish_timeout
+                # Queued messages are sealed with the store's key (core.sealing).
+                options["sealer"] = getattr(store.engine.dialect, "bdchub_sealer", None)
             broker = broker_from_url(url, **options)
         built = dict(connectors or {})
         if build_connectors:

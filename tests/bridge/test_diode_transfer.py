@@ -68,7 +68,11 @@ def test_corrupted_datagrams_are_dropped_and_the_object_still_arrives_intact(rig
     run.wait()
     _assert_delivered(rig, src)
     assert relay.stats.corrupted > 50
-    assert run.receiver.stats.malformed == relay.stats.corrupted
+    # Every corrupted datagram the receiver read was refused as malformed. Under
+    # load the object can be complete (FEC) before the last datagrams are read:
+    # those few the receiver never saw, corrupted or not.
+    unread = relay.stats.forwarded - run.receiver.stats.datagrams
+    assert relay.stats.corrupted - unread <= run.receiver.stats.malformed <= relay.stats.corrupted
 
 
 def _forge(dgram: bytes) -> bytes:
