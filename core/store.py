@@ -87,7 +87,7 @@ class Sealed(TypeDecorator):
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
         sealer: Sealer | None = getattr(dialect, "bdchub_sealer", None)
-        if sealer is None or value is None:
+        if sealer is None or not value:  # nothing in an empty value to hide
             return value
         return sealer.seal(self.column, value)
 
