@@ -19,8 +19,9 @@ from typing import Any
 
 import click
 
-from core.errors import HubError
+from core.errors import ConfigError, HubError
 from core.i18n import _
+from core.masking import Masker
 
 CONFIG_OPTION = click.option("-c", "--config", "config_path", default="config.yaml",
                              show_default=True, type=click.Path(dir_okay=False),
@@ -33,14 +34,10 @@ def _hub(config_path: str) -> Iterator[Any]:
 
     from .runtime import Hub
 
-    try:
-        hub = Hub.from_config(load(config_path), build_connectors=False)
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # HubError goes up as it is: ``hub`` prints it as 错误: … (Error: …), translated.
+    hub = Hub.from_config(load(config_path), build_connectors=False)
     try:
         yield hub
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         hub.close()
 
@@ -98,7 +95,7 @@ def dlq_show(config_path: str, dead_letter_id: str) -> None:
     with _hub(config_path) as hub:
         row = hub.dlq_show(dead_letter_id)
     if row is None:
-        raise click.ClickException(_("no dead letter '{id}'", id=dead_letter_id))
+        raise HubError(_("no dead letter '{id}'", id=dead_letter_id))
     for key in ("id", "message_id", "route", "step", "type", "tenant", "business_no", "reason",
                 "status", "replay_count"):
         click.echo(f"{_(key)}: {row[key]}")
@@ -127,7 +124,7 @@ def dlq_drop(config_path: str, dead_letter_id: str) -> None:
     with _hub(config_path) as hub:
         dropped = hub.dlq_drop(dead_letter_id)
     if not dropped:
-        raise click.ClickException(_("no dead letter '{id}'", id=dead_letter_id))
+        raise HubError(_("no dead letter '{id}'", id=dead_letter_id))
     click.echo(_("dropped {id}", id=dead_letter_id))
 
 
@@ -144,14 +141,17 @@ def trace_command(config_path: str, tenant: str | None, business_no: str) -> Non
         rows = hub.trace(business_no, tenant)
         records = hub.store.verifications_for(business_no, tenant)
         masking = hub.masking
+        # A step's detail may quote a refused ID or phone number.
+        text = Masker.from_config(hub.config.get("masking")).text
     if not rows and not records:
-        raise click.ClickException(_("nothing recorded for business number {no}", no=business_no))
+        raise HubError(_("nothing recorded for business number {no}", no=business_no))
     if rows:
         click.echo(_table(
             [_("time"), _("message type"), _("route"), _("step"), _("ms"), _("outcome"),
              _("detail")],
             [[_time(r["started_at"]), r["type"], r["route"], r["step"],
-              f"{r['duration_ms']:.1f}", r["outcome"], (r["detail"] or "")[:60]] for r in rows]))
+              f"{r['duration_ms']:.1f}", r["outcome"], text((r["detail"] or "")[:60])]
+             for r in rows]))
     if records:
         click.echo("")
         click.echo(_("verification records:"))
@@ -175,10 +175,10 @@ def send_command(config_path: str, tenant: str | None, business_no: str | None,
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{file}:{exc.lineno}:{exc.colno}: " + _(
+        raise ConfigError(f"{file}:{exc.lineno}:{exc.colno}: " + _(
             "not valid JSON: {error}", error=exc.msg)) from exc
     if not isinstance(body, dict):
-        raise click.ClickException(f"{file}:1:1: " + _("message body must be a JSON object"))
+        raise ConfigError(f"{file}:1:1: " + _("message body must be a JSON object"))
     with _hub(config_path) as hub:
         env = hub.send(message_type, body, tenant=tenant, business_no=business_no)
     click.echo(_("sent {type} {id}", type=env.type, id=env.id))

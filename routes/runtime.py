@@ -40,6 +40,7 @@ from core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from core.envelope import Envelope
 from core.errors import HubError, RouteError
 from core.i18n import _
+from core.masking import Masker
 from core.sealing import load_sealer
 from core.store import Store
 
@@ -389,13 +390,19 @@ class Hub:
         return self.store.trace(business_no, tenant)
 
     def dlq_list(self, route: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters without their messages; ID and phone numbers in the errors masked."""
         rows = self.store.dead_letters(route=route, limit=limit)
-        return [{k: v for k, v in r.items() if k != "envelope"} for r in rows]
+        text = Masker.from_config(self.config.get("masking")).text
+        return [{**{k: v for k, v in r.items() if k != "envelope"},
+                 "last_error": text(r["last_error"])} for r in rows]
 
     def dlq_show(self, dl_id: str, masked: bool = True) -> dict[str, Any] | None:
         row = self.store.dead_letter(dl_id)
         if row is None:
             return None
+        if masked:  # an error may quote the value it refused
+            row = {**row, "last_error": Masker.from_config(
+                self.config.get("masking")).text(row["last_error"])}
         try:
             envelope: Any = json.loads(row["envelope"])
             if masked and isinstance(envelope, dict):

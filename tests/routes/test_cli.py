@@ -10,6 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from core.config import load
+from hub import cli as hub_cli
 from routes.cli import dlq_group, send_command, trace_command
 from routes.runtime import Hub
 from tests.routes.helpers import application
@@ -57,17 +58,20 @@ def test_send_publishes_the_file_and_trace_prints_each_step(tmp_path):
     assert traced.exit_code == 0, traced.output
     lines = traced.output.splitlines()
     assert "0:map" in lines[1] and "1:to" in lines[2] and "intake" in lines[1]
-    missing = runner.invoke(trace_command, ["-c", str(config), "NOPE"])
-    assert missing.exit_code == 1 and "NOPE" in missing.output
+    # Through the ``hub`` group, as people run it: a known error is one line, no traceback.
+    missing = runner.invoke(hub_cli, ["--lang", "en", "trace", "-c", str(config), "NOPE"])
+    assert missing.exit_code == 1
+    assert missing.output.strip() == "Error: nothing recorded for business number NOPE"
 
 
 def test_send_reports_file_and_line_of_bad_json(tmp_path):
     config = _config(tmp_path, {})
     body = tmp_path / "bad.json"
     body.write_text('{\n  "a": 1,\n  oops\n}')
-    result = CliRunner().invoke(send_command, ["-c", str(config), "a.b", str(body)])
-    assert result.exit_code == 1
-    assert f"{body}:3:3:" in result.output
+    result = CliRunner().invoke(hub_cli, ["--lang", "en", "send", "-c", str(config), "a.b",
+                                          str(body)])
+    assert result.exit_code == 2  # the input file is unusable, like a bad config
+    assert result.output.startswith(f"Error: {body}:3:3: not valid JSON")
 
 
 def test_dlq_list_show_replay_and_drop(tmp_path):

@@ -338,3 +338,18 @@ def test_hub_is_what_the_web_layer_expects_and_audits_to_a_chained_log(tmp_path)
     log = AuditLog(tmp_path / "data" / "audit.jsonl")
     assert [r["object"] for r in log.records()] == ["m-1", "m-2"]
     assert log.verify() == []
+
+
+def test_dead_letter_errors_are_shown_with_id_numbers_masked_and_kept_whole_in_the_store():
+    def refuse(op, payload, ctx):
+        raise PermanentError("applicant 110105199001011234 is not on the register",
+                             connector="tax", operation=op)
+
+    hub = make_hub(TAX_ROUTES, {"legacy": fake("legacy", echo), "tax": fake("tax", refuse)})
+    hub.send("application.submitted", application("D-10"))
+    hub.run_until_idle()
+    [listed] = hub.dlq_list()
+    shown = hub.dlq_show(listed["id"])
+    for text in (listed["last_error"], shown["last_error"]):
+        assert "110105199001011234" not in text and "110105" in text and "1234" in text
+    assert "110105199001011234" in hub.store.dead_letter(listed["id"])["last_error"]
