@@ -40,6 +40,8 @@ import hmac
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +49,7 @@ import jmespath
 import requests
 
 from core import greenloop
-from core.errors import ConfigError, PermanentError
+from core.errors import ConfigError, PermanentError, TimeoutError_
 from core.i18n import _
 
 from .http import classify_requests_error, status_error, timeouts
@@ -58,6 +60,8 @@ APPKEY_CANONICAL = "{app_key}\n{timestamp}\n{nonce}\n{method}\n{path_query}\n{bo
 _SECRET = {"type": "string", "minLength": 1}
 DEFAULT_SECRET_PATH = "data.app_secret || app_secret || data.secret || secret"
 DEFAULT_EXPIRES_PATH = "data.expires_in || expires_in"
+#: Seconds a 401's refresh waits for a fetch in progress before clearing anyway.
+REFRESH_WAIT = 30.0
 
 AUTH_SCHEMA: dict[str, Any] = {
     "description": "how requests are authenticated; default none",
@@ -261,9 +265,25 @@ class _Fetching(Auth):
         return value
 
     def refresh(self) -> bool:
-        with self.cache.lock:
+        with self._fetching(REFRESH_WAIT, required=False):
             self.cache.clear()
         return True
+
+    @contextmanager
+    def _fetching(self, timeout: float, *, required: bool = True) -> Iterator[None]:
+        """Hold the cache's lock: one fetch at a time. On the inbound server's event
+        loop the holder may be another request of the same thread, suspended in
+        its fetch, so the wait must not block the loop (``greenloop.acquire``)."""
+        held = greenloop.acquire(self.cache.lock, timeout)
+        if not held and required:
+            raise TimeoutError_(_("connector {name}: waited {seconds:.1f} s for another "
+                                  "request's credential fetch", name=self.connector,
+                                  seconds=timeout), connector=self.connector)
+        try:
+            yield
+        finally:
+            if held:
+                self.cache.lock.release()
 
 
 class BearerAuth(_Fetching):
@@ -273,7 +293,7 @@ class BearerAuth(_Fetching):
         value = self.cache.valid()
         if value is not None:
             return value
-        with self.cache.lock:
+        with self._fetching(timeout):
             value = self.cache.valid()
             if value is None:
                 value = self._fetch(timeout)
@@ -330,7 +350,7 @@ class GjgxjhptAuth(_Fetching):
             return value
         if not self.config.get("refresh"):
             return str(self.config["secret"])
-        with self.cache.lock:
+        with self._fetching(timeout):
             value = self.cache.valid()
             if value is None:
                 value = self._fetch(timeout)

@@ -370,3 +370,43 @@ def test_health_defaults_to_head_on_the_base_url(department, metrics):
         health = conn.health()
     assert health.up
     assert department.received[-1]["method"] == "HEAD"
+
+
+def test_requests_on_the_loop_share_one_token_fetch_without_blocking_the_loop():
+    """Two requests on one event loop both need a token: the second waits for the
+    first one's fetch (suspended in a thread) without blocking the loop, which a
+    plain lock would (the fetcher could never resume)."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connectors.auth import BearerAuth
+    from core import greenloop
+
+    class SlowTokenSession:
+        fetched = 0
+
+        def request(self, method, url, timeout, **kwargs):
+            SlowTokenSession.fetched += 1
+            threading.Event().wait(0.2)
+
+            class Reply:
+                status_code = 200
+
+                @staticmethod
+                def json():
+                    return {"access_token": "tok-1", "expires_in": 3600}
+
+            return Reply()
+
+    auth = BearerAuth("dept", {"type": "bearer", "token_url": "/token", "client_id": "c",
+                               "client_secret": "s"}, SlowTokenSession(), "http://dept")
+
+    async def both():
+        return await asyncio.wait_for(asyncio.gather(
+            greenloop.run(auth.token, 5.0, executor=pool),
+            greenloop.run(auth.token, 5.0, executor=pool)), 10)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert asyncio.run(both()) == ["tok-1", "tok-1"]
+    assert SlowTokenSession.fetched == 1
