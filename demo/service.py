@@ -146,7 +146,7 @@ class HubService:
                 self.pollers.stop(timeout=1.0)
         if self.server is not None:
             with contextlib.suppress(Exception):
-                self.server.close()
+                self.server.kill()
             self.server = None
         with contextlib.suppress(Exception):
             self.hub.kill()

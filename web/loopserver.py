@@ -152,6 +152,19 @@ class LoopServer:
         except OSError:
             pass
 
+    def kill(self) -> None:
+        """Stop now: connections and requests in flight are cut (what they carried
+        is redelivered or retried by its sender). Never raises."""
+        self._server.force_exit = True
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._done.wait(5)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
     def __enter__(self) -> LoopServer:
         return self
 

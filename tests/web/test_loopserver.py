@@ -188,3 +188,27 @@ def test_a_refused_reply_request_is_answered_and_audited_without_reaching_the_de
     assert [(r["status"], r["code"], r["endpoint"]) for r in refused] == [
         (400, "malformed_json", PATH)]
     assert department.calls == 0
+
+
+def test_kill_cuts_a_request_in_flight_at_once(served, department):
+    server, _hub = served
+    answers: list[object] = []
+
+    def ask():
+        try:
+            answers.append(requests.post(server.url + PATH, json={"id_number": "X"},
+                                         timeout=30).status_code)
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    caller = threading.Thread(target=ask)
+    caller.start()
+    for _ in range(500):  # bounded: until the request waits at the department
+        if department.calls:
+            break
+        threading.Event().wait(0.01)
+    assert department.calls == 1
+    server.kill()
+    caller.join(timeout=10)
+    assert not caller.is_alive() and not server.running()
+    assert len(answers) == 1 and isinstance(answers[0], requests.RequestException)
