@@ -21,7 +21,6 @@ import click
 
 from core.errors import ConfigError, HubError
 from core.i18n import _
-from core.masking import Masker
 
 CONFIG_OPTION = click.option("-c", "--config", "config_path", default="config.yaml",
                              show_default=True, type=click.Path(dir_okay=False),
@@ -141,8 +140,7 @@ def trace_command(config_path: str, tenant: str | None, business_no: str) -> Non
         rows = hub.trace(business_no, tenant)
         records = hub.store.verifications_for(business_no, tenant)
         masking = hub.masking
-        # A step's detail may quote a refused ID or phone number.
-        text = Masker.from_config(hub.config.get("masking")).text
+        text = masking.text  # a step's detail may quote a refused ID or phone number
     if not rows and not records:
         raise HubError(_("nothing recorded for business number {no}", no=business_no))
     if rows:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from core.masking import mask_middle, mask_name
+from core.masking import Masker, mask_middle, mask_name
 
 
 class Masking:
@@ -31,6 +31,9 @@ class Masking:
         self.name_keep = int(block.get("name_keep_first", 1))
         self.id_head = int(block.get("id_keep_first", 6))
         self.id_tail = int(block.get("id_keep_last", 4))
+        self._in_text = Masker(id_keep=(self.id_head, self.id_tail),
+                               phone_keep=(int(block.get("phone_keep_first", 3)),
+                                           int(block.get("phone_keep_last", 4)))).text
 
     def name(self, value: str) -> str:
         value = (value or "").strip()
@@ -40,6 +43,10 @@ class Masking:
 
     def id_number(self, value: str) -> str:
         return mask_middle((value or "").strip(), self.id_head, self.id_tail)
+
+    def text(self, value: str) -> str:
+        """ID and mobile numbers inside free text (an error, a step's detail) masked."""
+        return self._in_text(value or "")
 
 
 def applicant_key(tenant: str, id_number: str) -> str:

@@ -40,7 +40,6 @@ from core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from core.envelope import Envelope
 from core.errors import HubError, RouteError
 from core.i18n import _
-from core.masking import Masker
 from core.sealing import load_sealer
 from core.store import Store
 
@@ -392,17 +391,15 @@ class Hub:
     def dlq_list(self, route: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Dead letters without their messages; ID and phone numbers in the errors masked."""
         rows = self.store.dead_letters(route=route, limit=limit)
-        text = Masker.from_config(self.config.get("masking")).text
         return [{**{k: v for k, v in r.items() if k != "envelope"},
-                 "last_error": text(r["last_error"])} for r in rows]
+                 "last_error": self.masking.text(r["last_error"])} for r in rows]
 
     def dlq_show(self, dl_id: str, masked: bool = True) -> dict[str, Any] | None:
         row = self.store.dead_letter(dl_id)
         if row is None:
             return None
         if masked:  # an error may quote the value it refused
-            row = {**row, "last_error": Masker.from_config(
-                self.config.get("masking")).text(row["last_error"])}
+            row = {**row, "last_error": self.masking.text(row["last_error"])}
         try:
             envelope: Any = json.loads(row["envelope"])
             if masked and isinstance(envelope, dict):

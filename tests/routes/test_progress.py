@@ -71,3 +71,11 @@ def test_a_failed_run_does_not_move_the_progress_with_the_body_it_stopped_with(h
     hub.run_until_idle()
     assert len(hub.dlq_list()) == 1
     assert hub.store.progress(TENANT, "P-6")["stage"] == "review"
+
+
+def test_free_text_masking_follows_the_configured_keeps():
+    m = Masking({"id_keep_first": 3, "id_keep_last": 2, "phone_keep_first": 2,
+                 "phone_keep_last": 2})
+    assert m.text("ID 110105199001011234 and mobile 13812345678 refused") == \
+        "ID 110*************34 and mobile 13*******78 refused"
+    assert Masking().text("110105199001011234") == "110105********1234"
