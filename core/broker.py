@@ -48,13 +48,11 @@ from typing import Any
 
 from .errors import HubError, RecoverableError, StoreError
 from .i18n import _
-from .sealing import PREFIX as _SEALED_TEXT_PREFIX
 from .sealing import Sealer
 
 #: Sealed message bodies: ``core.sealing`` text under this name and content type.
 SEALED_COLUMN = "broker.message"
 SEALED_CONTENT_TYPE = "application/x-bdchub-sealed"
-SEALED_PREFIX = _SEALED_TEXT_PREFIX.encode("ascii")
 
 log = logging.getLogger("bdchub.broker")
 
@@ -643,7 +641,7 @@ class KombuBroker(Broker):
         redelivered = bool((message.delivery_info or {}).get("redelivered"))
         body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
         try:
-            if body.startswith(SEALED_PREFIX):
+            if message.content_type == SEALED_CONTENT_TYPE:
                 if self._sealer is None:
                     raise StoreError(_("a sealed message arrived but this hub has no data key"))
                 body = self._sealer.open(SEALED_COLUMN, body.decode("ascii")).encode("utf-8")

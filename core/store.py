@@ -293,6 +293,11 @@ def _progress_upsert(dialect: str) -> Any:
                                       set_={**keep, "updated_at": stmt.excluded.updated_at})
 
 
+def in_memory(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite store (nothing of it rests on disk)."""
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -307,6 +312,7 @@ class Store:
             self.engine = self._engine(url, pool_size)
             # Read by the Sealed columns: personal data is sealed with this store's key.
             self.engine.dialect.bdchub_sealer = sealer  # type: ignore[attr-defined]
+            self.sealer = sealer
             if create:
                 metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
@@ -325,7 +331,7 @@ class Store:
     @staticmethod
     def _engine(url: str, pool_size: int | None) -> Engine:
         if url.startswith("sqlite"):
-            memory = url in ("sqlite://", "sqlite:///:memory:")
+            memory = in_memory(url)
             kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 60}}
             if memory:
                 kwargs["poolclass"] = StaticPool

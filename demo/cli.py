@@ -64,9 +64,9 @@ def run_command(config_path: str, host: str | None, port: int | None, no_pollers
 
     _logging(log_level)
     config = load(config_path)
-    processes = _processes(config)
-    if processes > 1:
-        _run_processes(config, host, port, not no_pollers, processes)
+    listen = _served_by_processes(config)
+    if listen is not None:
+        _run_processes(config, listen, host, port, not no_pollers)
         return
     service = HubService.from_config(config, host=host, port=port, pollers=not no_pollers)
     done = threading.Event()
@@ -96,28 +96,29 @@ def run_command(config_path: str, host: str | None, port: int | None, no_pollers
     click.echo(_("stopped"))
 
 
-def _processes(config: dict[str, Any]) -> int:
+def _served_by_processes(config: dict[str, Any]) -> dict[str, Any] | None:
+    """``inbound.listen`` when it asks for more than one server process, else None."""
     from web.config_schema import with_defaults
 
     inbound = with_defaults(config.get("inbound"))
-    if not inbound.get("enabled", True):
-        return 1
-    return int(inbound["listen"].get("processes", 1))
+    listen = inbound["listen"]
+    if inbound.get("enabled", True) and int(listen.get("processes", 1)) > 1:
+        return listen
+    return None
 
 
-def _run_processes(config: dict[str, Any], host: str | None, port: int | None, pollers: bool,
-                   processes: int) -> None:
+def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | None,
+                   port: int | None, pollers: bool) -> None:
     """``hub run`` with ``inbound.listen.processes`` > 1: that many processes, each a
     whole hub (route workers and inbound server) taking connections on one socket;
     pollers and the diode inbox run in the first one only. They share the broker
     and the store, as separate workers do (signed-request nonces included)."""
     from web.app import create_app
-    from web.config_schema import with_defaults
     from web.server import PerProcess, serve
 
     from .service import HubService
 
-    listen = with_defaults(config.get("inbound"))["listen"]
+    processes = int(listen["processes"])
     host = host or str(listen["host"])
     port = int(listen["port"] if port is None else port)
 

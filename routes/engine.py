@@ -797,28 +797,16 @@ class Engine:
             return [self._call(run, step, calls[0])]
         if not step.compiled["parallel"]:
             return [self._call(run, step, c, f"#{i}") for i, c in enumerate(calls)]
-        results, first_error = [], None
+        each = [functools.partial(self._call, run, step, c, f"#{i}") for i, c in enumerate(calls)]
         if greenloop.on_loop():  # on the inbound server's loop: a greenlet per call
-            outcomes = greenloop.gather([functools.partial(self._call, run, step, c, f"#{i}")
-                                         for i, c in enumerate(calls)])
-            for outcome in outcomes:
-                failed = isinstance(outcome, BaseException)
-                results.append(None if failed else outcome)
-                if failed:
-                    first_error = first_error or outcome
+            outcomes = greenloop.gather(each)
         else:
-            pool = self._pool(run.route.name)
-            futures = [pool.submit(self._call, run, step, c, f"#{i}")
-                       for i, c in enumerate(calls)]
-            for fut in futures:
-                try:
-                    results.append(fut.result())
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    results.append(None)
-                    first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-        return results
+            futures = [self._pool(run.route.name).submit(call) for call in each]
+            outcomes = [fut.exception() or fut.result() for fut in futures]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the first failure, once every call has ended
+        return outcomes
 
     def _pool(self, route: str) -> ThreadPoolExecutor:
         with self._fanout_lock:

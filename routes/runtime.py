@@ -41,7 +41,7 @@ from core.envelope import Envelope
 from core.errors import HubError, RouteError
 from core.i18n import _
 from core.sealing import load_sealer
-from core.store import Store
+from core.store import Store, in_memory
 
 from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
 from .ids import derive_id
@@ -113,9 +113,9 @@ class Hub:
                 folder = _default_dir(config)
                 folder.mkdir(parents=True, exist_ok=True)
                 url = f"sqlite:///{folder / 'store.db'}"
-            in_memory = url in ("sqlite://", "sqlite:///:memory:")  # nothing rests anywhere
             store = Store(url, pool_size=store_block.get("pool_size"),
-                          sealer=None if in_memory else load_sealer(config, _default_dir(config)))
+                          sealer=None if in_memory(url)
+                          else load_sealer(config, _default_dir(config)))
         if not isinstance(broker, Broker):
             url = broker or broker_block.get("url")
             if not url:
@@ -132,7 +132,7 @@ class Hub:
                 if publish_timeout is not None:
                     options["publish_timeout"] = publish_timeout
                 # Queued messages are sealed with the store's key (core.sealing).
-                options["sealer"] = getattr(store.engine.dialect, "bdchub_sealer", None)
+                options["sealer"] = store.sealer
             broker = broker_from_url(url, **options)
         built = dict(connectors or {})
         if build_connectors:

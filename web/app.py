@@ -294,17 +294,20 @@ class InboundApp:
     def runs_inline(self, method: str, path: str) -> bool:
         """Whether ``method path`` may run on the inbound server's event loop
         (``core.greenloop``): request/reply routes and the health check."""
+        found = self._lookup(path)
+        handler = found[1].get(method) if found else None
+        return handler is not None and handler in self._inline
+
+    def _lookup(self, path: str) -> tuple[str, dict[str, Handler], tuple[str, ...]] | None:
+        """(endpoint template, handlers by method, path parameters) for ``path``."""
         entry = self.exact.get(path)
         if entry is not None:
-            methods = entry[1]
-        else:
-            for pattern, _template, methods in self.patterns:  # noqa: B007
-                if pattern.match(path):
-                    break
-            else:
-                return False
-        handler = methods.get(method)
-        return handler is not None and handler in self._inline
+            return entry[0], entry[1], ()
+        for pattern, template, methods in self.patterns:
+            m = pattern.match(path)
+            if m:
+                return template, methods, m.groups()
+        return None
 
     # -- WSGI ------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -347,18 +350,10 @@ class InboundApp:
                                               reason="exception"))
 
     def _match(self, req: Request) -> Handler:
-        entry = self.exact.get(req.path)
-        if entry is not None:
-            req.endpoint, methods = entry
-        else:
-            for pattern, template, methods in self.patterns:  # noqa: B007
-                m = pattern.match(req.path)
-                if m:
-                    req.endpoint = template
-                    req.params = m.groups()
-                    break
-            else:
-                raise ApiError(404, "not_found", _("no such resource"), reason="no_route")
+        found = self._lookup(req.path)
+        if found is None:
+            raise ApiError(404, "not_found", _("no such resource"), reason="no_route")
+        req.endpoint, methods, req.params = found
         handler = methods.get(req.method)
         if handler is None:
             allow = ", ".join(sorted(methods))
