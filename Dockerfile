@@ -1,16 +1,9 @@
 # bdc-hub image: build wheels in one stage, run as an unprivileged user in the next.
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md hub.py ./
-COPY core core
-COPY connectors connectors
-COPY routes routes
-COPY schemas schemas
-COPY bridge bridge
-COPY sandbox sandbox
-COPY web web
-COPY demo demo
-COPY locale locale
+# The repository root is the bdchub package (pyproject maps it); .dockerignore
+# leaves out tests, benchmarks and tools.
+COPY . .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
 FROM python:3.11-slim-bookworm
@@ -18,7 +11,6 @@ RUN useradd --system --create-home --home-dir /var/lib/bdc-hub --uid 10001 bdchu
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /etc/bdc-hub
-COPY locale /usr/local/lib/python3.11/site-packages/locale
 COPY config.yaml /etc/bdc-hub/config.yaml
 USER bdchub
 ENV HUB_CONFIG=/etc/bdc-hub/config.yaml \

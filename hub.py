@@ -18,22 +18,21 @@ from pathlib import Path
 
 import click
 
-from core import i18n
-from core.errors import ConfigError, HubError, MessageError
-from core.i18n import _
-
-__version__ = "0.1.0"
+from bdchub import __version__
+from bdchub.core import i18n
+from bdchub.core.errors import ConfigError, HubError, MessageError
+from bdchub.core.i18n import _
 
 # name -> "module:attribute" of a click command, imported on first use.
 LAZY_COMMANDS = {
-    "sandbox": "sandbox.cli:sandbox_command",
-    "bridge": "bridge.diode.cli:bridge_group",
-    "ferry": "bridge.ferry.cli:ferry_group",
-    "dlq": "routes.cli:dlq_group",
-    "trace": "routes.cli:trace_command",
-    "send": "routes.cli:send_command",
-    "run": "demo.cli:run_command",
-    "demo": "demo.cli:demo_command",
+    "sandbox": "bdchub.sandbox.cli:sandbox_command",
+    "bridge": "bdchub.bridge.diode.cli:bridge_group",
+    "ferry": "bdchub.bridge.ferry.cli:ferry_group",
+    "dlq": "bdchub.routes.cli:dlq_group",
+    "trace": "bdchub.routes.cli:trace_command",
+    "send": "bdchub.routes.cli:send_command",
+    "run": "bdchub.demo.cli:run_command",
+    "demo": "bdchub.demo.cli:demo_command",
 }
 
 
@@ -102,7 +101,7 @@ config_option = click.option("-c", "--config", "config_path", default="config.ya
 @click.option("--ping", is_flag=True, help="also load every connector and probe its health")
 def check(config_path: str, ping: bool) -> None:
     """Check the configuration; exit 0, or 2 with every problem found."""
-    from core import config
+    from bdchub.core import config
 
     report = config.check(config_path)
     click.echo(_("{file}: configuration is valid — tenant {tenant}, {connectors} connectors, "
@@ -117,7 +116,7 @@ def check(config_path: str, ping: bool) -> None:
     if ping:
         from rich.console import Console
 
-        from connectors import ping as pinger
+        from bdchub.connectors import ping as pinger
 
         loaded = config.load(config_path)
         rows = pinger.ping_all(loaded, base_dir=Path(loaded["__dir__"]))
@@ -132,7 +131,7 @@ def check(config_path: str, ping: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(schema: str, files: tuple[str, ...]) -> None:
     """Validate JSON message FILES against the canonical SCHEMA; exit 0, or 1."""
-    from schemas import catalog
+    from bdchub.schemas import catalog
 
     catalog.load(schema)  # unknown names fail here, with a suggestion
     failed = 0
@@ -170,10 +169,10 @@ def validate(schema: str, files: tuple[str, ...]) -> None:
 @click.argument("values", nargs=-1, required=True)
 def code(kind: str, values: tuple[str, ...]) -> None:
     """Check domain codes. KIND: unit, unit-lenient, id, uscc, cert, proof, division, business-no."""
-    from schemas import formats
+    from bdchub.schemas import formats
 
     if kind not in formats.KINDS:
-        from connectors.registry import suggest
+        from bdchub.connectors.registry import suggest
 
         raise MessageError(_("unknown code kind '{kind}'{hint}; kinds: {kinds}", kind=kind,
                              hint=suggest(kind, list(formats.KINDS)),
@@ -194,7 +193,7 @@ def code(kind: str, values: tuple[str, ...]) -> None:
 @cli.command(name="schemas")
 def list_schemas() -> None:
     """List the canonical message schemas."""
-    from schemas import catalog
+    from bdchub.schemas import catalog
 
     names = catalog.names()
     width = max(map(len, names), default=0) + 2

@@ -35,12 +35,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.diode.inbound import InboxWatcher  # noqa: E402
-from bridge.diode.manifest import HmacKey  # noqa: E402
-from bridge.diode.pacing import Pacer  # noqa: E402
-from bridge.diode.relay import LinkModel, LossyRelay  # noqa: E402
-from bridge.diode.rxsocket import SO_RCVBUFFORCE  # noqa: E402
-from bridge.diode.settings import DiodeSettings, parse_rate  # noqa: E402
+from bdchub.bridge.diode.inbound import InboxWatcher  # noqa: E402
+from bdchub.bridge.diode.manifest import HmacKey  # noqa: E402
+from bdchub.bridge.diode.pacing import Pacer  # noqa: E402
+from bdchub.bridge.diode.relay import LinkModel, LossyRelay  # noqa: E402
+from bdchub.bridge.diode.rxsocket import SO_RCVBUFFORCE  # noqa: E402
+from bdchub.bridge.diode.settings import DiodeSettings, parse_rate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "bridge_diode.json"
 
@@ -71,8 +71,8 @@ def _make_object(path: Path, size: int) -> str:
 
 # -- processes ---------------------------------------------------------------
 def _receiver_proc(key: bytes, root: str, ready: Any, stop: Any, rcvbuf: int) -> None:
-    from bridge.diode.receiver import DiodeReceiver
-    from bridge.diode.rxsocket import open_receive_socket
+    from bdchub.bridge.diode.receiver import DiodeReceiver
+    from bdchub.bridge.diode.rxsocket import open_receive_socket
 
     sock = open_receive_socket("127.0.0.1", 0, rcvbuf)
     ready.put(sock.getsockname()[1])
@@ -89,7 +89,7 @@ def _receiver_proc(key: bytes, root: str, ready: Any, stop: Any, rcvbuf: int) ->
 
 def _sender_proc(key: bytes, target: tuple[str, int], files: list[str], settings: dict,
                  start: Any, report: Any) -> None:
-    from bridge.diode.sender import DiodeSender
+    from bdchub.bridge.diode.sender import DiodeSender
 
     start.wait()
     with DiodeSender(target, HmacKey(key), DiodeSettings(**settings)) as tx:

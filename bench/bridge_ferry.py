@@ -59,10 +59,10 @@ sys.path.insert(0, str(ROOT))
 
 import bagit  # noqa: E402
 
-from bridge.ferry import MEDIA  # noqa: E402
-from bridge.ferry.image import DiscImage  # noqa: E402
-from bridge.ferry.importer import FerryImporter  # noqa: E402
-from bridge.ferry.testing import FerryRig  # noqa: E402
+from bdchub.bridge.ferry import MEDIA  # noqa: E402
+from bdchub.bridge.ferry.image import DiscImage  # noqa: E402
+from bdchub.bridge.ferry.importer import FerryImporter  # noqa: E402
+from bdchub.bridge.ferry.testing import FerryRig  # noqa: E402
 
 TARGET = 1.2
 MIB = 1 << 20

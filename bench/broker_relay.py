@@ -52,9 +52,9 @@ sys.path.insert(0, str(ROOT))
 import kombu  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from core.envelope import Envelope  # noqa: E402
-from routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
-from routes.runtime import Hub  # noqa: E402
+from bdchub.core.envelope import Envelope  # noqa: E402
+from bdchub.routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
+from bdchub.routes.runtime import Hub  # noqa: E402
 
 TARGET = 0.5
 TENANT = "320684"

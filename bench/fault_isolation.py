@@ -86,11 +86,11 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
+from bdchub.core.envelope import Envelope  # noqa: E402
+from bdchub.core.errors import HubError  # noqa: E402
+from bdchub.routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
+from bdchub.routes.runtime import Hub  # noqa: E402
 from bench.common import machine, median, table, write_results  # noqa: E402
-from core.envelope import Envelope  # noqa: E402
-from core.errors import HubError  # noqa: E402
-from routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
-from routes.runtime import Hub  # noqa: E402
 
 TARGET = 0.9
 TENANT = "320684"

@@ -168,10 +168,10 @@ def serve_hub(config_path: str) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from core.config import load
-    from routes.runtime import Hub
-    from web.app import create_app
-    from web.server import PerProcess, serve
+    from bdchub.core.config import load
+    from bdchub.routes.runtime import Hub
+    from bdchub.web.app import create_app
+    from bdchub.web.server import PerProcess, serve
 
     config = load(config_path)
     listen = config["inbound"]["listen"]
@@ -300,7 +300,7 @@ class Contenders(contextlib.AbstractContextManager):
         if reason:
             self.nodered_reason = reason
             return None
-        from schemas import divisions
+        from bdchub.schemas import divisions
 
         provinces = sorted({p for p in (f"{i:02d}" for i in range(100))
                             if divisions.is_known(p + "0000")} | {"83"})

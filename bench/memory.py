@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from connectors.base import CallContext, Connector  # noqa: E402
-from core.envelope import Envelope  # noqa: E402
-from routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
-from routes.runtime import Hub  # noqa: E402
+from bdchub.connectors.base import CallContext, Connector  # noqa: E402
+from bdchub.core.envelope import Envelope  # noqa: E402
+from bdchub.routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
+from bdchub.routes.runtime import Hub  # noqa: E402
 
 TENANT = "320684"
 BATCH = 1000

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.errors import ConfigError, PolicyError
-from core.i18n import _
+from bdchub.core.errors import ConfigError, PolicyError
+from bdchub.core.i18n import _
 
 from .audit import AuditLog
 

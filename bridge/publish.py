@@ -33,10 +33,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.envelope import TENANT_PATTERN, Envelope
-from core.errors import BridgeError, HubError, MessageError
-from core.i18n import _
-from routes.ids import derive_id
+from bdchub.core.envelope import TENANT_PATTERN, Envelope
+from bdchub.core.errors import BridgeError, HubError, MessageError
+from bdchub.core.i18n import _
+from bdchub.routes.ids import derive_id
 
 from .diode.inbound import DeliveredObject, InboxWatcher
 from .ferry import spec
@@ -327,8 +327,8 @@ class InboxPublisher:
 def open_hub(config_path: str | os.PathLike[str]) -> Any:
     """A hub that only publishes (no route runs here): ``Hub.from_config`` without
     connectors. The caller closes it."""
-    from core.config import load
-    from routes.runtime import Hub
+    from bdchub.core.config import load
+    from bdchub.routes.runtime import Hub
 
     return Hub.from_config(load(config_path), build_connectors=False)
 

@@ -47,8 +47,8 @@ from typing import Any
 import kombu
 from kombu.exceptions import KombuError, OperationalError
 
-from core.errors import ConnectorError, PermanentError, RecoverableError, TimeoutError_
-from core.i18n import _
+from bdchub.core.errors import ConnectorError, PermanentError, RecoverableError, TimeoutError_
+from bdchub.core.i18n import _
 
 from .base import CallContext, Connector, Health
 

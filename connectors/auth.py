@@ -48,9 +48,9 @@ from urllib.parse import urlsplit
 import jmespath
 import requests
 
-from core import greenloop
-from core.errors import ConfigError, PermanentError, TimeoutError_
-from core.i18n import _
+from bdchub.core import greenloop
+from bdchub.core.errors import ConfigError, PermanentError, TimeoutError_
+from bdchub.core.i18n import _
 
 from .http import classify_requests_error, status_error, timeouts
 

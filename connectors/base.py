@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from core.errors import ConnectorError, PermanentError
+from bdchub.core.errors import ConnectorError, PermanentError
 
 
 @dataclass(frozen=True)

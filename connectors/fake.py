@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import PermanentError
+from bdchub.core.errors import PermanentError
 
 from .base import CallContext, Connector, Health
 

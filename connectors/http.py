@@ -40,9 +40,15 @@ from requests.utils import get_encoding_from_headers
 from urllib3 import Timeout
 from urllib3 import exceptions as u3
 
-from core import greenloop
-from core.errors import ConfigError, ConnectorError, PermanentError, RecoverableError, TimeoutError_
-from core.i18n import _
+from bdchub.core import greenloop
+from bdchub.core.errors import (
+    ConfigError,
+    ConnectorError,
+    PermanentError,
+    RecoverableError,
+    TimeoutError_,
+)
+from bdchub.core.i18n import _
 
 from .base import Connector
 

@@ -30,7 +30,7 @@ from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-from core import greenloop
+from bdchub.core import greenloop
 
 #: loop -> {id(requests session): (the requests session, its aiohttp session)}
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,

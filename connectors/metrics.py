@@ -29,7 +29,7 @@ import threading
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from core.errors import (
+from bdchub.core.errors import (
     CircuitOpenError,
     ConnectorError,
     RecoverableError,

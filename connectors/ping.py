@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .base import Connector
 

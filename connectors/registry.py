@@ -12,17 +12,17 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.i18n import _
+from bdchub.core.errors import ConfigError
+from bdchub.core.i18n import _
 
 from .base import Connector
 
 _TYPES: dict[str, str] = {
-    "rest": "connectors.rest:RestConnector",
-    "soap": "connectors.soap:SoapConnector",
-    "amqp": "connectors.amqp:AmqpConnector",
-    "fake": "connectors.fake:FakeConnector",
-    "diode": "bridge.diode.connector:DiodeConnector",
+    "rest": "bdchub.connectors.rest:RestConnector",
+    "soap": "bdchub.connectors.soap:SoapConnector",
+    "amqp": "bdchub.connectors.amqp:AmqpConnector",
+    "fake": "bdchub.connectors.fake:FakeConnector",
+    "diode": "bdchub.bridge.diode.connector:DiodeConnector",
 }
 
 # Keys every connector block may carry, whatever its type. Their defaults are

@@ -40,15 +40,15 @@ from typing import Any
 
 import tenacity
 
-from core import greenloop
-from core.errors import (
+from bdchub.core import greenloop
+from bdchub.core.errors import (
     CircuitOpenError,
     ConnectorError,
     HubError,
     RecoverableError,
     TimeoutError_,
 )
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .base import CallContext, Connector, Health
 from .metrics import ConnectorMetrics, default_metrics, error_class

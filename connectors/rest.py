@@ -50,8 +50,14 @@ import jmespath
 import requests
 from jmespath.exceptions import JMESPathError
 
-from core.errors import ConfigError, ConnectorError, PermanentError, RecoverableError, TimeoutError_
-from core.i18n import _
+from bdchub.core.errors import (
+    ConfigError,
+    ConnectorError,
+    PermanentError,
+    RecoverableError,
+    TimeoutError_,
+)
+from bdchub.core.i18n import _
 
 from .auth import AUTH_SCHEMA, Auth, make_auth
 from .base import CallContext, Connector, Health

@@ -57,7 +57,7 @@ from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
 from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
-from core.errors import (
+from bdchub.core.errors import (
     ConfigError,
     ConnectorError,
     PermanentError,
@@ -65,7 +65,7 @@ from core.errors import (
     TimeoutError_,
     UnsafeXMLError,
 )
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .base import CallContext, Connector, Health
 from .http import (

@@ -259,7 +259,7 @@ class _Checker:
                              key=value, error=error.message), key=True)
             return None
         # The remaining keywords read the same in config and in messages.
-        from schemas.catalog import explain
+        from bdchub.schemas.catalog import explain
 
         self.add(path, explain(error))
         return None
@@ -293,14 +293,14 @@ class _Checker:
     def tenant(self, code: Any) -> None:
         if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
             return  # the schema has already said what is wrong
-        from schemas import divisions
+        from bdchub.schemas import divisions
 
         if divisions.lookup(code) is None:
             self.add(("tenant",), _("'{code}' is not a GB/T 2260 division code in the shipped "
                                     "snapshot ({snapshot})", code=code, snapshot=divisions.SNAPSHOT))
 
     def connector(self, name: str, block: dict, report: CheckReport) -> None:
-        from connectors import registry
+        from bdchub.connectors import registry
 
         path = ("connectors", name)
         type_name = block.get("type")
@@ -325,14 +325,14 @@ class _Checker:
         if block is None:
             return
         try:
-            from web.config_schema import INBOUND_SCHEMA
+            from bdchub.web.config_schema import INBOUND_SCHEMA
         except ImportError:
             return
         self.schema(block, INBOUND_SCHEMA, ("inbound",))
 
     def route(self, name: str, route: dict, connectors: Mapping[str, Any],
               report: CheckReport) -> None:
-        from routes.language import ROUTE_SCHEMA
+        from bdchub.routes.language import ROUTE_SCHEMA
 
         path = ("routes", name)
         self.schema(route, ROUTE_SCHEMA, path)
@@ -346,7 +346,7 @@ class _Checker:
         report.routes.append((name, count))
 
     def steps(self, steps: list, path: Path_, connectors: Mapping[str, Any]) -> int:
-        from routes.language import STEP_SCHEMAS, connector_calls, nested_steps
+        from bdchub.routes.language import STEP_SCHEMAS, connector_calls, nested_steps
 
         count = 0
         for i, step in enumerate(steps):
@@ -400,7 +400,7 @@ class _Checker:
 
     def schema_name(self, name: str, path: Path_) -> None:
         try:
-            from schemas import catalog
+            from bdchub.schemas import catalog
         except ImportError:
             return
         known = catalog.names()

@@ -5,7 +5,7 @@ Source strings (msgids) are English and live in the code; translations live in
 Chinese (简体) is the default; English is chosen with ``--lang en`` or
 ``HUB_LANG=en``. Use::
 
-    from core.i18n import _
+    from bdchub.core.i18n import _
     raise ConfigError(_("unknown key {key}", key=name))
 
 The .po files are read with Babel at first use, so no compile step is needed

@@ -20,9 +20,9 @@ from typing import Any
 
 import click
 
-from core import i18n
-from core.errors import HubError
-from core.i18n import _
+from bdchub.core import i18n
+from bdchub.core.errors import HubError
+from bdchub.core.i18n import _
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -58,7 +58,7 @@ LANG_OPTION = click.option("--lang", callback=_set_lang, expose_value=False, is_
 def run_command(config_path: str, host: str | None, port: int | None, no_pollers: bool,
                 log_level: str) -> None:
     """Serve the inbound endpoints and run the route workers until SIGTERM or Ctrl-C."""
-    from core.config import load
+    from bdchub.core.config import load
 
     from .service import HubService
 
@@ -98,7 +98,7 @@ def run_command(config_path: str, host: str | None, port: int | None, no_pollers
 
 def _served_by_processes(config: dict[str, Any]) -> dict[str, Any] | None:
     """``inbound.listen`` when it asks for more than one server process, else None."""
-    from web.config_schema import with_defaults
+    from bdchub.web.config_schema import with_defaults
 
     inbound = with_defaults(config.get("inbound"))
     listen = inbound["listen"]
@@ -113,8 +113,8 @@ def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | N
     whole hub (route workers and inbound server) taking connections on one socket;
     pollers and the diode inbox run in the first one only. They share the broker
     and the store, as separate workers do (signed-request nonces included)."""
-    from web.app import create_app
-    from web.server import PerProcess, serve
+    from bdchub.web.app import create_app
+    from bdchub.web.server import PerProcess, serve
 
     from .service import HubService
 
@@ -183,7 +183,7 @@ def _runs(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _summarise(record: dict[str, Any]) -> str:
     """One line about a verification record, personal data masked."""
-    from routes.progress import Masking, mask_body
+    from bdchub.routes.progress import Masking, mask_body
 
     r = record.get("result")
     kind = record.get("kind")
@@ -234,7 +234,7 @@ def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: 
                  keep: bool, verbose: bool, samples_dir: str | None) -> None:
     """End-to-end demo: simulated departments, the hub and sample applications of six kinds."""
     if samples_dir:
-        from sandbox.data import generate
+        from bdchub.sandbox.data import generate
 
         from .samples import write_samples
 

@@ -38,11 +38,11 @@ from jmespath.exceptions import JMESPathError
 from sqlalchemy import Column, Float, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from connectors.base import CallContext
-from core.envelope import Envelope
-from core.errors import ConfigError, HubError, StoreError
-from core.i18n import _
-from routes.ids import derive_id
+from bdchub.connectors.base import CallContext
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import ConfigError, HubError, StoreError
+from bdchub.core.i18n import _
+from bdchub.routes.ids import derive_id
 
 log = logging.getLogger("bdchub.pollers")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import requests
 
-from core.errors import HubError
-from core.i18n import _
+from bdchub.core.errors import HubError
+from bdchub.core.i18n import _
 
 from . import samples as samples_mod
 from .environment import free_port, sandbox_environ
@@ -249,8 +249,8 @@ class DemoRun:
         self.close()
 
     def start(self) -> None:
-        from core.config import load
-        from sandbox import Sandbox
+        from bdchub.core.config import load
+        from bdchub.sandbox import Sandbox
 
         from .service import HubService
 
@@ -306,7 +306,7 @@ class DemoRun:
         return client["app_key"], client["app_secret"]
 
     def post(self, client: str, path: str, body: dict[str, Any]) -> requests.Response:
-        from web.signing import signed_headers
+        from bdchub.web.signing import signed_headers
 
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
         key, secret = self._client(client)

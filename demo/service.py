@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.i18n import _
+from bdchub.core.errors import ConfigError
+from bdchub.core.i18n import _
 
 from .pollers import Pollers
 
@@ -44,7 +44,7 @@ def _diode_inbox(config: Mapping[str, Any], hub: Any) -> Any:
     """The ``bridge.diode_inbox`` watcher, if configured (imported only then)."""
     if not (config.get("bridge") or {}).get("diode_inbox"):
         return None
-    from bridge.publish import InboxWatch
+    from bdchub.bridge.publish import InboxWatch
 
     return InboxWatch.from_config(config, hub)
 
@@ -54,7 +54,7 @@ class HubService:
 
     def __init__(self, config: Mapping[str, Any], hub: Any, *, host: str | None = None,
                  port: int | None = None, web: bool | None = None, pollers: bool = True):
-        from web.config_schema import with_defaults
+        from bdchub.web.config_schema import with_defaults
 
         self.config = config
         self.hub = hub
@@ -74,7 +74,7 @@ class HubService:
     def from_config(cls, config: Mapping[str, Any], *, host: str | None = None,
                     port: int | None = None, web: bool | None = None, pollers: bool = True,
                     **hub_options: Any) -> HubService:
-        from routes.runtime import Hub
+        from bdchub.routes.runtime import Hub
 
         prepare_paths(config)
         hub = Hub.from_config(config, **hub_options)
@@ -99,8 +99,8 @@ class HubService:
     def start(self) -> None:
         """Workers first (so nothing accepted waits for them), then the inbound
         server, then the pollers."""
-        from web import loopserver
-        from web.app import create_app
+        from bdchub.web import loopserver
+        from bdchub.web.app import create_app
 
         self.hub.start()
         try:

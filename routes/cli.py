@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from core.errors import ConfigError, HubError
-from core.i18n import _
+from bdchub.core.errors import ConfigError, HubError
+from bdchub.core.i18n import _
 
 CONFIG_OPTION = click.option("-c", "--config", "config_path", default="config.yaml",
                              show_default=True, type=click.Path(dir_okay=False),
@@ -29,7 +29,7 @@ CONFIG_OPTION = click.option("-c", "--config", "config_path", default="config.ya
 
 @contextmanager
 def _hub(config_path: str) -> Iterator[Any]:
-    from core.config import load
+    from bdchub.core.config import load
 
     from .runtime import Hub
 

@@ -103,11 +103,11 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from connectors.base import CallContext
-from core import greenloop
-from core.broker import Broker, Delivery, topic_matches
-from core.envelope import Envelope, Hop
-from core.errors import (
+from bdchub.connectors.base import CallContext
+from bdchub.core import greenloop
+from bdchub.core.broker import Broker, Delivery, topic_matches
+from bdchub.core.envelope import Envelope, Hop
+from bdchub.core.errors import (
     ConfigError,
     ConnectorError,
     HubError,
@@ -117,8 +117,8 @@ from core.errors import (
     RouteError,
     StoreError,
 )
-from core.i18n import _
-from core.store import Finish, Store, dumps
+from bdchub.core.i18n import _
+from bdchub.core.store import Finish, Store, dumps
 
 from .ids import derive_id
 from .middleware import Middleware, Middlewares
@@ -149,7 +149,7 @@ Validator = Callable[[str, Any], list]
 
 def _default_validator(name: str, instance: Any) -> list:
     try:
-        from schemas import catalog
+        from bdchub.schemas import catalog
     except ImportError as exc:  # pragma: no cover - schemas ship with the hub
         raise RouteError(_("canonical schemas are not available: {error}", error=exc)) from exc
     return catalog.validate(name, instance)

@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from core.masking import Masker, mask_middle, mask_name
+from bdchub.core.masking import Masker, mask_middle, mask_name
 
 
 class Masking:

@@ -35,13 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from core import greenloop
-from core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
-from core.envelope import Envelope
-from core.errors import HubError, RouteError
-from core.i18n import _
-from core.sealing import load_sealer
-from core.store import Store, in_memory
+from bdchub.core import greenloop
+from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import HubError, RouteError
+from bdchub.core.i18n import _
+from bdchub.core.sealing import load_sealer
+from bdchub.core.store import Store, in_memory
 
 from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
 from .ids import derive_id
@@ -369,7 +369,7 @@ class Hub:
         Callers pass no unmasked personal data."""
         with self._lock:
             if self._audit is None:
-                from bridge.audit import AuditLog
+                from bdchub.bridge.audit import AuditLog
 
                 key = os.environ.get("BDCHUB_AUDIT_KEY")
                 self._audit = AuditLog(_default_dir(self.config) / "audit.jsonl",
@@ -462,10 +462,10 @@ class Hub:
 
 def _build_connector(name: str, block: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
     try:
-        import connectors
+        from bdchub import connectors
 
         return connectors.build(name, dict(block), base_dir=config.get("__dir__"))
     except (ImportError, AttributeError):  # pragma: no cover - older connectors package
-        from connectors import registry
+        from bdchub.connectors import registry
 
         return registry.create(name, dict(block))

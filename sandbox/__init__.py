@@ -2,7 +2,7 @@
 
 Used by ``hub sandbox``, the demo and tests (``sandbox.pytest_plugin``)::
 
-    from sandbox import Sandbox
+    from bdchub.sandbox import Sandbox
     with Sandbox(seed=42) as sb:
         sb.url("gov"); sb.wsdl_url("tax"); sb.credentials["tax"]
         sb.faults("tax").set(error_rate=0.5)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .sandbox import Sandbox, SandboxError
 

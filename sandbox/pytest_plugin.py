@@ -1,4 +1,4 @@
-"""pytest fixtures on the sandbox: ``pytest_plugins = ["sandbox.pytest_plugin"]``.
+"""pytest fixtures on the sandbox: ``pytest_plugins = ["bdchub.sandbox.pytest_plugin"]``.
 
 - ``sandbox`` (session): one ``Sandbox(seed=42)`` started for the whole run.
 - ``clean_sandbox`` (function): the same sandbox with faults, received logs,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .server import Call, Endpoint, HttpError, Request, Response, ok
 from .signing import APPKEY_MAX_SKEW_S, NONCE_TTL_S, appkey_sign

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.errors import HubError
-from core.i18n import _
+from bdchub.core.errors import HubError
+from bdchub.core.i18n import _
 
 from . import data as data_mod
 from .endpoints.court import CourtEndpoint

@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sandbox import Sandbox

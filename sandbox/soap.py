@@ -24,7 +24,7 @@ from typing import Any
 
 from lxml import etree
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .server import Call, Endpoint, HttpError, Request, Response
 

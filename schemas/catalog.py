@@ -33,9 +33,9 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from core.errors import MessageError
-from core.i18n import _
-from schemas.formats import FORMAT_CHECKER
+from bdchub.core.errors import MessageError
+from bdchub.core.i18n import _
+from bdchub.schemas.formats import FORMAT_CHECKER
 
 MESSAGES_DIR = Path(__file__).resolve().parent / "messages"
 EXAMPLES_DIR = MESSAGES_DIR / "examples"

@@ -35,8 +35,8 @@ from collections.abc import Callable
 
 import jsonschema
 
-from core.i18n import _
-from schemas import divisions
+from bdchub.core.i18n import _
+from bdchub.schemas import divisions
 
 Checker = Callable[[str], "str | None"]
 
@@ -431,7 +431,7 @@ def check(kind: str, value: str) -> str | None:
     try:
         _fmt, fn = _KIND_TABLE[kind]
     except KeyError:
-        from core.errors import MessageError
+        from bdchub.core.errors import MessageError
 
         raise MessageError(_("unknown kind '{kind}'; choose one of {kinds}",
                              kind=kind, kinds=", ".join(KINDS))) from None

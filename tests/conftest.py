@@ -12,12 +12,12 @@ import os
 
 import pytest
 
-from core import i18n
+from bdchub.core import i18n
 from tools.services import PostgresServer, RabbitNode, ServiceUnavailable
 
 IN_CI = os.environ.get("CI") == "true"
 
-pytest_plugins = ["sandbox.pytest_plugin"]
+pytest_plugins = ["bdchub.sandbox.pytest_plugin"]
 
 
 def _unavailable(what: str, exc: Exception) -> None:

@@ -28,9 +28,9 @@ from urllib.parse import parse_qs, quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core import greenloop, i18n
-from core.envelope import Envelope
-from core.errors import (
+from bdchub.core import greenloop, i18n
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import (
     ConfigError,
     HubError,
     MessageError,
@@ -38,8 +38,8 @@ from core.errors import (
     RecoverableError,
     TimeoutError_,
 )
-from core.i18n import _
-from core.masking import Masker
+from bdchub.core.i18n import _
+from bdchub.core.masking import Masker
 
 from . import metrics as metrics_mod
 from . import openapi
@@ -373,7 +373,7 @@ class InboundApp:
         return status, headers, dumps(value)
 
     def _refuse(self, req: Request, err: ApiError) -> tuple[int, list[tuple[str, str]], bytes]:
-        from core.envelope import new_id
+        from bdchub.core.envelope import new_id
 
         request_id = new_id()
         self.audit_rejection(req, err, request_id)

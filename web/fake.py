@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.envelope import Envelope
-from core.errors import HubError, RouteError
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import HubError, RouteError
 
 
 class FakeHub:

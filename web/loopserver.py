@@ -38,7 +38,7 @@ from urllib.parse import unquote_to_bytes
 
 import uvicorn
 
-from core import greenloop
+from bdchub.core import greenloop
 
 log = logging.getLogger("bdchub.web")
 
@@ -131,7 +131,7 @@ class LoopServer:
             self._failed = exc
             log.exception("inbound server on %s failed", self.url)
         finally:
-            from connectors.loophttp import close_loop
+            from bdchub.connectors.loophttp import close_loop
 
             try:
                 loop.run_until_complete(close_loop(loop))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from core.envelope import Envelope
+from bdchub.core.envelope import Envelope
 
 
 @runtime_checkable

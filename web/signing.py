@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core import greenloop
+from bdchub.core import greenloop
 
 NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TIMESTAMP_PATTERN = re.compile(r"^\d{1,12}$")

@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from .signing import AuthFailure
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from schemas import catalog
+from bdchub.schemas import catalog
 
 #: message type -> canonical schema name, for POST /api/v1/messages/{type}.
 DEFAULT_TYPES: dict[str, str] = {
@@ -56,7 +56,7 @@ def _local_validator(name: str):
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    from schemas.formats import FORMAT_CHECKER
+    from bdchub.schemas.formats import FORMAT_CHECKER
 
     resources = [(catalog.load(n)["$id"], Resource.from_contents(catalog.load(n), DRAFT202012))
                  for n in [*catalog.names(), *getattr(catalog, "SHARED", ("common",))]]

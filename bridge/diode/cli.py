@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from core.errors import BridgeError, ConfigError, HubError
-from core.i18n import _
+from bdchub.core.errors import BridgeError, ConfigError, HubError
+from bdchub.core.i18n import _
 
 from ..audit import AuditLog
 from ..policy import ContentPolicy, PolicyConfig

@@ -16,9 +16,15 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
-from connectors.base import CallContext, Connector, Health
-from core.errors import BridgeError, ConfigError, ConnectorError, PermanentError, RecoverableError
-from core.i18n import _
+from bdchub.connectors.base import CallContext, Connector, Health
+from bdchub.core.errors import (
+    BridgeError,
+    ConfigError,
+    ConnectorError,
+    PermanentError,
+    RecoverableError,
+)
+from bdchub.core.i18n import _
 
 from ..audit import AuditLog
 from .manifest import make_signer

@@ -25,8 +25,8 @@ import warnings
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from core.errors import BridgeError, ConfigError
-from core.i18n import _
+from bdchub.core.errors import BridgeError, ConfigError
+from bdchub.core.i18n import _
 
 MAX_SYMBOLS = 255  # GF(2^8) Reed-Solomon: k + m <= 255
 # isa_l_rs_cauchy is MDS for every (k, m); isa_l_rs_vand is not guaranteed to

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import BridgeError
-from core.i18n import _
+from bdchub.core.errors import BridgeError
+from bdchub.core.i18n import _
 
 from ..policy import fsync_dir, move_durably, unique_path
 

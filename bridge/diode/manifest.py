@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.errors import BridgeError, ConfigError, IntegrityError_
-from core.i18n import _
+from bdchub.core.errors import BridgeError, ConfigError, IntegrityError_
+from bdchub.core.i18n import _
 
 from .fec import Plan
 

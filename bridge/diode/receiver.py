@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import BridgeError, HubError, IntegrityError_
-from core.i18n import _
+from bdchub.core.errors import BridgeError, HubError, IntegrityError_
+from bdchub.core.i18n import _
 
 from ..audit import AuditLog
 from ..policy import ContentPolicy, quarantine

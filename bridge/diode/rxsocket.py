@@ -11,8 +11,8 @@ from __future__ import annotations
 import socket
 import sys
 
-from core.errors import BridgeError
-from core.i18n import _
+from bdchub.core.errors import BridgeError
+from bdchub.core.i18n import _
 
 # Big enough to ride out a decode or a disk hiccup at full rate.
 RCVBUF = 64 << 20

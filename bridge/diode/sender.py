@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import BridgeError
-from core.i18n import _
+from bdchub.core.errors import BridgeError
+from bdchub.core.i18n import _
 
 from ..audit import AuditLog
 from . import fec, wire

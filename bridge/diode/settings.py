@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.errors import ConfigError
-from core.i18n import _
+from bdchub.core.errors import ConfigError
+from bdchub.core.i18n import _
 
 from . import wire
 from .fec import DEFAULT_K_MAX, MAX_SYMBOLS

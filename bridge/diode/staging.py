@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import BridgeError, IntegrityError_
-from core.i18n import _
+from bdchub.core.errors import BridgeError, IntegrityError_
+from bdchub.core.i18n import _
 
 from . import fec
 from .manifest import Manifest, hash_file

@@ -5,7 +5,7 @@ ISO 9660 + Joliet + UDF images sized to the medium; import them on the other
 side with full verification, replay refusal, quarantine and atomic delivery.
 See bridge/ferry/README.md. Python API::
 
-    from bridge.ferry import FerryImporter, load_verifier
+    from bdchub.bridge.ferry import FerryImporter, load_verifier
     report = FerryImporter(verifiers=[load_verifier("sender.pub.pem")], audit=audit,
                            inbox="var/ferry/inbox", quarantine="var/ferry/quarantine",
                            ledger="var/ferry/ledger.sqlite3").import_images(["disc.iso"])

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import bagit
 
-from core.errors import BridgeError, IntegrityError_
-from core.i18n import _
+from bdchub.core.errors import BridgeError, IntegrityError_
+from bdchub.core.i18n import _
 
 from . import sign, spec
 from .ledger import BatchKey

@@ -16,9 +16,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bridge.audit import AuditLog
-from core.errors import BridgeError
-from core.i18n import _
+from bdchub.bridge.audit import AuditLog
+from bdchub.core.errors import BridgeError
+from bdchub.core.i18n import _
 
 from . import sign, spec
 from .importer import FerryImporter, ImportReport
@@ -56,8 +56,8 @@ def _config_option(fn):
 
 
 def _publish(hub, batches: list, inbox: str, as_json: bool) -> None:  # noqa: ANN001
-    from bridge.publish import BridgePublisher
-    from core.errors import HubError
+    from bdchub.bridge.publish import BridgePublisher
+    from bdchub.core.errors import HubError
 
     try:
         sent = BridgePublisher.for_hub(hub).publish_import(batches, inbox)
@@ -146,7 +146,7 @@ def import_command(images: tuple[str, ...], inbox: str, quarantine: str, ledger:
     audit = _audit(audit_path, audit_key)
     policy = None
     if not no_policy:
-        from bridge.policy import ContentPolicy
+        from bdchub.bridge.policy import ContentPolicy
 
         policy = ContentPolicy(audit=audit)
     importer = FerryImporter(verifiers=[sign.load_verifier(k) for k in key_files], audit=audit,
@@ -157,7 +157,7 @@ def import_command(images: tuple[str, ...], inbox: str, quarantine: str, ledger:
         return
     # The hub is opened first: a config that does not load must not cost a disc,
     # which the ledger consumes on import.
-    from bridge.publish import open_hub
+    from bdchub.bridge.publish import open_hub
 
     hub = open_hub(config_path)
     try:
@@ -176,7 +176,7 @@ def import_command(images: tuple[str, ...], inbox: str, quarantine: str, ledger:
               envvar="HUB_FERRY_INBOX", help=_("where verified batches are delivered"))
 @_config_option
 def publish_command(batches: tuple[str, ...], inbox: str, config_path: str) -> None:
-    from bridge.publish import open_hub, read_delivered_bag
+    from bdchub.bridge.publish import open_hub, read_delivered_bag
 
     found = [read_delivered_bag(b) for b in batches]
     hub = open_hub(config_path)

@@ -22,8 +22,8 @@ from pathlib import Path
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from core.errors import BridgeError, IntegrityError_, PolicyError
-from core.i18n import _
+from bdchub.core.errors import BridgeError, IntegrityError_, PolicyError
+from bdchub.core.i18n import _
 
 from . import fsutil, spec
 

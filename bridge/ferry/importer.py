@@ -41,9 +41,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.audit import AuditLog
-from core.errors import BridgeError, HubError, IntegrityError_, PolicyError, ReplayError
-from core.i18n import _
+from bdchub.bridge.audit import AuditLog
+from bdchub.core.errors import BridgeError, HubError, IntegrityError_, PolicyError, ReplayError
+from bdchub.core.i18n import _
 
 from . import bag, fsutil, sign, spec, stream
 from .image import DiscFile, DiscImage

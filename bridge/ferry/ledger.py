@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import ReplayError, StoreError
-from core.i18n import _
+from bdchub.core.errors import ReplayError, StoreError
+from bdchub.core.i18n import _
 
 from . import spec
 

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bridge.audit import AuditLog
-from core.errors import BridgeError, PolicyError
-from core.i18n import _
+from bdchub.bridge.audit import AuditLog
+from bdchub.core.errors import BridgeError, PolicyError
+from bdchub.core.i18n import _
 
 from . import bag, image, sign, spec
 from .progress import NoProgress, Progress

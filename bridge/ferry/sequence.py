@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from core.errors import BridgeError
-from core.i18n import _
+from bdchub.core.errors import BridgeError
+from bdchub.core.i18n import _
 
 from . import fsutil
 

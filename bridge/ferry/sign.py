@@ -35,8 +35,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from core.errors import BridgeError, IntegrityError_
-from core.i18n import _
+from bdchub.core.errors import BridgeError, IntegrityError_
+from bdchub.core.i18n import _
 
 from . import spec
 

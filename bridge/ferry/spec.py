@@ -18,8 +18,8 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
-from core.errors import BridgeError, PolicyError
-from core.i18n import _
+from bdchub.core.errors import BridgeError, PolicyError
+from bdchub.core.i18n import _
 
 FORMAT = "bdc-hub-ferry/1"
 BAGIT_VERSION = "1.0"

@@ -20,8 +20,8 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
-from core.errors import IntegrityError_
-from core.i18n import _
+from bdchub.core.errors import IntegrityError_
+from bdchub.core.i18n import _
 
 CHUNK = 4 * 1024 * 1024
 PIPELINE_MIN = 2 * CHUNK

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from ..data import valid_unit_code
 from ..server import HttpError, Request, Response

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from ..data import valid_resident_id
 from ..rest import RestEndpoint, require, route

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from ..data import valid_uscc
 from ..rest import AppKeyAuth, RestEndpoint, require, route

@@ -13,7 +13,7 @@ import binascii
 import hmac
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from ..data import valid_resident_id
 from ..rest import RestEndpoint, require, route

@@ -19,7 +19,7 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from ..data import valid_resident_id, valid_unit_code, valid_uscc
 from ..server import HttpError, Request, Response

@@ -20,7 +20,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from core.i18n import _
+from bdchub.core.i18n import _
 
 from ..data import valid_unit_code
 from ..rest import RestEndpoint, require, route

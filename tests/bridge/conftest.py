@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.audit import AuditLog
-from bridge.diode.manifest import HmacKey
-from bridge.diode.receiver import DiodeReceiver, ReceiverOptions
-from bridge.diode.relay import LinkModel, LossyRelay
-from bridge.diode.rxsocket import open_receive_socket
-from bridge.diode.sender import DiodeSender, SendReport
-from bridge.diode.settings import DiodeSettings
-from bridge.policy import ContentPolicy
+from bdchub.bridge.audit import AuditLog
+from bdchub.bridge.diode.manifest import HmacKey
+from bdchub.bridge.diode.receiver import DiodeReceiver, ReceiverOptions
+from bdchub.bridge.diode.relay import LinkModel, LossyRelay
+from bdchub.bridge.diode.rxsocket import open_receive_socket
+from bdchub.bridge.diode.sender import DiodeSender, SendReport
+from bdchub.bridge.diode.settings import DiodeSettings
+from bdchub.bridge.policy import ContentPolicy
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-import bridge.diode as diode_pkg
-from bridge.audit import AuditLog
-from bridge.diode.cli import bridge_group, main
+import bdchub.bridge.diode as diode_pkg
+from bdchub.bridge.audit import AuditLog
+from bdchub.bridge.diode.cli import bridge_group, main
 
 CWD = Path(diode_pkg.__file__).parents[2]
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.diode.cli", *args], cwd=CWD,
+    return subprocess.run([sys.executable, "-m", "bdchub.bridge.diode.cli", *args], cwd=CWD,
                           capture_output=True, text=True, timeout=timeout,
                           env={"HUB_LANG": "en", "PATH": "/usr/bin:/bin"})
 
@@ -36,7 +36,7 @@ def test_send_and_receive_through_the_cli(tmp_path, key_file):
     doc.write_bytes(b"%PDF-1.4\n" + bytes(300_000))
     batch = tmp_path / "batch.json"
     batch.write_text(json.dumps([{"type": "application.submitted"}]))
-    rx = subprocess.Popen([sys.executable, "-m", "bridge.diode.cli", "receive", "--listen",
+    rx = subprocess.Popen([sys.executable, "-m", "bdchub.bridge.diode.cli", "receive", "--listen",
                            f"127.0.0.1:{port}", "--inbox", str(tmp_path / "inbox"),
                            "--key-file", str(key_file), "--audit-log",
                            str(tmp_path / "rx.jsonl"), "--max-objects", "2", "--timeout", "30"],
@@ -89,7 +89,7 @@ def test_audit_verify_reports_a_deleted_line(tmp_path):
 
 
 def test_errors_surface_as_hub_errors_for_the_hub_cli(tmp_path):
-    from core.errors import HubError
+    from bdchub.core.errors import HubError
 
     result = CliRunner().invoke(bridge_group, ["send", str(tmp_path / "x"), "--to", "bad"])
     assert isinstance(result.exception, HubError)

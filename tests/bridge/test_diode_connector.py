@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from connectors import registry
-from core.errors import PermanentError
+from bdchub.connectors import registry
+from bdchub.core.errors import PermanentError
 
 
 def _config(rig, key_file, **extra):
@@ -27,7 +27,7 @@ def test_schema_accepts_a_good_block_and_refuses_bad_ones(rig, key_file):
 
 
 def test_call_send_carries_a_file_and_a_batch_across(rig, key_file, make_file):
-    from bridge.diode.inbound import InboxWatcher
+    from bdchub.bridge.diode.inbound import InboxWatcher
 
     run = rig.start_receiver(max_objects=2)
     conn = registry.create("to-internal", _config(rig, key_file))

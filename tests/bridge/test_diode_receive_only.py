@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import bridge.diode as diode_pkg
-from bridge.diode.rxsocket import RecvOnlySocket, open_receive_socket
+import bdchub.bridge.diode as diode_pkg
+from bdchub.bridge.diode.rxsocket import RecvOnlySocket, open_receive_socket
 
 ROOT = Path(diode_pkg.__file__).resolve().parent
 # Every module on the receiving path (what runs on the internal network).
@@ -54,9 +54,9 @@ def test_recv_only_socket_exposes_no_way_to_send():
 
 def test_receiver_works_with_every_socket_send_disabled(tmp_path, monkeypatch, key_file):
     """Sender in a subprocess; in this process every send method raises."""
-    from bridge.audit import AuditLog
-    from bridge.diode.manifest import read_hmac_key
-    from bridge.diode.receiver import DiodeReceiver
+    from bdchub.bridge.audit import AuditLog
+    from bdchub.bridge.diode.manifest import read_hmac_key
+    from bdchub.bridge.diode.receiver import DiodeReceiver
 
     calls = []
 
@@ -75,7 +75,7 @@ def test_receiver_works_with_every_socket_send_disabled(tmp_path, monkeypatch, k
                              audit=AuditLog(tmp_path / "audit.jsonl"))
     t = threading.Thread(target=receiver.run, kwargs={"max_objects": 1, "timeout": 30})
     t.start()
-    subprocess.run([sys.executable, "-m", "bridge.diode.cli", "send", str(src),
+    subprocess.run([sys.executable, "-m", "bdchub.bridge.diode.cli", "send", str(src),
                     "--to", f"127.0.0.1:{port}", "--key-file", str(key_file),
                     "--audit-log", str(tmp_path / "tx.jsonl"), "--rate", "50M"],
                    check=True, timeout=60, cwd=Path(diode_pkg.__file__).parents[2],

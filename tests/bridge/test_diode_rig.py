@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import bridge.diode as diode_pkg
+import bdchub.bridge.diode as diode_pkg
 
 pytestmark = pytest.mark.root
 CWD = Path(diode_pkg.__file__).parents[2]
@@ -87,7 +87,7 @@ def namespaces():
 
 def _cli(ns: str, *args: str, **kw) -> subprocess.Popen:  # noqa: ANN003
     return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
-                             "bridge.diode.cli", *args], cwd=CWD, text=True,
+                             "bdchub.bridge.diode.cli", *args], cwd=CWD, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "HUB_LANG": "en"}, **kw)
 

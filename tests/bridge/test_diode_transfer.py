@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.diode import fec, wire
-from bridge.diode.inbound import InboxWatcher
-from bridge.diode.manifest import HmacKey
-from bridge.diode.relay import LinkModel
-from bridge.diode.settings import DiodeSettings
+from bdchub.bridge.diode import fec, wire
+from bdchub.bridge.diode.inbound import InboxWatcher
+from bdchub.bridge.diode.manifest import HmacKey
+from bdchub.bridge.diode.relay import LinkModel
+from bdchub.bridge.diode.settings import DiodeSettings
 
 FEC_5 = DiodeSettings(rate_bps=80e6, loss_rate=0.05)
 
@@ -91,7 +91,7 @@ def test_forged_symbol_with_valid_crc_is_caught_by_the_hash_and_never_delivered(
     src = make_file("forged.pdf", 1 << 20)
     run = rig.start_receiver(idle_timeout=1.0, timeout=20)
     rig.relay = None
-    from bridge.diode.relay import LossyRelay
+    from bdchub.bridge.diode.relay import LossyRelay
 
     rig.relay = LossyRelay(("127.0.0.1", rig.port), LinkModel(), tamper=_forge).start()
     rig.send_files([src], DiodeSettings(rate_bps=80e6, passes=2))
@@ -204,7 +204,7 @@ def test_message_batch_arrives_and_is_yielded_by_the_inbox_watcher(rig):
 
 
 def test_unacknowledged_inbox_object_is_yielded_again(tmp_path):
-    from bridge.diode.inbound import deliver
+    from bdchub.bridge.diode.inbound import deliver
 
     src = tmp_path / "a.pdf"
     src.write_bytes(b"%PDF-1.4 x")
@@ -222,7 +222,7 @@ def test_unacknowledged_inbox_object_is_yielded_again(tmp_path):
 
 
 def test_sender_that_goes_quiet_midway_is_reported_and_nothing_delivered(rig, make_file):
-    from bridge.diode.receiver import ReceiverOptions
+    from bdchub.bridge.diode.receiver import ReceiverOptions
 
     src = make_file("quiet.pdf", 1 << 20)
     run = rig.start_receiver(timeout=4, options=ReceiverOptions(silence=0.5))

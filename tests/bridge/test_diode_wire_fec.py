@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.diode import fec, wire
-from bridge.diode.manifest import HmacKey, Manifest, safe_name
-from core.errors import BridgeError, IntegrityError_
+from bdchub.bridge.diode import fec, wire
+from bdchub.bridge.diode.manifest import HmacKey, Manifest, safe_name
+from bdchub.core.errors import BridgeError, IntegrityError_
 
 
 def test_header_roundtrip_and_size():
@@ -69,7 +69,7 @@ def test_explicit_overhead_is_honoured():
 
 
 def test_plan_for_impossible_loss_is_a_config_error():
-    from core.errors import ConfigError
+    from bdchub.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         fec.plan_object(1 << 20, 1432, loss=0.6, target=1e-9)
@@ -124,7 +124,7 @@ def test_manifest_signature_covers_every_field():
 def test_ed25519_and_sm3_signatures_verify():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from bridge.diode.manifest import Ed25519Signer, Ed25519Verifier
+    from bdchub.bridge.diode.manifest import Ed25519Signer, Ed25519Verifier
 
     priv = Ed25519PrivateKey.generate()
     m = _manifest().signed(Ed25519Signer(priv))
@@ -162,7 +162,7 @@ def test_content_key_ignores_session_so_resends_resume():
 
 
 def test_gilbert_elliott_hits_its_mean_loss_in_bursts():
-    from bridge.diode.relay import GilbertElliott
+    from bdchub.bridge.diode.relay import GilbertElliott
 
     ge = GilbertElliott(0.02, 8, 0.8, random.Random(5))
     drops = [ge.drop() for _ in range(200_000)]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bridge.ferry import spec
-from bridge.ferry.cli import ferry_group
-from core import i18n
-from core.errors import BridgeError
+from bdchub.bridge.ferry import spec
+from bdchub.bridge.ferry.cli import ferry_group
+from bdchub.core import i18n
+from bdchub.core.errors import BridgeError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ferry import sign, spec
-from bridge.ferry.image import DiscImage
-from bridge.ferry.ledger import Ledger
-from bridge.ferry.testing import FerryRig
-from core.errors import BridgeError
+from bdchub.bridge.ferry import sign, spec
+from bdchub.bridge.ferry.image import DiscImage
+from bdchub.bridge.ferry.ledger import Ledger
+from bdchub.bridge.ferry.testing import FerryRig
+from bdchub.core.errors import BridgeError
 
 CERT = "苏(2017)海门市不动产权第0000183号"
 MESSAGE = {"type": "review.result", "tenant": "320684", "business_no": "YWH2024000123",
@@ -178,7 +178,7 @@ def test_images_without_udf_round_trip_too(tmp_path: Path):
 def test_bag_on_the_disc_is_a_valid_rfc8493_bag(tmp_path: Path):
     import bagit
 
-    from bridge.ferry.testing import unpack
+    from bdchub.bridge.ferry.testing import unpack
 
     ferry = FerryRig(tmp_path)
     ferry.write("结果.json", '{"ok": true}')

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ferry import spec
-from bridge.ferry.ledger import Ledger, ranges
-from bridge.ferry.sequence import SequenceFile
-from bridge.ferry.testing import FerryRig
-from core.errors import BridgeError
+from bdchub.bridge.ferry import spec
+from bdchub.bridge.ferry.ledger import Ledger, ranges
+from bdchub.bridge.ferry.sequence import SequenceFile
+from bdchub.bridge.ferry.testing import FerryRig
+from bdchub.core.errors import BridgeError
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ferry import sign, spec
-from bridge.ferry.testing import FerryRig, image_bag_dir, patch_file, resign, unpack
+from bdchub.bridge.ferry import sign, spec
+from bdchub.bridge.ferry.testing import FerryRig, image_bag_dir, patch_file, resign, unpack
 
 PDF = "data/files/附件/宗地图.pdf"
 RESULT = "data/messages/审核结果.json"
@@ -48,7 +48,7 @@ def _refused(ferry: FerryRig, image: Path, error: str, match: str, **kw) -> dict
 
 
 def _ledger_empty(ferry: FerryRig) -> bool:
-    from bridge.ferry.ledger import Ledger
+    from bdchub.bridge.ferry.ledger import Ledger
 
     ledger = Ledger(ferry.ledger_path, readonly=True)
     try:
@@ -237,7 +237,7 @@ def test_content_policy_refusal_quarantines_the_whole_batch(ferry, image):
 
 
 def test_content_policy_from_bridge_policy_accepts_pdf_and_json(ferry, image):
-    from bridge.policy import ContentPolicy
+    from bdchub.bridge.policy import ContentPolicy
 
     report = ferry.importer(policy=ContentPolicy()).import_images([image])
     assert report.ok, report.batches[0].reason

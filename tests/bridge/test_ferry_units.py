@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ferry import bag, sign, spec, stream
-from core.errors import BridgeError, IntegrityError_, PolicyError
+from bdchub.bridge.ferry import bag, sign, spec, stream
+from bdchub.core.errors import BridgeError, IntegrityError_, PolicyError
 
 
 @pytest.mark.parametrize("text, expected", [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)),

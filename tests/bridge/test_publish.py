@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-import bridge.publish as bridge_publish
-from bridge.diode.cli import bridge_group
-from bridge.diode.inbound import META, PROCESSED, deliver
-from bridge.ferry import spec
-from bridge.ferry.cli import ferry_group
-from bridge.ferry.sign import HmacKey
-from bridge.ferry.testing import FerryRig
-from bridge.policy import ContentPolicy
-from bridge.publish import (
+import bdchub.bridge.publish as bridge_publish
+from bdchub.bridge.diode.cli import bridge_group
+from bdchub.bridge.diode.inbound import META, PROCESSED, deliver
+from bdchub.bridge.ferry import spec
+from bdchub.bridge.ferry.cli import ferry_group
+from bdchub.bridge.ferry.sign import HmacKey
+from bdchub.bridge.ferry.testing import FerryRig
+from bdchub.bridge.policy import ContentPolicy
+from bdchub.bridge.publish import (
     FILE_RECEIVED,
     H_VIA,
     MESSAGE_RECEIVED,
@@ -29,10 +29,10 @@ from bridge.publish import (
     ferry_envelopes,
     read_delivered_bag,
 )
-from core.envelope import Envelope, id_time
-from core.errors import BridgeError, RecoverableError
-from routes.middleware import MetricsMiddleware
-from routes.runtime import Hub
+from bdchub.core.envelope import Envelope, id_time
+from bdchub.core.errors import BridgeError, RecoverableError
+from bdchub.routes.middleware import MetricsMiddleware
+from bdchub.routes.runtime import Hub
 
 TENANT = "320684"
 ENVELOPE = {"id": "0190a0b0-0000-7000-8000-000000000001", "type": "review.result",
@@ -278,8 +278,8 @@ def test_bridge_receive_publish_publishes_what_it_delivers(tmp_path, hub, monkey
     import socket
     import threading
 
-    from bridge.diode.sender import DiodeSender
-    from bridge.diode.settings import DiodeSettings
+    from bdchub.bridge.diode.sender import DiodeSender
+    from bdchub.bridge.diode.settings import DiodeSettings
 
     monkeypatch.setattr(hub, "close", lambda: None)
     monkeypatch.setattr(bridge_publish, "open_hub", lambda path: hub)
@@ -317,8 +317,8 @@ def test_bridge_receive_publish_publishes_what_it_delivers(tmp_path, hub, monkey
 
 
 def test_config_bridge_block_names_the_diode_inbox_and_refuses_unknown_keys():
-    from core import config
-    from core.errors import ConfigError
+    from bdchub.core import config
+    from bdchub.core.errors import ConfigError
 
     base = 'tenant: "320684"\nconnectors: {}\nroutes: {}\n'
     report = config.check_text(base + "bridge:\n  diode_inbox: {path: var/inbox, "
@@ -330,7 +330,7 @@ def test_config_bridge_block_names_the_diode_inbox_and_refuses_unknown_keys():
 
 
 def test_hub_run_watch_publishes_the_configured_diode_inbox(tmp_path, hub):
-    from bridge.publish import InboxWatch
+    from bdchub.bridge.publish import InboxWatch
 
     from .conftest import wait_for
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from connectors.metrics import ConnectorMetrics
+from bdchub.connectors.metrics import ConnectorMetrics
 
 from .loopback import Department
 from .proxy import ToggleProxy

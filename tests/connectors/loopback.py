@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from sandbox.soap import billion_laughs_dtd
+from bdchub.sandbox.soap import billion_laughs_dtd
 
 DATA = Path(__file__).resolve().parent / "data"
 NS = "urn:bdc-hub:test:contract"
@@ -303,7 +303,7 @@ class LoopRunner:
         self.thread.start()
 
     def run(self, fn, *args, **kwargs):
-        from core import greenloop
+        from bdchub.core import greenloop
 
         future = self._asyncio.run_coroutine_threadsafe(
             greenloop.run(fn, *args, **kwargs), self.loop)
@@ -313,7 +313,7 @@ class LoopRunner:
         return _OnLoop(self, conn)
 
     def close(self) -> None:
-        from connectors.loophttp import close_loop
+        from bdchub.connectors.loophttp import close_loop
 
         self._asyncio.run_coroutine_threadsafe(close_loop(self.loop), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -13,8 +13,8 @@ import time
 import uuid
 from typing import Any
 
-import connectors
-from connectors.base import Connector
+from bdchub import connectors
+from bdchub.connectors.base import Connector
 
 
 class Target:

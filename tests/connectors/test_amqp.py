@@ -8,8 +8,8 @@ import uuid
 import kombu
 import pytest
 
-import connectors
-from core.errors import PermanentError, RecoverableError
+from bdchub import connectors
+from bdchub.core.errors import PermanentError, RecoverableError
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from core.errors import CircuitOpenError, PermanentError, RecoverableError, TimeoutError_
+from bdchub.core.errors import CircuitOpenError, PermanentError, RecoverableError, TimeoutError_
 
 from .helpers import FakeClock
 

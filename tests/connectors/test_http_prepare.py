@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from connectors.http import prepare
+from bdchub.connectors.http import prepare
 
 
 def session(cookies: dict[str, str] | None = None) -> requests.Session:

@@ -7,7 +7,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
-from core import i18n
+from bdchub.core import i18n
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def test_every_connector_msgid_is_translated():
 
 
 def test_errors_read_in_chinese_by_default():
-    from connectors.resilience import CircuitBreaker
+    from bdchub.connectors.resilience import CircuitBreaker
 
     i18n.set_language("zh_CN")
     breaker = CircuitBreaker("tax", failures=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from connectors.ping import PingRow, ping_all, render
+from bdchub.connectors.ping import PingRow, ping_all, render
 
 from .targets import LegacySandbox, MarketSandbox, TaxSandbox
 

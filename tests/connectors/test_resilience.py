@@ -8,16 +8,16 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-import connectors
-from connectors.fake import FakeConnector
-from connectors.metrics import ConnectorMetrics, use_registry
-from connectors.resilience import (
+from bdchub import connectors
+from bdchub.connectors.fake import FakeConnector
+from bdchub.connectors.metrics import ConnectorMetrics, use_registry
+from bdchub.connectors.resilience import (
     CircuitBreaker,
     ConcurrencyLimit,
     RetryPolicy,
     TokenBucket,
 )
-from core.errors import (
+from bdchub.core.errors import (
     CircuitOpenError,
     PermanentError,
     RecoverableError,

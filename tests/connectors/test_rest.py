@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-import connectors
-from connectors.http import http_date, parse_retry_after
-from core.errors import PermanentError, RecoverableError, TimeoutError_
+from bdchub import connectors
+from bdchub.connectors.http import http_date, parse_retry_after
+from bdchub.core.errors import PermanentError, RecoverableError, TimeoutError_
 
 from .loopback import Department, LoopRunner
 from .targets import GovSandbox, MarketSandbox, TradeSandbox
@@ -80,7 +80,7 @@ def test_unknown_operation_is_permanent(department, metrics):
 
 
 def test_bad_jmespath_fails_when_the_connector_opens(department, metrics):
-    from core.errors import ConfigError
+    from bdchub.core.errors import ConfigError
 
     conn = build({"type": "rest", "base_url": department.url,
                   "operations": {"x": {"path": "/a", "response": "data[["}}}, metrics)
@@ -356,7 +356,7 @@ def test_untrusted_server_certificate_is_a_permanent_tls_error(mtls_department, 
 
 
 def test_missing_certificate_file_is_a_config_error(department, metrics):
-    from core.errors import ConfigError
+    from bdchub.core.errors import ConfigError
 
     block = {"type": "rest", "base_url": department.url, "tls": {"ca_bundle": "nope.pem"}}
     with pytest.raises(ConfigError, match="nope.pem"):
@@ -380,8 +380,8 @@ def test_requests_on_the_loop_share_one_token_fetch_without_blocking_the_loop():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from connectors.auth import BearerAuth
-    from core import greenloop
+    from bdchub.connectors.auth import BearerAuth
+    from bdchub.core import greenloop
 
     class SlowTokenSession:
         fetched = 0

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-import connectors
-from core.errors import PermanentError, RecoverableError, TimeoutError_
+from bdchub import connectors
+from bdchub.core.errors import PermanentError, RecoverableError, TimeoutError_
 
 Answer = Callable[[int, bytes], tuple[bytes, str]]  # (n, request) -> (bytes, then)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from connectors import registry
+from bdchub.connectors import registry
 
 GOOD = {
     "rest": {"type": "rest", "base_url": "https://tax.example/api", "timeout": 5,

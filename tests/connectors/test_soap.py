@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import connectors
-from connectors.soap import declares_dtd, jsonable
-from core.errors import (
+from bdchub import connectors
+from bdchub.connectors.soap import declares_dtd, jsonable
+from bdchub.core.errors import (
     ConfigError,
     PermanentError,
     RecoverableError,
@@ -160,7 +160,7 @@ def test_security_header_is_built_fresh_for_every_message():
     from lxml import etree
     from zeep.wsse import utils
 
-    from connectors.soap import _FreshUsernameToken
+    from bdchub.connectors.soap import _FreshUsernameToken
 
     token = _FreshUsernameToken({"username": "u", "password": "p", "use_digest": True})
     nonces = []

@@ -33,7 +33,7 @@ class Flows:
         self.samples = samples
 
     def post(self, client: str, path: str, body: dict[str, Any]) -> requests.Response:
-        from web.signing import signed_headers
+        from bdchub.web.signing import signed_headers
 
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
         c = self.config["inbound"]["clients"][client]
@@ -99,10 +99,10 @@ def prepare_departments(sb: Any, samples: dict[str, Any]) -> None:
 
 @pytest.fixture
 def flows(clean_sandbox: Any, tmp_path: Path) -> Iterator[Flows]:
-    from core.config import load
-    from demo import samples as samples_mod
-    from demo.environment import free_port, sandbox_environ
-    from demo.service import HubService
+    from bdchub.core.config import load
+    from bdchub.demo import samples as samples_mod
+    from bdchub.demo.environment import free_port, sandbox_environ
+    from bdchub.demo.service import HubService
 
     sb = clean_sandbox
     sb.configure(auto_advance=0.1, tax_clearance_delay=0.3)

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core import config as config_mod
-from core.errors import ConfigError
+from bdchub.core import config as config_mod
+from bdchub.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.yaml"
@@ -27,7 +27,7 @@ def test_hub_check_passes_on_the_shipped_config():
 
 
 def test_defaults_point_at_the_sandbox_on_base_port_18080_in_its_order():
-    from sandbox.sandbox import ENDPOINTS
+    from bdchub.sandbox.sandbox import ENDPOINTS
 
     cfg = config_mod.load(CONFIG, environ={})
     port = {name: 18080 + i for i, name in enumerate(ENDPOINTS)}
@@ -40,7 +40,7 @@ def test_defaults_point_at_the_sandbox_on_base_port_18080_in_its_order():
 
 
 def test_default_credentials_are_the_sandbox_seed_42_ones():
-    from sandbox import Sandbox
+    from bdchub.sandbox import Sandbox
 
     secrets = Sandbox(seed=42).data["secrets"]
     cfg = config_mod.load(CONFIG, environ={})
@@ -54,7 +54,7 @@ def test_default_credentials_are_the_sandbox_seed_42_ones():
 
 
 def test_the_environment_overrides_every_url(sandbox, tmp_path):
-    from demo.environment import sandbox_environ
+    from bdchub.demo.environment import sandbox_environ
 
     cfg = config_mod.load(CONFIG, environ=sandbox_environ(sandbox, inbound_port=12345,
                                                           data_dir=tmp_path))
@@ -98,8 +98,8 @@ SPEC = {"connector": "court", "operation": "PullJudgments", "every": 0.01,
 
 
 def test_poller_publishes_each_item_once_and_resumes_from_its_stored_cursor(tmp_path):
-    from core.store import Store
-    from demo.pollers import CursorStore, Poller
+    from bdchub.core.store import Store
+    from bdchub.demo.pollers import CursorStore, Poller
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     court = Court(5)
@@ -122,8 +122,8 @@ def test_poller_publishes_each_item_once_and_resumes_from_its_stored_cursor(tmp_
 
 
 def test_an_item_pulled_twice_gets_the_same_message_id(tmp_path):
-    from core.store import Store
-    from demo.pollers import CursorStore, Poller
+    from bdchub.core.store import Store
+    from bdchub.demo.pollers import CursorStore, Poller
 
     ids = []
     for folder in ("a", "b"):  # two stores: the cursor is lost, the order is pulled again

@@ -77,9 +77,9 @@ def hub_run(tmp_path: Path, env: dict[str, str]):
 
 
 def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox, tmp_path):
-    from demo import samples as samples_mod
-    from demo.environment import free_port, sandbox_environ
-    from web.signing import signed_headers
+    from bdchub.demo import samples as samples_mod
+    from bdchub.demo.environment import free_port, sandbox_environ
+    from bdchub.web.signing import signed_headers
 
     sb = clean_sandbox
     port = free_port()
@@ -125,9 +125,9 @@ def test_hub_run_reports_a_missing_config_as_one_error_line(tmp_path):
 
 def test_hub_run_with_two_processes_serves_one_port_polls_once_and_stops_on_sigterm(
         clean_sandbox, tmp_path):
-    from demo import samples as samples_mod
-    from demo.environment import free_port, sandbox_environ
-    from web.signing import signed_headers
+    from bdchub.demo import samples as samples_mod
+    from bdchub.demo.environment import free_port, sandbox_environ
+    from bdchub.web.signing import signed_headers
 
     sb = clean_sandbox
     port = free_port()

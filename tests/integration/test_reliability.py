@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import load
-from routes.runtime import Hub
+from bdchub.core.config import load
+from bdchub.routes.runtime import Hub
 from tests.routes import sink
 
 ROOT = Path(__file__).resolve().parents[2]

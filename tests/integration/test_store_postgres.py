@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from core.store import Store
+from bdchub.core.store import Store
 from tests.routes.test_store import *  # noqa: F403 - the same tests, on PostgreSQL
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ def hubs():
 
 @pytest.fixture(params=["sqlite-file", "sqlite-memory"])
 def store(request, tmp_path):
-    from core.store import Store
+    from bdchub.core.store import Store
 
     url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite-file" else "sqlite://"
     s = Store(url)

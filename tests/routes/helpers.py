@@ -7,9 +7,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
-from connectors.fake import FakeConnector
-from routes.middleware import MetricsMiddleware
-from routes.runtime import Hub
+from bdchub.connectors.fake import FakeConnector
+from bdchub.routes.middleware import MetricsMiddleware
+from bdchub.routes.runtime import Hub
 
 TENANT = "320684"
 
@@ -21,7 +21,7 @@ SCHEMAS = {
 
 
 def validator(name: str, instance: Any) -> list:
-    from schemas.catalog import Violation
+    from bdchub.schemas.catalog import Violation
 
     v = Draft202012Validator(SCHEMAS[name])
     return [Violation("$." + ".".join(map(str, e.absolute_path)), e.message, e.validator)
@@ -81,7 +81,7 @@ def outcomes(hub: Hub, business_no: str) -> list[tuple[str, str, str]]:
 
 def capture(hub: Hub, pattern: str, name: str = "test.capture"):
     """Collect messages matching ``pattern`` in a queue nobody consumes; returns a reader."""
-    from core.envelope import Envelope
+    from bdchub.core.envelope import Envelope
 
     hub.declare()
     hub.broker.declare_queue(name, [pattern])

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connectors.base import CallContext, Connector
-from core.errors import PermanentError, RecoverableError
+from bdchub.connectors.base import CallContext, Connector
+from bdchub.core.errors import PermanentError, RecoverableError
 
 
 class SinkConnector(Connector):
@@ -97,6 +97,6 @@ def total_calls(db: Path, operation: str) -> int:
 
 
 def register() -> None:
-    from connectors import registry
+    from bdchub.connectors import registry
 
     registry.register("testsink", "tests.routes.sink:SinkConnector")

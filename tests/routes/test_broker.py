@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from core.broker import InMemoryBroker, KombuBroker, broker_from_url, topic_matches
-from core.errors import HubError
+from bdchub.core.broker import InMemoryBroker, KombuBroker, broker_from_url, topic_matches
+from bdchub.core.errors import HubError
 
 
 @pytest.mark.parametrize("pattern,key,expected", [

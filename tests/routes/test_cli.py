@@ -9,10 +9,10 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from core.config import load
-from hub import cli as hub_cli
-from routes.cli import dlq_group, send_command, trace_command
-from routes.runtime import Hub
+from bdchub.core.config import load
+from bdchub.hub import cli as hub_cli
+from bdchub.routes.cli import dlq_group, send_command, trace_command
+from bdchub.routes.runtime import Hub
 from tests.routes.helpers import application
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.envelope import Envelope
-from core.errors import MessageError, PermanentError, RecoverableError, StoreError
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import MessageError, PermanentError, RecoverableError, StoreError
 from tests.routes.helpers import (
     TENANT,
     Clock,
@@ -327,8 +327,8 @@ def test_metrics_count_messages_outcomes_and_parked():
 
 
 def test_hub_is_what_the_web_layer_expects_and_audits_to_a_chained_log(tmp_path):
-    from bridge.audit import AuditLog
-    from web.ports import HubPort
+    from bdchub.bridge.audit import AuditLog
+    from bdchub.web.ports import HubPort
 
     hub = make_hub({"r": {"from": "a.b", "steps": [{"publish": "c.d"}]}})
     hub.config = {**hub.config, "__dir__": str(tmp_path)}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from core.config import check_text
-from core.errors import ConfigError
-from routes.engine import compile_route
+from bdchub.core.config import check_text
+from bdchub.core.errors import ConfigError
+from bdchub.routes.engine import compile_route
 
 CONFIG = """
 tenant: "320684"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routes.progress import Masking, mask_body
+from bdchub.routes.progress import Masking, mask_body
 from tests.routes.helpers import TENANT, application, make_hub
 
 

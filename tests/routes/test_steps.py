@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from core.errors import PermanentError
+from bdchub.core.errors import PermanentError
 from tests.routes.helpers import (
     TENANT,
     Sleeps,
@@ -293,8 +293,8 @@ def test_validate_dead_letters_schema_violation_with_reason_and_step():
 def test_validate_uses_the_canonical_catalogue_by_default():
     from prometheus_client import CollectorRegistry
 
-    from routes.middleware import MetricsMiddleware
-    from routes.runtime import Hub
+    from bdchub.routes.middleware import MetricsMiddleware
+    from bdchub.routes.runtime import Hub
 
     config = {"tenant": TENANT, "connectors": {},
               "routes": {"r": {"from": "application.submitted",
@@ -388,8 +388,8 @@ def test_split_items_keep_the_parents_business_number_by_default(hubs):
 
 
 def test_a_route_whose_parallel_recipients_hang_does_not_hold_up_another_routes():
-    from core.envelope import Envelope
-    from routes.engine import FANOUT_THREADS
+    from bdchub.core.envelope import Envelope
+    from bdchub.routes.engine import FANOUT_THREADS
 
     release = threading.Event()
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from core.envelope import Hop
-from core.errors import StoreError
-from core.store import Finish
+from bdchub.core.envelope import Hop
+from bdchub.core.errors import StoreError
+from bdchub.core.store import Finish
 
 
 def _finish(message_id="m-1", route="r", **kw):
@@ -159,7 +159,7 @@ def test_routes_finishing_at_once_for_one_application_both_record(store):
 
 
 def test_finish_with_nothing_to_record_writes_no_row(tmp_path):
-    from core.store import Finish, Store
+    from bdchub.core.store import Finish, Store
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     nothing = Finish(message_id="m-1", route="sync", outcome="ok", tenant="320684",

@@ -19,8 +19,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    from core.config import load
-    from routes.runtime import Hub
+    from bdchub.core.config import load
+    from bdchub.routes.runtime import Hub
     from tests.routes.sink import register
 
     register()

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 def pytest_configure(config):
-    if not config.pluginmanager.has_plugin("sandbox.pytest_plugin"):
-        config.pluginmanager.import_plugin("sandbox.pytest_plugin")
+    if not config.pluginmanager.has_plugin("bdchub.sandbox.pytest_plugin"):
+        config.pluginmanager.import_plugin("bdchub.sandbox.pytest_plugin")

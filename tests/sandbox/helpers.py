@@ -11,8 +11,8 @@ import requests
 import zeep
 from zeep.wsse.username import UsernameToken
 
-from sandbox import Sandbox
-from sandbox.signing import appkey_headers, exchange_headers
+from bdchub.sandbox import Sandbox
+from bdchub.sandbox.signing import appkey_headers, exchange_headers
 
 
 def exchange_post(sb: Sandbox, name: str, path: str, body: Any, *, secret: str | None = None,

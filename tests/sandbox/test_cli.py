@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import requests
 
-from sandbox.cli import sandbox_command
+from bdchub.sandbox.cli import sandbox_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

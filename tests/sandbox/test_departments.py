@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from sandbox import Sandbox
+from bdchub.sandbox import Sandbox
 
 from .helpers import appkey_request
 
@@ -125,7 +125,7 @@ def test_market_licence_check_signed_get_and_post(sandbox):
 
 def test_market_unknown_and_invalid_codes(sandbox):
     company = sandbox.data["companies"][0]["uscc"]
-    from sandbox.data import uscc_check_char
+    from bdchub.sandbox.data import uscc_check_char
 
     unknown = company[:-3] + "00" + uscc_check_char(company[:-3] + "00")
     assert appkey_request(sandbox, "market", "POST", "/api/market/license/query",
@@ -137,7 +137,7 @@ def test_market_unknown_and_invalid_codes(sandbox):
 
 @pytest.mark.parametrize("case", ["replay", "skew", "wrong_key", "tampered_path", "missing"])
 def test_market_refuses_bad_app_key_signatures(sandbox, case):
-    from sandbox.signing import appkey_headers
+    from bdchub.sandbox.signing import appkey_headers
 
     creds = sandbox.credentials["market"]
     path = "/api/market/license?uscc=" + sandbox.data["companies"][0]["uscc"]
@@ -176,7 +176,7 @@ def test_window_platforms_record_progress_and_notices_in_order(clean_sandbox):
 
 def test_window_refuses_another_levels_key_and_non_object_bodies(clean_sandbox):
     sb = clean_sandbox
-    from sandbox.signing import appkey_headers
+    from bdchub.sandbox.signing import appkey_headers
 
     county = sb.credentials["window_county"]
     body = b'{"business_no": "B1"}'
@@ -189,7 +189,7 @@ def test_window_refuses_another_levels_key_and_non_object_bodies(clean_sandbox):
 def test_window_idempotency_key_returns_the_first_receipt(clean_sandbox):
     sb = clean_sandbox
     creds = sb.credentials["window_county"]
-    from sandbox.signing import appkey_headers
+    from bdchub.sandbox.signing import appkey_headers
 
     receipts = []
     for _ in range(2):

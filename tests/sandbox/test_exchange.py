@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from sandbox import Sandbox
-from sandbox.signing import exchange_headers, exchange_sign
+from bdchub.sandbox import Sandbox
+from bdchub.sandbox.signing import exchange_headers, exchange_sign
 
 from .helpers import exchange_post
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 import requests
 
-from sandbox import Sandbox, SandboxError
+from bdchub.sandbox import Sandbox, SandboxError
 
 from .helpers import exchange_post, soap_client
 
@@ -130,7 +130,7 @@ def test_different_seeds_give_different_data():
 
 
 def test_seeded_identities_pass_their_own_checksums(sandbox):
-    from sandbox.data import valid_resident_id, valid_unit_code, valid_uscc
+    from bdchub.sandbox.data import valid_resident_id, valid_unit_code, valid_uscc
 
     assert all(valid_resident_id(p["cert_num"]) for p in sandbox.data["people"])
     assert all(valid_uscc(c["uscc"]) for c in sandbox.data["companies"])

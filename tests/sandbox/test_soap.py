@@ -10,7 +10,7 @@ import requests
 import zeep
 from zeep.exceptions import Fault
 
-from sandbox import Sandbox
+from bdchub.sandbox import Sandbox
 
 from .helpers import Catcher, soap_client
 

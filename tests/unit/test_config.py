@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core import config
-from core.errors import ConfigError
+from bdchub.core import config
+from bdchub.core.errors import ConfigError
 
 GOOD = """\
 tenant: "320684"
@@ -191,7 +191,7 @@ def test_load_adds_the_config_folder_for_relative_paths(tmp_path: Path):
 
 
 def test_messages_are_chinese_by_default():
-    from core import i18n
+    from bdchub.core import i18n
 
     i18n.set_language(None)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import divisions
-from schemas.divisions import lookup
+from bdchub.schemas import divisions
+from bdchub.schemas.divisions import lookup
 
 PROVINCIAL = [
     "110000", "120000", "130000", "140000", "150000", "210000", "220000", "230000",

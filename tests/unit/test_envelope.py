@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from core.envelope import Envelope, Hop, id_time, new_id
-from core.errors import MessageError
+from bdchub.core.envelope import Envelope, Hop, id_time, new_id
+from bdchub.core.errors import MessageError
 
 
 def make(**changes) -> Envelope:

@@ -11,10 +11,10 @@ from babel.messages.pofile import read_po
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import i18n
-from core.errors import MessageError
-from schemas import divisions, formats
-from schemas.formats import (
+from bdchub.core import i18n
+from bdchub.core.errors import MessageError
+from bdchub.schemas import divisions, formats
+from bdchub.schemas.formats import (
     FORMAT_CHECKER,
     KINDS,
     USCC_ALPHABET,

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core import greenloop
+from bdchub.core import greenloop
 
 LANG: contextvars.ContextVar[str] = contextvars.ContextVar("lang", default="zh_CN")
 

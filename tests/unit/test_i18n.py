@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from core import i18n
+from bdchub.core import i18n
 from tools.i18n_check import missing, translated
 
 _FORMATTER = string.Formatter()

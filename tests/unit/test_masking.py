@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.masking import DEFAULT, Masker, mask_name
+from bdchub.core.masking import DEFAULT, Masker, mask_name
 
 
 @pytest.mark.parametrize("name, masked", [

@@ -12,7 +12,7 @@ from pathlib import Path
 import fastjsonschema
 import pytest
 
-from schemas import catalog
+from bdchub.schemas import catalog
 
 EXAMPLES = Path(catalog.__file__).parent / "messages" / "examples"
 ODD_VALUES = [None, True, False, 0, 1, -1, 1.5, "", " ", "x" * 300, "张", [], {}, [1], {"a": 1}]

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from core import i18n
-from core.errors import MessageError
-from schemas import catalog
-from schemas.catalog import Violation, validate
-from schemas.formats import resident_id_check_char
+from bdchub.core import i18n
+from bdchub.core.errors import MessageError
+from bdchub.schemas import catalog
+from bdchub.schemas.catalog import Violation, validate
+from bdchub.schemas.formats import resident_id_check_char
 
 EXPECTED = {
     "application", "acceptance_notice", "refusal_notice", "correction_request", "progress",
@@ -236,7 +236,7 @@ def test_validator_is_cached_and_asserts_formats():
 
 def _through_the_registry(name: str, instance) -> list[Violation]:
     """What validation reports when every $ref is followed through the registry."""
-    from schemas.formats import FORMAT_CHECKER
+    from bdchub.schemas.formats import FORMAT_CHECKER
 
     checker = Draft202012Validator(catalog._load(name), registry=catalog._registry(),
                                    format_checker=FORMAT_CHECKER)

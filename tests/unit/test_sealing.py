@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from core.envelope import Envelope
-from core.errors import ConfigError, StoreError
-from core.sealing import KEY_ENV, PREFIX, Sealer, load_sealer
-from core.store import Finish, Store
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import ConfigError, StoreError
+from bdchub.core.sealing import KEY_ENV, PREFIX, Sealer, load_sealer
+from bdchub.core.store import Finish, Store
 
 KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
 ID_NUMBER = "110105199001011234"
@@ -115,7 +115,7 @@ def test_the_same_store_without_its_key_does_not_hand_out_sealed_rows(tmp_path):
 
 
 def test_queued_messages_are_sealed_on_disk_and_handed_over_in_clear(tmp_path):
-    from core.broker import KombuBroker
+    from bdchub.core.broker import KombuBroker
 
     db = tmp_path / "broker.db"
     env = Envelope(type="application.submitted", tenant="320684", business_no="B-2",
@@ -141,7 +141,7 @@ def test_queued_messages_are_sealed_on_disk_and_handed_over_in_clear(tmp_path):
 
 
 def test_a_message_sealed_with_another_key_is_held_not_handed_over(tmp_path):
-    from core.broker import KombuBroker
+    from bdchub.core.broker import KombuBroker
 
     db = tmp_path / "broker.db"
     writer = KombuBroker(f"sqla+sqlite:///{db}", sealer=Sealer(KEY))
@@ -161,7 +161,7 @@ def test_a_message_sealed_with_another_key_is_held_not_handed_over(tmp_path):
 
 
 def test_a_hub_keeps_its_data_key_in_its_data_folder_and_seals_with_it(monkeypatch, tmp_path):
-    from routes.runtime import Hub
+    from bdchub.routes.runtime import Hub
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "hubdata"))

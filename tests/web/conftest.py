@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from werkzeug.test import Client
 
-from schemas.formats import resident_id_check_char
-from web.app import create_app
-from web.fake import FakeHub
-from web.metrics import InboundMetrics
-from web.signing import signed_headers
+from bdchub.schemas.formats import resident_id_check_char
+from bdchub.web.app import create_app
+from bdchub.web.fake import FakeHub
+from bdchub.web.metrics import InboundMetrics
+from bdchub.web.signing import signed_headers
 
 TENANT = "320684"
 APP_KEY = "ck-county-window"

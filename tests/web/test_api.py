@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from core import i18n
-from core.errors import HubError
-from web.signing import signed_headers
+from bdchub.core import i18n
+from bdchub.core.errors import HubError
+from bdchub.web.signing import signed_headers
 
 from .conftest import (
     APP_KEY,

@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from core.config import load
-from routes.runtime import Hub
-from web import loopserver
-from web.app import create_app
+from bdchub.core.config import load
+from bdchub.routes.runtime import Hub
+from bdchub.web import loopserver
+from bdchub.web.app import create_app
 
 PATH = "/api/v1/verify"
 WAITING = 8  # requests that must be at the department at the same time

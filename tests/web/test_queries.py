@@ -7,8 +7,8 @@ import json
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
-from core.envelope import Envelope
-from core.errors import PermanentError, TimeoutError_
+from bdchub.core.envelope import Envelope
+from bdchub.core.errors import PermanentError, TimeoutError_
 
 from .conftest import ID_NUMBER, TENANT, SignedClient
 
@@ -80,7 +80,7 @@ def test_progress_of_another_county_is_forbidden(client, with_progress):
 
 
 def test_signature_covers_the_query_string(client, with_progress):
-    from web.signing import signed_headers
+    from bdchub.web.signing import signed_headers
 
     from .conftest import APP_KEY, SECRET
 
@@ -155,7 +155,7 @@ def test_route_failures_map_to_gateway_answers(routed, hub, error, status, code)
 
 
 def test_endpoint_clashing_with_a_built_in_one_is_a_config_error(make_app):
-    from core.errors import ConfigError
+    from bdchub.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         make_app(endpoints=[{"method": "POST", "path": "/api/v1/applications", "route": "x"}])
@@ -195,7 +195,7 @@ def test_openapi_document_is_valid_openapi_3_1(routed):
 def test_config_schema_accepts_a_full_block_and_its_defaults():
     from jsonschema import Draft202012Validator
 
-    from web.config_schema import INBOUND_SCHEMA, with_defaults
+    from bdchub.web.config_schema import INBOUND_SCHEMA, with_defaults
 
     block = {"listen": {"host": "0.0.0.0", "port": 8443, "threads": 16},
              "max_body_bytes": 1048576, "clock_skew": 120,
@@ -209,15 +209,15 @@ def test_config_schema_accepts_a_full_block_and_its_defaults():
 
 
 def test_the_fake_hub_satisfies_the_port():
-    from web.fake import FakeHub
-    from web.ports import HubPort
+    from bdchub.web.fake import FakeHub
+    from bdchub.web.ports import HubPort
 
     assert isinstance(FakeHub(), HubPort)
 
 
 def test_endpoints_declared_by_routes_are_served_and_queued_without_reply(hub, registry):
-    from web.app import create_app
-    from web.metrics import InboundMetrics
+    from bdchub.web.app import create_app
+    from bdchub.web.metrics import InboundMetrics
 
     from .conftest import config
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from core import i18n
-from web.loopserver import start
-from web.signing import signed_headers
+from bdchub.core import i18n
+from bdchub.web.loopserver import start
+from bdchub.web.signing import signed_headers
 
 from .conftest import APP_KEY, SECRET, TENANT
 from .test_soap import STAGE_CHANGE, envelope
@@ -115,7 +115,7 @@ def test_soap_over_http_with_signed_headers(server, hub):
 MULTI = """
 import os, sys, time
 from pathlib import Path
-from web.server import PerProcess, serve
+from bdchub.web.server import PerProcess, serve
 
 marks = Path(sys.argv[1])
 
@@ -194,7 +194,7 @@ def test_a_server_process_that_dies_stops_the_others_and_fails_serve(tmp_path):
 
 
 def test_several_processes_need_an_app_built_per_process(app):
-    from web.server import serve
+    from bdchub.web.server import serve
 
     with pytest.raises(TypeError, match="PerProcess"):
         serve(app, "127.0.0.1", 0, processes=2)

@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from web.signing import (
+from bdchub.web.signing import (
     AuthFailure,
     Client,
     MemoryNonceStore,
@@ -119,7 +119,7 @@ def test_client_tenant_patterns(allowed, tenant, ok):
 
 
 def test_headers_signed_by_the_sandbox_helper_are_accepted():
-    sandbox_signing = pytest.importorskip("sandbox.signing")
+    sandbox_signing = pytest.importorskip("bdchub.sandbox.signing")
     body = b'{"x": 1}'
     headers = sandbox_signing.appkey_headers("ck", "secret-0123456789", "POST",
                                              "/api/v1/messages/x.y?tenant=320684", body,
@@ -134,7 +134,7 @@ def test_headers_signed_by_the_sandbox_helper_are_accepted():
 # ------------------------------------------------------ shared by processes
 
 def test_a_nonce_seen_by_one_process_is_a_replay_in_another_on_the_same_store(tmp_path):
-    from core.store import Store
+    from bdchub.core.store import Store
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     first, second = Store(url), Store(url)  # as two hub processes open it
@@ -159,7 +159,7 @@ def test_a_nonce_seen_by_one_process_is_a_replay_in_another_on_the_same_store(tm
 def test_expired_nonces_are_swept_from_the_store(tmp_path):
     from sqlalchemy import func, select
 
-    from core.store import NONCE_PURGE_EVERY, Store, request_nonces
+    from bdchub.core.store import NONCE_PURGE_EVERY, Store, request_nonces
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
@@ -177,9 +177,9 @@ def test_expired_nonces_are_swept_from_the_store(tmp_path):
 
 
 def test_an_app_served_by_several_processes_keeps_nonces_in_the_hubs_store(tmp_path):
-    from core.store import Store
-    from web.app import create_app
-    from web.fake import FakeHub
+    from bdchub.core.store import Store
+    from bdchub.web.app import create_app
+    from bdchub.web.fake import FakeHub
 
     from .conftest import TENANT
 

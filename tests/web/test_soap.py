@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lxml import etree
 
-from sandbox.soap import billion_laughs_dtd
+from bdchub.sandbox.soap import billion_laughs_dtd
 
 from .conftest import APP_KEY, ID_NUMBER, SECRET, TENANT
 
@@ -178,7 +178,7 @@ def test_doctype_in_utf16_is_refused_too(client, hub):
 
 
 def test_the_hardened_parser_does_not_expand_entities_on_its_own():
-    from web.soap import hardened_parser
+    from bdchub.web.soap import hardened_parser
 
     body = BILLION_LAUGHS.replace(b"&lol9;", b"&lol2;")
     root = etree.fromstring(body, hardened_parser())
