@@ -172,10 +172,10 @@ def code(kind: str, values: tuple[str, ...]) -> None:
     from bdchub.schemas import formats
 
     if kind not in formats.KINDS:
-        from bdchub.connectors.registry import suggest
+        from bdchub.core.suggest import did_you_mean
 
         raise MessageError(_("unknown code kind '{kind}'{hint}; kinds: {kinds}", kind=kind,
-                             hint=suggest(kind, list(formats.KINDS)),
+                             hint=did_you_mean(kind, formats.KINDS),
                              kinds=", ".join(formats.KINDS)))
     bad = 0
     for value in values:

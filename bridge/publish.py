@@ -57,6 +57,28 @@ H_ITEM = "x-bridge-item"  # the item's path in the bag, or the diode object's na
 # original once acknowledged, the published path must stay valid.
 PUBLISHED = ".published"
 
+#: The ``bridge:`` section of config.yaml (registered by ``bridge.parts``).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "the receiving side of the bridge, watched by hub run",
+    "properties": {
+        "diode_inbox": {
+            "type": "object", "additionalProperties": False, "required": ["path"],
+            "description": "publish what the diode receiver delivers into this inbox",
+            "properties": {
+                "path": {"type": "string", "minLength": 1,
+                         "description": "the receiver's --inbox (relative to this file)"},
+                "poll_interval": {"type": "number", "exclusiveMinimum": 0,
+                                  "description": "seconds between looks at the inbox"},
+                "keep_processed": {"type": "boolean",
+                                   "description": "keep published objects under .processed/"},
+                "enabled": {"type": "boolean"},
+            },
+        },
+    },
+}
+
 Publish = Callable[[Envelope], None]
 
 

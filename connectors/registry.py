@@ -1,29 +1,40 @@
 """Connector types registered by name, imported only when used.
 
-``type: rest`` in YAML is looked up here. Third parties add their own with
-``register("mytype", "package.module:Class")``. Unknown names fail at load
-time with a "did you mean".
+``type: rest`` in YAML is looked up in ``CONNECTOR_TYPES`` (a
+``core.registry.Registry``). The types of this package are registered below;
+other packages register theirs in their ``parts`` module (the bridge adds
+``diode``), third parties with ``register("mytype", "package.module:Class")``
+in theirs. Unknown names fail at load time with a "did you mean".
+
+This module also owns the ``connectors:`` config section: each block is
+checked against its type's own schema (``schema_for``), and
+``operation_problem`` says whether a connector has an operation, for the
+route compiler and the pollers.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bdchub.core.errors import ConfigError
 from bdchub.core.i18n import _
+from bdchub.core.registry import Registry
+from bdchub.core.suggest import did_you_mean
 
 from .base import Connector
 
-_TYPES: dict[str, str] = {
-    "rest": "bdchub.connectors.rest:RestConnector",
-    "soap": "bdchub.connectors.soap:SoapConnector",
-    "amqp": "bdchub.connectors.amqp:AmqpConnector",
-    "fake": "bdchub.connectors.fake:FakeConnector",
-    "diode": "bdchub.bridge.diode.connector:DiodeConnector",
-}
+if TYPE_CHECKING:
+    from bdchub.core.config import Checker
+
+CONNECTOR_TYPES: Registry[type[Connector]] = Registry(
+    "connector type",
+    unknown=lambda name, hint, known: _("unknown connector type '{type}'{hint}; known types: "
+                                        "{known}", type=name, hint=hint, known=known))
+CONNECTOR_TYPES.register("rest", "bdchub.connectors.rest:RestConnector")
+CONNECTOR_TYPES.register("soap", "bdchub.connectors.soap:SoapConnector")
+CONNECTOR_TYPES.register("amqp", "bdchub.connectors.amqp:AmqpConnector")
+CONNECTOR_TYPES.register("fake", "bdchub.connectors.fake:FakeConnector")
 
 # Keys every connector block may carry, whatever its type. Their defaults are
 # applied by connectors.resilience (see its docstring).
@@ -79,33 +90,17 @@ COMMON_SCHEMA: dict[str, Any] = {
 }
 
 
-def register(type_name: str, target: str) -> None:
-    """Register ``type_name`` -> ``"module:Class"`` (imported on first use)."""
-    _TYPES[type_name] = target
+def register(type_name: str, target: str | type[Connector]) -> None:
+    """Register ``type_name`` -> ``"module:Class"`` (imported on first use) or a class."""
+    CONNECTOR_TYPES.register(type_name, target)
 
 
 def names() -> list[str]:
-    return sorted(_TYPES)
-
-
-def suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return _(" (did you mean '{name}'?)", name=close[0]) if close else ""
+    return CONNECTOR_TYPES.names()
 
 
 def get(type_name: str) -> type[Connector]:
-    target = _TYPES.get(type_name)
-    if target is None:
-        raise ConfigError(_("unknown connector type '{type}'{hint}; known types: {known}",
-                            type=type_name, hint=suggest(type_name, names()),
-                            known=", ".join(names())))
-    module_name, _sep, cls_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(_("connector type '{type}' cannot be loaded: {error}",
-                            type=type_name, error=exc)) from exc
-    return getattr(module, cls_name)
+    return CONNECTOR_TYPES.get(type_name)
 
 
 def schema_for(type_name: str) -> dict[str, Any]:
@@ -125,9 +120,68 @@ def schema_for(type_name: str) -> dict[str, Any]:
 
 def create(name: str, config: dict[str, Any], *, base_dir: Any = None) -> Connector:
     """The bare connector (no retries or breaker: see ``connectors.build``)."""
-    # Set after construction, so third-party types with the old (name, config)
-    # constructor keep working.
     connector = get(config["type"])(name, config)
     if base_dir is not None:
         connector.base_dir = Path(base_dir)
     return connector
+
+
+# -- the connectors: section ----------------------------------------------------
+
+SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": {"type": "object"},
+    "description": "the endpoints the hub calls, by name; each block's keys depend on its type",
+}
+
+
+def check_section(checker: Checker, connectors: Any) -> None:
+    """Each connector block against its type's schema (``core.config.Section.check``)."""
+    if not isinstance(connectors, Mapping):
+        return
+    for name, block in connectors.items():
+        if not isinstance(block, Mapping):
+            continue
+        path = ("connectors", name)
+        type_name = block.get("type")
+        if type_name is None:
+            checker.add(path, _("missing required key 'type' (one of: {known})",
+                                known=", ".join(names())))
+            continue
+        if not isinstance(type_name, str) or type_name not in CONNECTOR_TYPES:
+            checker.add((*path, "type"), str(CONNECTOR_TYPES.unknown(str(type_name))))
+            continue
+        try:
+            schema = schema_for(type_name)
+        except Exception as exc:  # noqa: BLE001 - a type that cannot load is a config problem
+            checker.add((*path, "type"), str(exc))
+            continue
+        checker.schema(block, schema, path)
+        checker.report.connectors.append((name, type_name))
+
+
+def operations_of(block: Any) -> list[str]:
+    """The operations a connector block declares (a fake also answers its responses)."""
+    if not isinstance(block, Mapping):
+        return []
+    ops = set(block.get("operations") or {})
+    if block.get("type") == "fake":
+        ops |= set(block.get("responses") or {})
+    return sorted(ops)
+
+
+def operation_problem(connectors: Mapping[str, Any], name: str,
+                      operation: str) -> tuple[str, str] | None:
+    """What is wrong with calling ``operation`` of connector ``name``, if anything:
+    ``("connector", message)`` or ``("operation", message)``, the key to blame.
+
+    Only declared operations are known here; a type that discovers its
+    operations (a SOAP WSDL) is checked against them when it loads."""
+    if name not in connectors:
+        return "connector", _("no connector named '{name}' under connectors:{hint}",
+                              name=name, hint=did_you_mean(name, connectors))
+    ops = operations_of(connectors[name])
+    if ops and operation not in ops:
+        return "operation", _("connector '{connector}' has no operation '{op}'{hint}; it has: "
+                              "{ops}", connector=name, op=operation,
+                              hint=did_you_mean(operation, ops), ops=", ".join(ops))
+    return None

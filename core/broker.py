@@ -56,6 +56,23 @@ SEALED_CONTENT_TYPE = "application/x-bdchub-sealed"
 
 log = logging.getLogger("bdchub.broker")
 
+#: The ``broker:`` section of config.yaml (registered by ``core.config``).
+SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "minLength": 1,
+                "description": "amqp://… (RabbitMQ) or sqla+sqlite:///… (embedded)"},
+        "prefetch": {"type": "integer", "minimum": 1, "maximum": 10000},
+        "queue_type": {"enum": ["classic", "quorum"]},
+        "exchange": {"type": "string", "minLength": 1},
+        "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$",
+                   "description": "prefix of queue and exchange names (default bdchub)"},
+        "visibility_timeout": {"type": "number", "exclusiveMinimum": 0,
+                               "description": "seconds an unacknowledged message of the "
+                                              "embedded broker stays leased"},
+    },
+}
+
 __all__ = ["Broker", "Delivery", "InMemoryBroker", "KombuBroker", "broker_from_url",
            "topic_matches"]
 

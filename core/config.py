@@ -4,22 +4,22 @@ The whole file is checked in one pass and every problem is reported, each as
 ``file:line:column: key.path: what is wrong (did you mean …?)``:
 
 1. YAML syntax, duplicate keys and ``${VAR}`` substitution (core.yamlsource);
-2. the top-level shape (``TOP_SCHEMA``);
-3. each connector block against its type's own schema (connectors.registry);
-4. each route against the route language, step by step, recursing into
-   nested steps (routes.language);
-5. cross references: connectors and operations named by routes, canonical
-   schemas named by ``validate`` steps, checklists, fallback routes.
+2. the top-level shape: each key is a config *section* that some part of the
+   hub registered (``SECTIONS``), with its JSON Schema;
+3. each section's own cross-checks (``Section.check``): connector blocks
+   against their type's schema, routes through the route compiler, pollers
+   against their connectors, and so on.
 
-``load(path)`` returns the plain, validated dict; ``check(path)`` returns a
-``CheckReport`` for ``hub check``.
+This module knows no section above ``core``: the parts register theirs (see
+``core.registry``), so a new connector type, step kind or section needs no
+change here. ``load(path)`` returns the plain, validated dict; ``check(path)``
+returns a ``CheckReport`` for ``hub check``.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,143 +27,61 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from .errors import ConfigError, HubError
+from .errors import ConfigError
 from .i18n import _
+from .registry import Registry, resolve
+from .suggest import did_you_mean
 from .yamlsource import Path_, Source, dotted, load_yaml, parse_yaml
 
 DEFAULT_PATH = "config.yaml"
 
-TENANT = {"type": "string", "pattern": r"^\d{6}$",
-          "description": "the county's 6-digit GB/T 2260 division code"}
 
-_EXPR = {"type": "string", "minLength": 1, "description": "a JMESPath expression"}
+@dataclass(frozen=True)
+class Section:
+    """One top-level block of config.yaml, registered by the part that reads it.
 
-POLLER: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["connector", "operation", "items", "publish"],
-    "properties": {
-        "description": {"type": "string"},
-        "enabled": {"type": "boolean"},
-        "connector": {"type": "string", "description": "name under connectors:"},
-        "operation": {"type": "string"},
-        "every": {"type": "number", "exclusiveMinimum": 0,
-                  "description": "seconds between polls when nothing more is waiting"},
-        "payload": {"type": "object", "description": "fixed parameters of every call"},
-        "cursor": {
-            "type": "object", "additionalProperties": False, "required": ["param", "next"],
-            "description": "where the cursor goes into the call and comes back in the reply",
-            "properties": {"param": {"type": "string"}, "next": _EXPR, "more": _EXPR,
-                           "start": {"type": "string"}},
-        },
-        "items": {**_EXPR, "description": "the list of items in the reply"},
-        "key": {**_EXPR, "description": "what identifies an item (message ids derive from it)"},
-        "business_no": {**_EXPR, "description": "an item's business number"},
-        "publish": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
-                    "description": "message type each item is published as"},
-    },
-}
+    ``schema`` is its JSON Schema, or ``"module:NAME"`` of one (imported when a
+    config is checked, so registering costs nothing). ``check(checker,
+    block)`` (or ``"module:function"``) runs after the schema pass, for what a
+    schema cannot say: references to other sections, compiled expressions. It
+    adds problems with ``checker.add`` and must not raise on malformed input,
+    which the schema pass has already reported.
+    """
 
-BRIDGE: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "the receiving side of the bridge, watched by hub run",
-    "properties": {
-        "diode_inbox": {
-            "type": "object", "additionalProperties": False, "required": ["path"],
-            "description": "publish what the diode receiver delivers into this inbox",
-            "properties": {
-                "path": {"type": "string", "minLength": 1,
-                         "description": "the receiver's --inbox (relative to this file)"},
-                "poll_interval": {"type": "number", "exclusiveMinimum": 0,
-                                  "description": "seconds between looks at the inbox"},
-                "keep_processed": {"type": "boolean",
-                                   "description": "keep published objects under .processed/"},
-                "enabled": {"type": "boolean"},
-            },
-        },
-    },
-}
+    name: str
+    schema: Mapping[str, Any] | str
+    required: bool = False
+    check: Callable[[Checker, Any], None] | str | None = None
 
-TOP_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["tenant", "connectors", "routes"],
-    "properties": {
-        "tenant": TENANT,
-        "name": {"type": "string", "description": "the registration centre's name"},
-        "level": {"enum": ["county", "city", "province", "national"]},
-        "lang": {"enum": ["zh_CN", "en"]},
-        "broker": {
-            "type": "object", "additionalProperties": False, "required": ["url"],
-            "properties": {
-                "url": {"type": "string", "minLength": 1,
-                        "description": "amqp://… (RabbitMQ) or sqla+sqlite:///… (embedded)"},
-                "prefetch": {"type": "integer", "minimum": 1, "maximum": 10000},
-                "queue_type": {"enum": ["classic", "quorum"]},
-                "exchange": {"type": "string", "minLength": 1},
-                "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$",
-                           "description": "prefix of queue and exchange names (default bdchub)"},
-                "visibility_timeout": {"type": "number", "exclusiveMinimum": 0,
-                                       "description": "seconds an unacknowledged message of the "
-                                                      "embedded broker stays leased"},
-            },
-        },
-        "store": {
-            "type": "object", "additionalProperties": False, "required": ["url"],
-            "properties": {
-                "url": {"type": "string", "minLength": 1,
-                        "description": "sqlite:///… (embedded) or postgresql://…"},
-                "pool_size": {"type": "integer", "minimum": 1},
-                "key_file": {"type": "string", "minLength": 1,
-                             "description": "file with the 32-hex-digit SM4 key that seals "
-                                            "personal data in the store (core.sealing); "
-                                            "BDCHUB_DATA_KEY overrides it"},
-            },
-        },
-        "metrics": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"listen": {"type": "string"}, "enabled": {"type": "boolean"}},
-        },
-        "masking": {
-            "type": "object", "additionalProperties": False,
-            "properties": {
-                "name_keep_first": {"type": "integer", "minimum": 0},
-                "id_keep_first": {"type": "integer", "minimum": 0},
-                "id_keep_last": {"type": "integer", "minimum": 0},
-                "phone_keep_first": {"type": "integer", "minimum": 0},
-                "phone_keep_last": {"type": "integer", "minimum": 0},
-            },
-        },
-        "inbound": {"type": "object"},
-        "pollers": {"type": "object", "additionalProperties": POLLER,
-                    "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
-                    "description": "inbound by polling a connector (departments that cannot push)"},
-        "bridge": BRIDGE,
-        "connectors": {"type": "object", "additionalProperties": {"type": "object"}},
-        "checklists": {
-            "type": "object",
-            "description": "materials required per registration type, for require_materials",
-            "additionalProperties": {
-                "type": "object",
-                "propertyNames": {"pattern": r"^(\d{3}|default)$"},
-                "additionalProperties": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False, "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "type": {"type": "string"},
-                                   "optional": {"type": "boolean"}}}},
-            },
-        },
-        "routes": {"type": "object", "additionalProperties": {"type": "object"}},
-    },
-}
+    def json_schema(self) -> Mapping[str, Any]:
+        return resolve(self.schema) if isinstance(self.schema, str) else self.schema  # type: ignore[return-value]
+
+    def checker(self) -> Callable[[Checker, Any], None] | None:
+        return resolve(self.check) if isinstance(self.check, str) else self.check  # type: ignore[return-value]
+
+
+SECTIONS: Registry[Section] = Registry(
+    "config section",
+    unknown=lambda name, hint, known: _("unknown key '{key}'{hint}; allowed keys: {known}",
+                                        key=name, hint=hint, known=known))
+
+
+def register_section(name: str, schema: Mapping[str, Any] | str, *, required: bool = False,
+                     check: Callable[[Checker, Any], None] | str | None = None) -> None:
+    """Register the top-level section ``name`` (see ``Section``)."""
+    SECTIONS.register(name, Section(name, schema, required, check))
+
+
+def top_schema() -> dict[str, Any]:
+    """The whole file's schema, assembled from the registered sections."""
+    sections = SECTIONS.items()
+    return {"type": "object", "additionalProperties": False,
+            "required": [name for name, s in sections if s.required],
+            "properties": {name: dict(s.json_schema()) for name, s in sections}}
+
 
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number",
                "number": "a number", "boolean": "true or false", "null": "nothing"}
-
-
-def _suggest(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
-    return _(" (did you mean '{name}'?)", name=close[0]) if close else ""
 
 
 def _kind(value: Any) -> str:
@@ -197,20 +115,34 @@ class CheckReport:
     routes: list[tuple[str, int]] = field(default_factory=list)      # (name, steps)
 
 
-class _Checker:
-    def __init__(self, source: Source):
+class Checker:
+    """Collects every problem of one config, each at its path.
+
+    Parts' section checks receive it: ``add(path, message)`` records a
+    problem, ``schema(value, schema, path)`` records a JSON Schema's
+    violations as sentences, ``config`` is the whole file and ``report`` what
+    ``hub check`` prints. Without a ``source`` (a config built in code) the
+    problems name only their key paths.
+    """
+
+    def __init__(self, data: Any, source: Source | None = None):
         self.source = source
-        self.data = source.data
+        self.data = self.config = data
         self.problems: list[Problem] = []
+        self.report = CheckReport(source.file if source else "<config>",
+                                  data if isinstance(data, dict) else {})
 
     def add(self, path: Path_, message: str, key: bool = False) -> None:
         self.problems.append(Problem(tuple(path), message, key))
 
     # -- JSON Schema errors into sentences ---------------------------------
-    def schema(self, instance: Any, schema: dict, base: Path_) -> None:
+    def schema(self, instance: Any, schema: Mapping[str, Any], base: Path_) -> bool:
+        """Record ``instance``'s violations of ``schema``; True when there are none."""
         validator = jsonschema.Draft202012Validator(schema)
+        before = len(self.problems)
         for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
             self.explain(error, base)
+        return len(self.problems) == before
 
     def explain(self, error: ValidationError, base: Path_) -> None:
         path = (*base, *error.absolute_path)
@@ -230,7 +162,7 @@ class _Checker:
                 if error.schema.get("patternProperties"):
                     continue
                 self.add((*path, extra), _("unknown key '{key}'{hint}; allowed keys: {known}",
-                                           key=extra, hint=_suggest(extra, known),
+                                           key=extra, hint=did_you_mean(extra, known),
                                            known=", ".join(known) or "-"), key=True)
             return None
         if kw == "required":
@@ -247,7 +179,7 @@ class _Checker:
         if kw == "enum":
             self.add(path, _("'{value}' is not one of: {allowed}{hint}", value=value,
                              allowed=", ".join(map(str, spec)),
-                             hint=_suggest(str(value), map(str, spec))))
+                             hint=did_you_mean(str(value), map(str, spec))))
             return None
         if kw == "pattern":
             desc = error.schema.get("description", "")
@@ -265,155 +197,32 @@ class _Checker:
         return None
 
     # -- the whole file ----------------------------------------------------
+    # -- the whole file ----------------------------------------------------
     def run(self) -> CheckReport:
         data = self.data
         if not isinstance(data, dict):
             self.add((), _("the config must be a mapping with tenant, connectors and routes"))
-            return CheckReport(self.source.file, {})
-        self.schema(data, TOP_SCHEMA, ())
-        self.tenant(data.get("tenant"))
-        report = CheckReport(self.source.file, data)
-        connectors = data.get("connectors") if isinstance(data.get("connectors"), dict) else {}
-        for name, block in connectors.items():
-            if isinstance(block, dict):
-                self.connector(name, block, report)
-        self.inbound(data.get("inbound"))
-        pollers = data.get("pollers") if isinstance(data.get("pollers"), dict) else {}
-        for name, poller in pollers.items():
-            if isinstance(poller, dict) and isinstance(poller.get("connector"), str):
-                self.call({"connector": poller["connector"],
-                           "operation": str(poller.get("operation"))},
-                          ("pollers", name), connectors)
-        routes = data.get("routes") if isinstance(data.get("routes"), dict) else {}
-        for name, route in routes.items():
-            if isinstance(route, dict):
-                self.route(name, route, connectors, report)
-        return report
-
-    def tenant(self, code: Any) -> None:
-        if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
-            return  # the schema has already said what is wrong
-        from bdchub.schemas import divisions
-
-        if divisions.lookup(code) is None:
-            self.add(("tenant",), _("'{code}' is not a GB/T 2260 division code in the shipped "
-                                    "snapshot ({snapshot})", code=code, snapshot=divisions.SNAPSHOT))
-
-    def connector(self, name: str, block: dict, report: CheckReport) -> None:
-        from bdchub.connectors import registry
-
-        path = ("connectors", name)
-        type_name = block.get("type")
-        if type_name is None:
-            self.add(path, _("missing required key 'type' (one of: {known})",
-                             known=", ".join(registry.names())))
-            return
-        if not isinstance(type_name, str) or type_name not in registry.names():
-            self.add((*path, "type"), _("unknown connector type '{type}'{hint}; known types: {known}",
-                                        type=type_name, hint=_suggest(str(type_name), registry.names()),
-                                        known=", ".join(registry.names())))
-            return
-        try:
-            schema = registry.schema_for(type_name)
-        except HubError as exc:
-            self.add((*path, "type"), str(exc))
-            return
-        self.schema(block, schema, path)
-        report.connectors.append((name, type_name))
-
-    def inbound(self, block: Any) -> None:
-        if block is None:
-            return
-        try:
-            from bdchub.web.config_schema import INBOUND_SCHEMA
-        except ImportError:
-            return
-        self.schema(block, INBOUND_SCHEMA, ("inbound",))
-
-    def route(self, name: str, route: dict, connectors: Mapping[str, Any],
-              report: CheckReport) -> None:
-        from bdchub.routes.language import ROUTE_SCHEMA
-
-        path = ("routes", name)
-        self.schema(route, ROUTE_SCHEMA, path)
-        steps = route.get("steps")
-        count = self.steps(steps, (*path, "steps"), connectors) if isinstance(steps, list) else 0
-        fallback = (route.get("on_error") or {}).get("fallback") if isinstance(route.get("on_error"), dict) else None
-        routes = self.data.get("routes") or {}
-        if fallback is not None and fallback not in routes:
-            self.add((*path, "on_error", "fallback"),
-                     _("no route named '{name}'{hint}", name=fallback, hint=_suggest(fallback, routes)))
-        report.routes.append((name, count))
-
-    def steps(self, steps: list, path: Path_, connectors: Mapping[str, Any]) -> int:
-        from bdchub.routes.language import STEP_SCHEMAS, connector_calls, nested_steps
-
-        count = 0
-        for i, step in enumerate(steps):
-            here = (*path, i)
-            if not isinstance(step, dict) or len(step) != 1:
-                self.add(here, _("each step is one mapping with a single key, the step kind "
-                                 "(one of: {kinds})", kinds=", ".join(STEP_SCHEMAS)))
-                continue
-            (kind, spec), = step.items()
-            if kind not in STEP_SCHEMAS:
-                self.add((*here, kind), _("unknown step '{kind}'{hint}; steps are: {kinds}",
-                                          kind=kind, hint=_suggest(kind, STEP_SCHEMAS),
-                                          kinds=", ".join(STEP_SCHEMAS)), key=True)
-                continue
-            count += 1
-            before = len(self.problems)
-            self.schema(spec, STEP_SCHEMAS[kind], (*here, kind))
-            if len(self.problems) > before:
-                continue
-            for sub, call in connector_calls(kind, spec):
-                self.call(call, (*here, kind, *sub), connectors)
-            if kind == "validate":
-                self.schema_name(spec if isinstance(spec, str) else spec["schema"],
-                                 (*here, kind) if isinstance(spec, str) else (*here, kind, "schema"))
-            if kind == "require_materials":
-                lists = self.data.get("checklists") or {}
-                if spec["checklist"] not in lists:
-                    self.add((*here, kind, "checklist"),
-                             _("no checklist named '{name}' under checklists:{hint}",
-                               name=spec["checklist"], hint=_suggest(spec["checklist"], lists)))
-            for sub, nested in nested_steps(kind, spec):
-                count += self.steps(nested, (*here, kind, *sub), connectors)
-        return count
-
-    def call(self, call: dict, path: Path_, connectors: Mapping[str, Any]) -> None:
-        name = call["connector"]
-        if name not in connectors:
-            self.add((*path, "connector"),
-                     _("no connector named '{name}' under connectors:{hint}",
-                       name=name, hint=_suggest(name, connectors)))
-            return
-        block = connectors[name]
-        ops = sorted((block.get("operations") or {}) if isinstance(block, dict) else {})
-        if isinstance(block, dict) and block.get("type") == "fake":
-            ops = sorted(set(ops) | set(block.get("responses") or {}))
-        if ops and call["operation"] not in ops:
-            self.add((*path, "operation"),
-                     _("connector '{connector}' has no operation '{op}'{hint}; it has: {ops}",
-                       connector=name, op=call["operation"],
-                       hint=_suggest(call["operation"], ops), ops=", ".join(ops)))
-
-    def schema_name(self, name: str, path: Path_) -> None:
-        try:
-            from bdchub.schemas import catalog
-        except ImportError:
-            return
-        known = catalog.names()
-        if name not in known:
-            self.add(path, _("no canonical schema named '{name}'{hint}", name=name,
-                             hint=_suggest(name, known)))
+            return self.report
+        self.schema(data, top_schema(), ())
+        for name, section in SECTIONS.items():
+            check = section.checker()
+            if check is not None and name in data:
+                check(self, data[name])
+        return self.report
 
     def format(self) -> list[str]:
         lines = []
         for p in self.problems:
-            loc = self.source.where(p.path, key=p.key)
-            lines.append(f"{loc}: {dotted(p.path)}: {p.message}")
+            if self.source is not None:
+                loc = f"{self.source.where(p.path, key=p.key)}: "
+            else:
+                loc = ""
+            lines.append(f"{loc}{dotted(p.path)}: {p.message}")
         return sorted(dict.fromkeys(lines), key=_line_order)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise ConfigError(self.format())
 
 
 def _line_order(line: str) -> tuple[int, int, str]:
@@ -425,10 +234,9 @@ def _line_order(line: str) -> tuple[int, int, str]:
 
 
 def check_source(source: Source) -> CheckReport:
-    checker = _Checker(source)
+    checker = Checker(source.data, source)
     report = checker.run()
-    if checker.problems:
-        raise ConfigError(checker.format())
+    checker.raise_if_any()
     return report
 
 
@@ -452,3 +260,27 @@ def load(path: str | os.PathLike[str] = DEFAULT_PATH,
     config["__file__"] = str(Path(path).resolve())
     config["__dir__"] = str(Path(path).resolve().parent)
     return config
+
+
+# -- the sections core itself reads ------------------------------------------
+
+def _check_tenant(checker: Checker, code: Any) -> None:
+    if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
+        return  # the schema has already said what is wrong
+    from bdchub.schemas import divisions
+
+    if divisions.lookup(code) is None:
+        checker.add(("tenant",), _("'{code}' is not a GB/T 2260 division code in the shipped "
+                                   "snapshot ({snapshot})", code=code, snapshot=divisions.SNAPSHOT))
+
+
+TENANT = {"type": "string", "pattern": r"^\d{6}$",
+          "description": "the county's 6-digit GB/T 2260 division code"}
+
+register_section("tenant", TENANT, required=True, check=_check_tenant)
+register_section("name", {"type": "string", "description": "the registration centre's name"})
+register_section("level", {"enum": ["county", "city", "province", "national"]})
+register_section("lang", {"enum": ["zh_CN", "en"]})
+register_section("broker", "bdchub.core.broker:SCHEMA")
+register_section("store", "bdchub.core.store:SCHEMA")
+register_section("masking", "bdchub.core.masking:SCHEMA")

@@ -1,30 +1,33 @@
-"""Masking of personal data for answers, screens and logs.
+"""Masking of personal data wherever the hub shows it: API answers, progress
+records, ``hub trace``, ``hub dlq``, logs.
 
-Rules (BRIEF §4, configurable through ``inbound.masking``):
+One rule set and one config block (``masking:`` at the top of config.yaml), so
+every place that shows a person masks the same fields the same way (BRIEF §4):
 
-- names keep the surname: 张三 -> 张*, 欧阳娜娜 -> 欧阳**;
+- names keep the surname: 张三 -> 张*, 欧阳娜娜 -> 欧阳** (``name_keep_first``
+  other than 1 keeps that many characters instead);
 - ID numbers keep the first 6 and last 4: 110105********1234;
 - phone numbers keep the first 3 and last 4: 138****5678.
 
-Fields are chosen by name (case-insensitive, at any depth). With
-``scan_values`` other strings are scanned too, so an 18-character resident ID
-or an 11-digit mobile number inside free text (a note, an address) is masked
-as well. The web answers (``Masker``) and the route engine's progress records
-(``routes.progress.Masking``) share these rules.
+Fields are chosen by name (case-insensitive, at any depth); ``name_fields``,
+``id_fields`` and ``phone_fields`` add to the built-in lists, never replace
+them, so a config cannot unmask a field by forgetting it. With
+``scan_values`` (the default) other strings are scanned too, so an
+18-character resident ID or an 11-digit mobile number inside free text (a
+note, an error, a step's detail) is masked as well.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 NAME_FIELDS = ("name", "qlrmc", "xm", "applicant_name", "agent_name", "contact_name",
                "name_man", "name_woman", "dlrmc", "sqrmc", "ywrmc", "owner", "holder")
-ID_FIELDS = ("id_number", "zjh", "cert_num_man", "cert_num_woman", "id_no", "idcard",
-             "sfzh", "dlrzjh", "credential_no")
-PHONE_FIELDS = ("phone", "mobile", "telephone", "tel", "lxdh", "dh", "contact_phone",
-                "sjhm")
+ID_FIELDS = ("id_number", "zjh", "cert_num", "cert_num_man", "cert_num_woman", "id_no",
+             "idcard", "sfzh", "dlrzjh", "credential_no")
+PHONE_FIELDS = ("phone", "mobile", "telephone", "tel", "lxdh", "dh", "contact_phone", "sjhm")
 
 # Two-character surnames (复姓) that are still common.
 COMPOUND_SURNAMES = frozenset(
@@ -34,6 +37,30 @@ COMPOUND_SURNAMES = frozenset(
 
 _RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8}\d{3}[\dXx]|\d{9})(?![0-9A-Za-z])")
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+
+_KEEP = {"type": "integer", "minimum": 0, "maximum": 32}
+_FIELDS = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
+
+#: The ``masking:`` section of config.yaml (registered by ``core.config``).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "how personal data is masked in answers, progress, hub trace / dlq and logs",
+    "properties": {
+        "name_keep_first": {**_KEEP, "default": 1,
+                            "description": "characters of a name kept; 1 keeps the surname "
+                                           "(two for compound surnames such as 欧阳)"},
+        "id_keep_first": {**_KEEP, "default": 6},
+        "id_keep_last": {**_KEEP, "default": 4},
+        "phone_keep_first": {**_KEEP, "default": 3},
+        "phone_keep_last": {**_KEEP, "default": 4},
+        "name_fields": {**_FIELDS, "description": "more field names holding a person's name"},
+        "id_fields": {**_FIELDS, "description": "more field names holding an ID number"},
+        "phone_fields": {**_FIELDS, "description": "more field names holding a phone number"},
+        "scan_values": {"type": "boolean", "default": True,
+                        "description": "also mask ID and mobile numbers found in other text"},
+    },
+}
 
 
 def mask_name(value: str) -> str:
@@ -55,37 +82,51 @@ def mask_middle(value: str, head: int, tail: int) -> str:
 
 
 class Masker:
-    def __init__(self, *, name_fields: Iterable[str] = NAME_FIELDS,
-                 id_fields: Iterable[str] = ID_FIELDS, phone_fields: Iterable[str] = PHONE_FIELDS,
+    """The masking rules; call it on any JSON value for a masked copy."""
+
+    def __init__(self, *, name_fields: Iterable[str] = (), id_fields: Iterable[str] = (),
+                 phone_fields: Iterable[str] = (), name_keep: int = 1,
                  id_keep: tuple[int, int] = (6, 4), phone_keep: tuple[int, int] = (3, 4),
                  scan_values: bool = True):
         self.rules: dict[str, str] = {}
-        for kind, fields in (("name", name_fields), ("id", id_fields), ("phone", phone_fields)):
-            for field in fields:
+        for kind, builtin, extra in (("name", NAME_FIELDS, name_fields),
+                                     ("id", ID_FIELDS, id_fields),
+                                     ("phone", PHONE_FIELDS, phone_fields)):
+            for field in (*builtin, *extra):
                 self.rules[field.lower()] = kind
-        self.id_keep = tuple(id_keep)
-        self.phone_keep = tuple(phone_keep)
+        self.name_keep = int(name_keep)
+        self.id_keep = (int(id_keep[0]), int(id_keep[1]))
+        self.phone_keep = (int(phone_keep[0]), int(phone_keep[1]))
         self.scan_values = scan_values
 
     @classmethod
-    def from_config(cls, block: dict[str, Any] | None) -> Masker:
+    def from_config(cls, block: Mapping[str, Any] | None) -> Masker:
+        """From the ``masking:`` block (missing keys take the defaults)."""
         block = block or {}
-        return cls(name_fields=block.get("name_fields", NAME_FIELDS),
-                   id_fields=block.get("id_fields", ID_FIELDS),
-                   phone_fields=block.get("phone_fields", PHONE_FIELDS),
-                   id_keep=tuple(block.get("id_keep", (6, 4))),
-                   phone_keep=tuple(block.get("phone_keep", (3, 4))),
+        return cls(name_fields=block.get("name_fields", ()),
+                   id_fields=block.get("id_fields", ()),
+                   phone_fields=block.get("phone_fields", ()),
+                   name_keep=block.get("name_keep_first", 1),
+                   id_keep=(block.get("id_keep_first", 6), block.get("id_keep_last", 4)),
+                   phone_keep=(block.get("phone_keep_first", 3), block.get("phone_keep_last", 4)),
                    scan_values=block.get("scan_values", True))
 
+    def name(self, value: str) -> str:
+        value = (value or "").strip()
+        if self.name_keep == 1:
+            return mask_name(value)
+        return mask_middle(value, self.name_keep, 0) if value else value
+
     def id_number(self, value: str) -> str:
-        return mask_middle(value, *self.id_keep)
+        return mask_middle((value or "").strip(), *self.id_keep)
 
     def phone(self, value: str) -> str:
         return mask_middle(value, *self.phone_keep)
 
     def text(self, value: str) -> str:
-        """Mask ID and mobile numbers inside free text."""
-        value = _RESIDENT_ID.sub(lambda m: self.id_number(m.group(0)), value)
+        """Mask ID and mobile numbers inside free text (whatever ``scan_values`` says:
+        callers use it on errors and details, which are free text by nature)."""
+        value = _RESIDENT_ID.sub(lambda m: self.id_number(m.group(0)), value or "")
         return _MOBILE.sub(lambda m: self.phone(m.group(0)), value)
 
     def field(self, key: str, value: Any) -> Any:
@@ -93,7 +134,7 @@ class Masker:
         if kind is not None and isinstance(value, str | int) and not isinstance(value, bool):
             text = str(value)
             if kind == "name":
-                return mask_name(text)
+                return self.name(text)
             if kind == "id":
                 return self.id_number(text)
             return self.phone(text)
@@ -101,8 +142,9 @@ class Masker:
 
     def __call__(self, value: Any) -> Any:
         """A masked copy of any JSON value."""
-        if isinstance(value, dict):
-            return {k: self.field(k, v) if isinstance(k, str) else self(v) for k, v in value.items()}
+        if isinstance(value, Mapping):
+            return {k: self.field(k, v) if isinstance(k, str) else self(v)
+                    for k, v in value.items()}
         if isinstance(value, list):
             return [self(item) for item in value]
         if isinstance(value, str) and self.scan_values:
@@ -111,3 +153,4 @@ class Masker:
 
 
 DEFAULT = Masker()
+

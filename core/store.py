@@ -70,6 +70,20 @@ from .errors import StoreError
 from .i18n import _
 from .sealing import Sealer
 
+#: The ``store:`` section of config.yaml (registered by ``core.config``).
+SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "minLength": 1,
+                "description": "sqlite:///… (embedded) or postgresql://…"},
+        "pool_size": {"type": "integer", "minimum": 1},
+        "key_file": {"type": "string", "minLength": 1,
+                     "description": "file with the 32-hex-digit SM4 key that seals personal "
+                                    "data in the store (core.sealing); BDCHUB_DATA_KEY "
+                                    "overrides it"},
+    },
+}
+
 metadata = MetaData()
 
 

@@ -58,9 +58,8 @@ LANG_OPTION = click.option("--lang", callback=_set_lang, expose_value=False, is_
 def run_command(config_path: str, host: str | None, port: int | None, no_pollers: bool,
                 log_level: str) -> None:
     """Serve the inbound endpoints and run the route workers until SIGTERM or Ctrl-C."""
+    from bdchub.app.service import HubService
     from bdchub.core.config import load
-
-    from .service import HubService
 
     _logging(log_level)
     config = load(config_path)
@@ -113,10 +112,9 @@ def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | N
     whole hub (route workers and inbound server) taking connections on one socket;
     pollers and the diode inbox run in the first one only. They share the broker
     and the store, as separate workers do (signed-request nonces included)."""
+    from bdchub.app.service import HubService
     from bdchub.web.app import create_app
     from bdchub.web.server import PerProcess, serve
-
-    from .service import HubService
 
     processes = int(listen["processes"])
     host = host or str(listen["host"])
@@ -183,7 +181,7 @@ def _runs(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _summarise(record: dict[str, Any]) -> str:
     """One line about a verification record, personal data masked."""
-    from bdchub.routes.progress import Masking, mask_body
+    from bdchub.core.masking import DEFAULT as masked
 
     r = record.get("result")
     kind = record.get("kind")
@@ -209,7 +207,7 @@ def _summarise(record: dict[str, Any]) -> str:
                      price=first.get("price", "-"))
         if kind == "e_licence":
             return f"{r.get('license_type')} {r.get('license_no')} → {r.get('license_id')}"
-    text = json.dumps(mask_body(r, Masking()), ensure_ascii=False)
+    text = json.dumps(masked(r), ensure_ascii=False)
     return text[:100]
 
 

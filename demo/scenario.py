@@ -249,10 +249,9 @@ class DemoRun:
         self.close()
 
     def start(self) -> None:
+        from bdchub.app.service import HubService
         from bdchub.core.config import load
         from bdchub.sandbox import Sandbox
-
-        from .service import HubService
 
         self.started = time.monotonic()
         self.sb = Sandbox(seed=42, auto_advance=self.auto_advance, legacy_require_tax=True,

@@ -134,8 +134,6 @@ def dlq_drop(config_path: str, dead_letter_id: str) -> None:
 def trace_command(config_path: str, tenant: str | None, business_no: str) -> None:
     """Every step each message of BUSINESS_NO went through, with timings, and the
     verification records kept for it (personal data masked)."""
-    from .progress import mask_body
-
     with _hub(config_path) as hub:
         rows = hub.trace(business_no, tenant)
         records = hub.store.verifications_for(business_no, tenant)
@@ -156,7 +154,7 @@ def trace_command(config_path: str, tenant: str | None, business_no: str) -> Non
         click.echo(_table(
             [_("time"), _("kind"), _("connector"), _("operation"), _("result")],
             [[_time(r["created_at"]), r["kind"], r["connector"], r["operation"],
-              json.dumps(mask_body(r["result"], masking), ensure_ascii=False)]
+              json.dumps(masking(r["result"]), ensure_ascii=False)]
              for r in records]))
 
 

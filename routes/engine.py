@@ -118,11 +118,12 @@ from bdchub.core.errors import (
     StoreError,
 )
 from bdchub.core.i18n import _
+from bdchub.core.masking import Masker
 from bdchub.core.store import Finish, Store, dumps
 
 from .ids import derive_id
 from .middleware import Middleware, Middlewares
-from .progress import Masking, extract
+from .progress import extract
 
 log = logging.getLogger("bdchub.routes")
 
@@ -499,7 +500,7 @@ class Run:
             self.former.append(key)
         self.tenant, self.business_no = tenant, business_no
 
-    def progress(self, masking: Masking) -> dict[str, Any] | None:
+    def progress(self, masking: Masker) -> dict[str, Any] | None:
         """What this run says about the application's progress: the message it
         received, then the body it ends with (a route may set stage / status)."""
         if not self.business_no:
@@ -563,7 +564,7 @@ class Engine:
     def __init__(self, routes: Mapping[str, Route], *, connectors: Mapping[str, Any],
                  store: Store, broker: Broker, middleware: Middleware | None = None,
                  validator: Validator | None = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = greenloop.sleep, masking: Masking | None = None,
+                 sleep: Callable[[float], None] = greenloop.sleep, masking: Masker | None = None,
                  tenant: str = "", organisation: str = "", prefix: str = "bdchub",
                  await_queue: str | None = None, redeliver_after: float = 30.0,
                  inbox_ttl: float = 7 * 86400.0, processed_ttl: float = 30 * 86400.0):
@@ -575,7 +576,7 @@ class Engine:
         self.validator = validator or _default_validator
         self.clock = clock
         self.sleep = sleep
-        self.masking = masking or Masking()
+        self.masking = masking or Masker()
         self.tenant = tenant
         self.organisation = organisation or tenant
         self.prefix = prefix

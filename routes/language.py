@@ -206,3 +206,92 @@ def connector_calls(kind: str, spec: Any) -> Iterator[tuple[tuple[str | int, ...
         for i, call in enumerate(spec.get("recipients") or []):
             if isinstance(call, dict):
                 yield ("recipients", i), call
+
+
+# -- the routes: and checklists: sections -----------------------------------------
+
+SECTION_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "object"}}
+
+CHECKLISTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "materials required per registration type, for require_materials",
+    "additionalProperties": {
+        "type": "object",
+        "propertyNames": {"pattern": r"^(\d{3}|default)$"},
+        "additionalProperties": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["name"],
+            "properties": {"name": {"type": "string"}, "type": {"type": "string"},
+                           "optional": {"type": "boolean"}}}},
+    },
+}
+
+
+def check_section(checker: Any, routes: Any) -> None:
+    """Every route against the route language, and what it names against the
+    rest of the config (``core.config.Section.check``)."""
+    from bdchub.connectors.registry import operation_problem
+    from bdchub.core.i18n import _
+    from bdchub.core.suggest import did_you_mean
+
+    if not isinstance(routes, dict):
+        return
+    config = checker.config
+    connectors = config.get("connectors") if isinstance(config.get("connectors"), dict) else {}
+
+    def call(spec: dict, path: tuple) -> None:
+        problem = operation_problem(connectors, spec["connector"], str(spec["operation"]))
+        if problem is not None:
+            checker.add((*path, problem[0]), problem[1])
+
+    def steps(items: list, path: tuple) -> int:
+        count = 0
+        for i, step in enumerate(items):
+            here = (*path, i)
+            if not isinstance(step, dict) or len(step) != 1:
+                checker.add(here, _("each step is one mapping with a single key, the step kind "
+                                    "(one of: {kinds})", kinds=", ".join(STEP_SCHEMAS)))
+                continue
+            (kind, spec), = step.items()
+            if kind not in STEP_SCHEMAS:
+                checker.add((*here, kind), _("unknown step '{kind}'{hint}; steps are: {kinds}",
+                                             kind=kind, hint=did_you_mean(kind, STEP_SCHEMAS),
+                                             kinds=", ".join(STEP_SCHEMAS)), key=True)
+                continue
+            count += 1
+            if not checker.schema(spec, STEP_SCHEMAS[kind], (*here, kind)):
+                continue
+            for sub, c in connector_calls(kind, spec):
+                call(c, (*here, kind, *sub))
+            if kind == "validate":
+                name = spec if isinstance(spec, str) else spec["schema"]
+                from bdchub.schemas import catalog
+
+                known = catalog.names()
+                if name not in known:
+                    checker.add((*here, kind) if isinstance(spec, str) else (*here, kind, "schema"),
+                                _("no canonical schema named '{name}'{hint}", name=name,
+                                  hint=did_you_mean(name, known)))
+            if kind == "require_materials":
+                lists = config.get("checklists") or {}
+                if spec["checklist"] not in lists:
+                    checker.add((*here, kind, "checklist"),
+                                _("no checklist named '{name}' under checklists:{hint}",
+                                  name=spec["checklist"], hint=did_you_mean(spec["checklist"], lists)))
+            for sub, nested in nested_steps(kind, spec):
+                count += steps(nested, (*here, kind, *sub))
+        return count
+
+    for name, route in routes.items():
+        if not isinstance(route, dict):
+            continue
+        path = ("routes", name)
+        checker.schema(route, ROUTE_SCHEMA, path)
+        items = route.get("steps")
+        count = steps(items, (*path, "steps")) if isinstance(items, list) else 0
+        on_error = route.get("on_error")
+        fallback = on_error.get("fallback") if isinstance(on_error, dict) else None
+        if fallback is not None and fallback not in routes:
+            checker.add((*path, "on_error", "fallback"),
+                        _("no route named '{name}'{hint}", name=fallback,
+                          hint=did_you_mean(fallback, routes)))
+        checker.report.routes.append((name, count))

@@ -20,33 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from bdchub.core.masking import Masker, mask_middle, mask_name
-
-
-class Masking:
-    """Masking rules, from the config's ``masking:`` block."""
-
-    def __init__(self, block: Mapping[str, Any] | None = None):
-        block = block or {}
-        self.name_keep = int(block.get("name_keep_first", 1))
-        self.id_head = int(block.get("id_keep_first", 6))
-        self.id_tail = int(block.get("id_keep_last", 4))
-        self._in_text = Masker(id_keep=(self.id_head, self.id_tail),
-                               phone_keep=(int(block.get("phone_keep_first", 3)),
-                                           int(block.get("phone_keep_last", 4)))).text
-
-    def name(self, value: str) -> str:
-        value = (value or "").strip()
-        if self.name_keep == 1:
-            return mask_name(value)
-        return mask_middle(value, self.name_keep, 0) if value else value
-
-    def id_number(self, value: str) -> str:
-        return mask_middle((value or "").strip(), self.id_head, self.id_tail)
-
-    def text(self, value: str) -> str:
-        """ID and mobile numbers inside free text (an error, a step's detail) masked."""
-        return self._in_text(value or "")
+from bdchub.core.masking import Masker
 
 
 def applicant_key(tenant: str, id_number: str) -> str:
@@ -56,7 +30,7 @@ def applicant_key(tenant: str, id_number: str) -> str:
 
 
 def extract(message_type: str, tenant: str, body: Mapping[str, Any],
-            masking: Masking) -> dict[str, Any] | None:
+            masking: Masker) -> dict[str, Any] | None:
     """The progress columns a message sets, or None if it says nothing about progress."""
     values: dict[str, Any] = {}
     stage = body.get("stage")
@@ -110,26 +84,3 @@ def _per_message(hops: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             entry["outcome"] = h["outcome"]
     return sorted(seen.values(), key=lambda e: e["at"])
 
-
-NAME_FIELDS = frozenset(("name", "qlrmc", "xm", "applicant_name", "agent_name", "contact_name",
-                         "name_man", "name_woman", "dlrmc", "sqrmc", "ywrmc"))
-ID_FIELDS = frozenset(("id_number", "zjh", "cert_num_man", "cert_num_woman", "id_no", "idcard",
-                       "sfzh", "dlrzjh"))
-PHONE_FIELDS = frozenset(("phone", "mobile", "telephone", "tel", "lxdh", "sjhm", "contact_phone"))
-
-
-def mask_body(value: Any, masking: Masking, key: str = "") -> Any:
-    """A copy of ``value`` with names, ID numbers and phone numbers masked, by field name."""
-    if isinstance(value, Mapping):
-        return {k: mask_body(v, masking, str(k).lower()) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_body(v, masking, key) for v in value]
-    if isinstance(value, str):
-        if key in NAME_FIELDS:
-            return masking.name(value)
-        if key in ID_FIELDS:
-            return masking.id_number(value)
-        if key in PHONE_FIELDS:
-            n = len(value)
-            return value[:3] + "*" * max(0, n - 7) + value[-4:] if n > 7 else "*" * n
-    return value

@@ -40,13 +40,14 @@ from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.envelope import Envelope
 from bdchub.core.errors import HubError, RouteError
 from bdchub.core.i18n import _
+from bdchub.core.masking import Masker
 from bdchub.core.sealing import load_sealer
 from bdchub.core.store import Store, in_memory
 
 from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
 from .ids import derive_id
 from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metrics
-from .progress import Masking, answer, applicant_key, mask_body
+from .progress import answer, applicant_key
 
 log = logging.getLogger("bdchub.routes")
 
@@ -150,7 +151,7 @@ class Hub:
         mws: list[Middleware] = [metrics or default_metrics(), *(middleware or [])]
         engine = Engine(routes, connectors=built, store=store, broker=broker,
                         middleware=Middlewares(mws), validator=validator, clock=clock,
-                        sleep=sleep, masking=Masking(config.get("masking")),
+                        sleep=sleep, masking=Masker.from_config(config.get("masking")),
                         tenant=str(config.get("tenant") or ""),
                         organisation=str(config.get("name") or ""), prefix=prefix,
                         redeliver_after=redeliver_after)
@@ -403,7 +404,7 @@ class Hub:
         try:
             envelope: Any = json.loads(row["envelope"])
             if masked and isinstance(envelope, dict):
-                envelope["body"] = mask_body(envelope.get("body"), self.masking)
+                envelope["body"] = self.masking(envelope.get("body"))
         except ValueError:
             envelope = row["envelope"]
         return {**row, "envelope": envelope}

@@ -224,7 +224,7 @@ class InboundApp:
         self.verifier = Verifier(self.clients, self.nonces, clock_skew=float(cfg["clock_skew"]),
                                  nonce_ttl=float(cfg["nonce_ttl"]), clock=clock)
         self.schemas = Schemas(cfg.get("message_types"))
-        self.masker = Masker.from_config(cfg.get("masking"))
+        self.masker = Masker.from_config(config.get("masking"))
         self._openapi: bytes | None = None
         self.public_url = cfg.get("public_url")
 

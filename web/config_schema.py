@@ -74,24 +74,6 @@ ENDPOINT_SCHEMA: dict[str, Any] = {
     },
 }
 
-MASKING_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "how progress answers are masked; field names are matched case-insensitively",
-    "properties": {
-        "name_fields": {"type": "array", "items": {"type": "string"}},
-        "id_fields": {"type": "array", "items": {"type": "string"}},
-        "phone_fields": {"type": "array", "items": {"type": "string"}},
-        "id_keep": {"type": "array", "items": {"type": "integer", "minimum": 0},
-                    "minItems": 2, "maxItems": 2, "default": [6, 4],
-                    "description": "characters of an ID number kept at the start and end"},
-        "phone_keep": {"type": "array", "items": {"type": "integer", "minimum": 0},
-                       "minItems": 2, "maxItems": 2, "default": [3, 4]},
-        "scan_values": {"type": "boolean", "default": True,
-                        "description": "also mask ID and mobile numbers found in other text"},
-    },
-}
-
 INBOUND_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -135,7 +117,6 @@ INBOUND_SCHEMA: dict[str, Any] = {
                           "additionalProperties": {"type": "string"},
                           "description": "extra types accepted on POST /api/v1/messages/{type}: "
                                          "message type -> canonical schema name"},
-        "masking": MASKING_SCHEMA,
         "metrics": {"type": "boolean", "default": True, "description": "serve GET /metrics"},
     },
 }
@@ -149,7 +130,6 @@ _DEFAULTS: dict[str, Any] = {
     "clients": {},
     "endpoints": [],
     "message_types": {},
-    "masking": {},
     "metrics": True,
 }
 

@@ -99,10 +99,10 @@ def prepare_departments(sb: Any, samples: dict[str, Any]) -> None:
 
 @pytest.fixture
 def flows(clean_sandbox: Any, tmp_path: Path) -> Iterator[Flows]:
+    from bdchub.app.service import HubService
     from bdchub.core.config import load
     from bdchub.demo import samples as samples_mod
     from bdchub.demo.environment import free_port, sandbox_environ
-    from bdchub.demo.service import HubService
 
     sb = clean_sandbox
     sb.configure(auto_advance=0.1, tax_clearance_delay=0.3)

@@ -98,8 +98,8 @@ SPEC = {"connector": "court", "operation": "PullJudgments", "every": 0.01,
 
 
 def test_poller_publishes_each_item_once_and_resumes_from_its_stored_cursor(tmp_path):
+    from bdchub.app.pollers import CursorStore, Poller
     from bdchub.core.store import Store
-    from bdchub.demo.pollers import CursorStore, Poller
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     court = Court(5)
@@ -122,8 +122,8 @@ def test_poller_publishes_each_item_once_and_resumes_from_its_stored_cursor(tmp_
 
 
 def test_an_item_pulled_twice_gets_the_same_message_id(tmp_path):
+    from bdchub.app.pollers import CursorStore, Poller
     from bdchub.core.store import Store
-    from bdchub.demo.pollers import CursorStore, Poller
 
     ids = []
     for folder in ("a", "b"):  # two stores: the cursor is lost, the order is pulled again

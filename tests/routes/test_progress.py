@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bdchub.routes.progress import Masking, mask_body
+from bdchub.core.masking import Masker
 from tests.routes.helpers import TENANT, application, make_hub
 
 
@@ -37,11 +37,11 @@ def test_progress_by_applicant_finds_applications_without_storing_the_id_number(
 
 
 def test_masking_keeps_surname_and_id_ends():
-    m = Masking()
+    m = Masker()
     assert m.name("张三") == "张*" and m.name("欧阳娜娜") == "欧阳**"
     assert m.id_number("110105199001011234") == "110105********1234"
-    masked = mask_body({"applicants": [{"name": "王五", "id_number": "110105199001011234",
-                                        "phone": "13812345678"}], "note": "x"}, m)
+    masked = m({"applicants": [{"name": "王五", "id_number": "110105199001011234",
+                                "phone": "13812345678"}], "note": "x"})
     assert masked == {"applicants": [{"name": "王*", "id_number": "110105********1234",
                                       "phone": "138****5678"}], "note": "x"}
 
@@ -74,8 +74,8 @@ def test_a_failed_run_does_not_move_the_progress_with_the_body_it_stopped_with(h
 
 
 def test_free_text_masking_follows_the_configured_keeps():
-    m = Masking({"id_keep_first": 3, "id_keep_last": 2, "phone_keep_first": 2,
+    m = Masker.from_config({"id_keep_first": 3, "id_keep_last": 2, "phone_keep_first": 2,
                  "phone_keep_last": 2})
     assert m.text("ID 110105199001011234 and mobile 13812345678 refused") == \
         "ID 110*************34 and mobile 13*******78 refused"
-    assert Masking().text("110105199001011234") == "110105********1234"
+    assert Masker().text("110105199001011234") == "110105********1234"

@@ -37,12 +37,35 @@ def test_id_and_mobile_numbers_in_free_text_are_masked():
 
 
 def test_rules_are_configurable():
-    masker = Masker.from_config({"id_keep": [3, 3], "name_fields": ["holder_name"],
-                                 "scan_values": False})
+    masker = Masker.from_config({"id_keep_first": 3, "id_keep_last": 3,
+                                 "name_fields": ["holder_name"], "scan_values": False})
 
     assert masker({"holder_name": "张三", "id_number": "110105199001011234",
                    "note": "13812345678"}) == {
         "holder_name": "张*", "id_number": "110************234", "note": "13812345678"}
+
+
+def test_configured_fields_add_to_the_built_in_ones_never_replace_them():
+    masker = Masker.from_config({"id_fields": ["zjhm"]})
+
+    assert masker({"zjhm": "110105199001011234", "sfzh": "110105199001011234"}) == {
+        "zjhm": "110105********1234", "sfzh": "110105********1234"}
+
+
+def test_a_name_keep_other_than_one_keeps_that_many_characters():
+    assert Masker.from_config({"name_keep_first": 0}).name("张三") == "**"
+    assert Masker.from_config({"name_keep_first": 2}).name("欧阳娜娜") == "欧阳**"
+
+
+def test_verification_records_mask_the_numbers_departments_answer_with():
+    # Household members and marriage rows come back from the exchange
+    # platform under these names; hub trace shows them through this masker.
+    record = {"entries": [{"name": "李四", "cert_num": "110105199001011234"}],
+              "rows": [{"name_man": "王五", "cert_num_man": "11010519900101123X"}]}
+
+    assert DEFAULT(record) == {
+        "entries": [{"name": "李*", "cert_num": "110105********1234"}],
+        "rows": [{"name_man": "王*", "cert_num_man": "110105********123X"}]}
 
 
 def test_short_numbers_still_hide_most_digits():

@@ -48,6 +48,56 @@ log = logging.getLogger("bdchub.pollers")
 
 DEFAULT_EVERY = 10.0
 
+#: One poller's block; ``SCHEMA`` is the ``pollers:`` section (registered by ``app.parts``).
+_EXPR = {"type": "string", "minLength": 1, "description": "a JMESPath expression"}
+POLLER: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["connector", "operation", "items", "publish"],
+    "properties": {
+        "description": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "connector": {"type": "string", "description": "name under connectors:"},
+        "operation": {"type": "string"},
+        "every": {"type": "number", "exclusiveMinimum": 0,
+                  "description": "seconds between polls when nothing more is waiting"},
+        "payload": {"type": "object", "description": "fixed parameters of every call"},
+        "cursor": {
+            "type": "object", "additionalProperties": False, "required": ["param", "next"],
+            "description": "where the cursor goes into the call and comes back in the reply",
+            "properties": {"param": {"type": "string"}, "next": _EXPR, "more": _EXPR,
+                           "start": {"type": "string"}},
+        },
+        "items": {**_EXPR, "description": "the list of items in the reply"},
+        "key": {**_EXPR, "description": "what identifies an item (message ids derive from it)"},
+        "business_no": {**_EXPR, "description": "an item's business number"},
+        "publish": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+                    "description": "message type each item is published as"},
+    },
+}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": POLLER,
+    "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
+    "description": "inbound by polling a connector (departments that cannot push)",
+}
+
+
+def check_section(checker: Any, pollers: Any) -> None:
+    """Each poller's connector and operation exist (``core.config.Section.check``)."""
+    from bdchub.connectors.registry import operation_problem
+
+    if not isinstance(pollers, Mapping):
+        return
+    connectors = checker.config.get("connectors")
+    connectors = connectors if isinstance(connectors, Mapping) else {}
+    for name, poller in pollers.items():
+        if isinstance(poller, Mapping) and isinstance(poller.get("connector"), str):
+            problem = operation_problem(connectors, poller["connector"],
+                                        str(poller.get("operation")))
+            if problem is not None:
+                checker.add(("pollers", name, problem[0]), problem[1])
+
 _metadata = MetaData()
 poller_cursors = Table(
     "poller_cursors", _metadata,

@@ -1,0 +1,12 @@
+"""What the assembly floor adds to the hub: the ``pollers:`` and ``metrics:``
+config sections. Named in the ``bdchub.parts`` entry-point group (see
+``core.registry``)."""
+
+from bdchub.core.config import register_section
+
+register_section("pollers", "bdchub.app.pollers:SCHEMA",
+                 check="bdchub.app.pollers:check_section")
+register_section("metrics", {
+    "type": "object", "additionalProperties": False,
+    "properties": {"listen": {"type": "string"}, "enabled": {"type": "boolean"}},
+})
