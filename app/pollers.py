@@ -42,7 +42,7 @@ from bdchub.connectors.base import CallContext
 from bdchub.core.envelope import Envelope
 from bdchub.core.errors import ConfigError, HubError, StoreError
 from bdchub.core.i18n import _
-from bdchub.routes.ids import derive_id
+from bdchub.core.ids import derive_id
 
 log = logging.getLogger("bdchub.pollers")
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import ConfigError, PolicyError
 from bdchub.core.i18n import _
-
-from .audit import AuditLog
 
 KINDS = ("zip", "pdf", "dxf", "dwg", "gml", "xml", "geojson", "json",
          "shp", "shx", "dbf", "png", "jpeg", "tiff")

@@ -36,7 +36,7 @@ from typing import Any
 from bdchub.core.envelope import TENANT_PATTERN, Envelope
 from bdchub.core.errors import BridgeError, HubError, MessageError
 from bdchub.core.i18n import _
-from bdchub.routes.ids import derive_id
+from bdchub.core.ids import derive_id
 
 from .diode.inbound import DeliveredObject, InboxWatcher
 from .ferry import spec

@@ -118,10 +118,10 @@ from bdchub.core.errors import (
     StoreError,
 )
 from bdchub.core.i18n import _
+from bdchub.core.ids import derive_id
 from bdchub.core.masking import Masker
 from bdchub.core.store import Finish, Store, dumps
 
-from .ids import derive_id
 from .middleware import Middleware, Middlewares
 from .progress import extract
 

@@ -40,12 +40,12 @@ from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.envelope import Envelope
 from bdchub.core.errors import HubError, RouteError
 from bdchub.core.i18n import _
+from bdchub.core.ids import derive_id
 from bdchub.core.masking import Masker
 from bdchub.core.sealing import load_sealer
 from bdchub.core.store import Store, in_memory
 
 from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
-from .ids import derive_id
 from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metrics
 from .progress import answer, applicant_key
 
@@ -370,7 +370,7 @@ class Hub:
         Callers pass no unmasked personal data."""
         with self._lock:
             if self._audit is None:
-                from bdchub.bridge.audit import AuditLog
+                from bdchub.core.audit import AuditLog
 
                 key = os.environ.get("BDCHUB_AUDIT_KEY")
                 self._audit = AuditLog(_default_dir(self.config) / "audit.jsonl",

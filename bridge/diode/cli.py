@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, ConfigError, HubError
 from bdchub.core.i18n import _
 
-from ..audit import AuditLog
 from ..policy import ContentPolicy, PolicyConfig
 from .manifest import make_signer, make_verifier
 from .settings import DiodeSettings, parse_hostport, parse_rate

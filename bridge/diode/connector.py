@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bdchub.connectors.base import CallContext, Connector, Health
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import (
     BridgeError,
     ConfigError,
@@ -26,7 +27,6 @@ from bdchub.core.errors import (
 )
 from bdchub.core.i18n import _
 
-from ..audit import AuditLog
 from .manifest import make_signer
 from .sender import DiodeSender
 from .settings import DiodeSettings, parse_rate

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, HubError, IntegrityError_
 from bdchub.core.i18n import _
 
-from ..audit import AuditLog
 from ..policy import ContentPolicy, quarantine
 from . import fec, wire
 from .inbound import deliver

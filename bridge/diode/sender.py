@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError
 from bdchub.core.i18n import _
 
-from ..audit import AuditLog
 from . import fec, wire
 from .manifest import Manifest, Signer, hash_file, new_hash, safe_name
 from .pacing import Pacer

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bdchub.bridge.audit import AuditLog
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError
 from bdchub.core.i18n import _
 

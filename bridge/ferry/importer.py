@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from bdchub.bridge.audit import AuditLog
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, HubError, IntegrityError_, PolicyError, ReplayError
 from bdchub.core.i18n import _
 

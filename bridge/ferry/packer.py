@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bdchub.bridge.audit import AuditLog
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, PolicyError
 from bdchub.core.i18n import _
 

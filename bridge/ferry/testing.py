@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bdchub.bridge.audit import AuditLog
+from bdchub.core.audit import AuditLog
 
 from . import bag, image, sign, spec
 from .image import DiscImage

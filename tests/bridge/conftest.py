@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from bdchub.bridge.audit import AuditLog
 from bdchub.bridge.diode.manifest import HmacKey
 from bdchub.bridge.diode.receiver import DiodeReceiver, ReceiverOptions
 from bdchub.bridge.diode.relay import LinkModel, LossyRelay
@@ -22,6 +21,7 @@ from bdchub.bridge.diode.rxsocket import open_receive_socket
 from bdchub.bridge.diode.sender import DiodeSender, SendReport
 from bdchub.bridge.diode.settings import DiodeSettings
 from bdchub.bridge.policy import ContentPolicy
+from bdchub.core.audit import AuditLog
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import bdchub.bridge.diode as diode_pkg
-from bdchub.bridge.audit import AuditLog
 from bdchub.bridge.diode.cli import bridge_group, main
+from bdchub.core.audit import AuditLog
 
 CWD = Path(diode_pkg.__file__).parents[2]
 

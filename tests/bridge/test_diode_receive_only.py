@@ -18,7 +18,7 @@ ROOT = Path(diode_pkg.__file__).resolve().parent
 # Every module on the receiving path (what runs on the internal network).
 RECEIVING_PATH = [ROOT / "receiver.py", ROOT / "rxsocket.py", ROOT / "staging.py",
                   ROOT / "inbound.py", ROOT / "manifest.py", ROOT / "fec.py", ROOT / "wire.py",
-                  ROOT.parent / "policy.py", ROOT.parent / "audit.py"]
+                  ROOT.parent / "policy.py", ROOT.parent.parent / "core" / "audit.py"]
 SENDING = {"send", "sendto", "sendmsg", "sendall", "sendfile", "connect", "connect_ex"}
 
 
@@ -54,9 +54,9 @@ def test_recv_only_socket_exposes_no_way_to_send():
 
 def test_receiver_works_with_every_socket_send_disabled(tmp_path, monkeypatch, key_file):
     """Sender in a subprocess; in this process every send method raises."""
-    from bdchub.bridge.audit import AuditLog
     from bdchub.bridge.diode.manifest import read_hmac_key
     from bdchub.bridge.diode.receiver import DiodeReceiver
+    from bdchub.core.audit import AuditLog
 
     calls = []
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bdchub.bridge.audit import AuditLog
 from bdchub.bridge.policy import ContentPolicy, PolicyConfig, Verdict, quarantine
+from bdchub.core.audit import AuditLog
 from bdchub.core.errors import ConfigError, PolicyError
 
 SHP_HEADER = struct.pack(">7i", 9994, 0, 0, 0, 0, 0, 50) + struct.pack("<2i", 1000, 5) + bytes(64)

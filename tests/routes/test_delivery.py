@@ -327,7 +327,7 @@ def test_metrics_count_messages_outcomes_and_parked():
 
 
 def test_hub_is_what_the_web_layer_expects_and_audits_to_a_chained_log(tmp_path):
-    from bdchub.bridge.audit import AuditLog
+    from bdchub.core.audit import AuditLog
     from bdchub.web.ports import HubPort
 
     hub = make_hub({"r": {"from": "a.b", "steps": [{"publish": "c.d"}]}})

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bdchub.core.errors import IntegrityError_
-from bdchub.core.i18n import _
+from .errors import IntegrityError_
+from .i18n import _
 
 GENESIS = "0" * 64
 
