@@ -117,8 +117,19 @@ class Envelope:
         return data
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
-                          default=str).encode("utf-8")
+        """The wire format: compact UTF-8 JSON. Built field by field rather than
+        through ``to_dict``: ``asdict`` deep-copies the body, and every message
+        the hub publishes passes here."""
+        body = self.body if isinstance(self.body, dict) else dict(self.body)
+        return json.dumps({
+            "type": self.type, "tenant": self.tenant, "body": body,
+            "business_no": self.business_no, "source": self.source,
+            "headers": dict(self.headers), "id": self.id, "created_at": self.created_at,
+            "attempt": self.attempt,
+            "trace": [{"route": h.route, "step": h.step, "started_at": h.started_at,
+                       "duration_ms": h.duration_ms, "outcome": h.outcome, "detail": h.detail}
+                      for h in self.trace]},
+            ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Envelope:

@@ -45,7 +45,9 @@ from bdchub.core.masking import Masker
 from bdchub.core.sealing import load_sealer
 from bdchub.core.store import Store, in_memory
 
-from .engine import H_ORIGIN, H_PARK_COUNT, H_REPLAY, Engine, Route, compile_route
+from .compiler import Route, compile_routes
+from .engine import Engine
+from .headers import H_ORIGIN, H_PARK_COUNT, H_REPLAY
 from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metrics
 from .progress import answer, applicant_key
 
@@ -140,14 +142,9 @@ class Hub:
             for name, block in (config.get("connectors") or {}).items():
                 if name not in built:
                     built[name] = _build_connector(name, block, config)
-        checklists = config.get("checklists") or {}
-        routes = {}
-        for name, spec in (config.get("routes") or {}).items():
-            route = compile_route(name, spec, prefix=prefix,
-                                  connectors=built if build_connectors else None,
-                                  checklists=checklists, sleep=sleep)
-            if route.enabled:
-                routes[name] = route
+        compiled = compile_routes(config, connectors=built if build_connectors else None,
+                                  prefix=prefix, sleep=sleep)
+        routes = {name: route for name, route in compiled.items() if route.enabled}
         mws: list[Middleware] = [metrics or default_metrics(), *(middleware or [])]
         engine = Engine(routes, connectors=built, store=store, broker=broker,
                         middleware=Middlewares(mws), validator=validator, clock=clock,
@@ -462,11 +459,6 @@ class Hub:
 
 
 def _build_connector(name: str, block: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
-    try:
-        from bdchub import connectors
+    from bdchub import connectors
 
-        return connectors.build(name, dict(block), base_dir=config.get("__dir__"))
-    except (ImportError, AttributeError):  # pragma: no cover - older connectors package
-        from bdchub.connectors import registry
-
-        return registry.create(name, dict(block))
+    return connectors.build(name, dict(block), base_dir=config.get("__dir__"))

@@ -7,7 +7,7 @@ import yaml
 
 from bdchub.core.config import check_text
 from bdchub.core.errors import ConfigError
-from bdchub.routes.engine import compile_route
+from bdchub.routes.compiler import compile_route
 
 CONFIG = """
 tenant: "320684"

@@ -205,3 +205,28 @@ def test_messages_are_chinese_by_default():
 def test_tenant_must_be_a_known_division_code():
     problem = only_problem(GOOD.replace('"320684"', '"329999"'))
     assert problem.startswith("config.yaml:1:9: tenant: '329999' is not a GB/T 2260 division code")
+
+
+def test_an_invalid_expression_is_reported_by_the_check_at_its_line():
+    text = GOOD.replace("- require_materials: {checklist: transfer}",
+                        "- filter: \"registration_type == [\"")
+    problem = only_problem(text)
+    assert problem.startswith("config.yaml:23:17: routes.online_application.steps[0].filter: ")
+    assert "not a valid JMESPath expression" in problem
+
+
+def test_a_request_reply_route_that_awaits_is_reported_by_the_check():
+    text = GOOD.replace("    from: application.submitted",
+                        "    from: {endpoint: {path: /v1/apply}}").replace(
+        "      - publish: application.forwarded",
+        "      - await: {types: [tax.cleared], timeout: 60}")
+    assert "cannot await other messages" in only_problem(text)
+
+
+def test_every_problem_of_the_file_is_reported_at_once():
+    text = (GOOD.replace("    timeout: 5", "    timout: 5")
+            .replace("      - publish: application.forwarded", "      - publsh: x.y")
+            .replace("{checklist: transfer}", "{checklist: transfr}"))
+    with pytest.raises(ConfigError) as err:
+        config.check_text(text, "config.yaml")
+    assert [p.split(":")[1] for p in err.value.problems] == ["9", "23", "32"]

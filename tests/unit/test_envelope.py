@@ -76,3 +76,13 @@ def test_from_json_refuses_malformed_input_with_a_message_error():
         Envelope.from_json(b"[]")
     with pytest.raises(MessageError, match="not a valid message envelope"):
         Envelope.from_json(json.dumps({"type": "a.b"}))
+
+
+def test_the_wire_format_carries_every_field_of_the_envelope():
+    from bdchub.core.envelope import Hop
+
+    env = make().evolve(headers={"x-a": "1"}, attempt=2,
+                        body={"nested": {"list": [1, {"申请人": "张三"}]}},
+                        trace=(Hop("r", "0:map", 1.5, 0.25, "ok", "d"),))
+    assert json.loads(env.to_json()) == env.to_dict()
+    assert Envelope.from_json(env.to_json()) == env
