@@ -41,6 +41,7 @@ from typing import Any
 import tenacity
 
 from bdchub.core import greenloop
+from bdchub.core.backoff import Backoff
 from bdchub.core.errors import (
     CircuitOpenError,
     ConnectorError,
@@ -77,18 +78,13 @@ class RetryPolicy:
 
     def backoff_for(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        base = min(self.max_backoff, self.backoff * (2 ** max(0, attempt - 1)))
-        spread = (rng or random).uniform(0, self.jitter) if self.jitter else 0.0
-        return base + spread
+        return Backoff(self.backoff, self.max_backoff, self.jitter).delay(attempt, rng=rng)
 
     def wait_for(self, attempt: int, exc: BaseException | None,
                  rng: random.Random | None = None) -> float:
         """The backoff, but never less than what the endpoint asked for."""
-        wait = self.backoff_for(attempt, rng)
-        asked = getattr(exc, "retry_after", None)
-        if asked:
-            wait = max(wait, float(asked))
-        return wait
+        return Backoff(self.backoff, self.max_backoff, self.jitter).delay(
+            attempt, retry_after=getattr(exc, "retry_after", None), rng=rng)
 
 
 def is_retryable(exc: BaseException) -> bool:
