@@ -46,11 +46,11 @@ from bdchub.core.errors import (
     ConnectorError,
     PermanentError,
     RecoverableError,
-    TimeoutError_,
 )
 from bdchub.core.i18n import _
 
 from .base import Connector
+from .http_errors import classify_requests_error
 
 RECOVERABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -162,38 +162,6 @@ def status_error(status: int, message: str, *, connector: str, operation: str,
     cls = RecoverableError if status in RECOVERABLE_STATUSES else PermanentError
     return cls(message, connector=connector, operation=operation, status=status,
                retry_after=retry_after)
-
-
-def classify_requests_error(exc: BaseException, *, connector: str,
-                            operation: str = "") -> ConnectorError:
-    """A ``requests`` exception in the hub's tree (the caller chains it)."""
-    if isinstance(exc, ConnectorError):
-        return exc
-    detail = _short(exc)
-    if isinstance(exc, requests.exceptions.SSLError):
-        return PermanentError(_("connector {name}: TLS failed: {error}", name=connector,
-                                error=detail), connector=connector, operation=operation)
-    if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
-        return TimeoutError_(_("connector {name}: no answer in time: {error}", name=connector,
-                               error=detail), connector=connector, operation=operation)
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError
-                  | requests.exceptions.ContentDecodingError | ConnectionError):
-        return RecoverableError(_("connector {name}: connection failed: {error}", name=connector,
-                                  error=detail), connector=connector, operation=operation)
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
-                  | requests.exceptions.InvalidSchema):
-        return PermanentError(_("connector {name}: bad URL: {error}", name=connector,
-                                error=detail), connector=connector, operation=operation)
-    if isinstance(exc, OSError):
-        return RecoverableError(_("connector {name}: connection failed: {error}", name=connector,
-                                  error=detail), connector=connector, operation=operation)
-    return PermanentError(_("connector {name}: {error}", name=connector, error=detail),
-                          connector=connector, operation=operation)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def prepare(session: requests.Session, request: requests.Request) -> PreparedRequest:

@@ -32,6 +32,8 @@ from requests.utils import get_encoding_from_headers
 
 from bdchub.core import greenloop
 
+from .http_errors import classify_requests_error
+
 #: loop -> {id(requests session): (the requests session, its aiohttp session)}
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                     dict[int, tuple[requests.Session, aiohttp.ClientSession]]]
@@ -41,8 +43,6 @@ _clients = weakref.WeakKeyDictionary()
 def send(session: requests.Session, request: PreparedRequest, timeout: tuple[float, float],
          *, connector: str, operation: str = "") -> requests.Response:
     """``connectors.http.send`` on the loop: suspends the calling greenlet meanwhile."""
-    from .http import classify_requests_error
-
     try:
         return greenloop.await_(_send(session, request, timeout))
     except requests.RequestException as exc:

@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .i18n import _
 from .registry import Registry, resolve
 from .suggest import did_you_mean
+from .violations import explain
 from .yamlsource import Path_, Source, dotted, load_yaml, parse_yaml
 
 DEFAULT_PATH = "config.yaml"
@@ -191,8 +192,6 @@ class Checker:
                              key=value, error=error.message), key=True)
             return None
         # The remaining keywords read the same in config and in messages.
-        from bdchub.schemas.catalog import explain
-
         self.add(path, explain(error))
         return None
 
@@ -262,22 +261,9 @@ def load(path: str | os.PathLike[str] = DEFAULT_PATH,
     return config
 
 
-# -- the sections core itself reads ------------------------------------------
+# -- the sections core itself reads (the tenant is the schemas' part:
+# GB/T 2260 division codes are domain knowledge) ---------------------------------
 
-def _check_tenant(checker: Checker, code: Any) -> None:
-    if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
-        return  # the schema has already said what is wrong
-    from bdchub.schemas import divisions
-
-    if divisions.lookup(code) is None:
-        checker.add(("tenant",), _("'{code}' is not a GB/T 2260 division code in the shipped "
-                                   "snapshot ({snapshot})", code=code, snapshot=divisions.SNAPSHOT))
-
-
-TENANT = {"type": "string", "pattern": r"^\d{6}$",
-          "description": "the county's 6-digit GB/T 2260 division code"}
-
-register_section("tenant", TENANT, required=True, check=_check_tenant)
 register_section("name", {"type": "string", "description": "the registration centre's name"})
 register_section("level", {"enum": ["county", "city", "province", "national"]})
 register_section("lang", {"enum": ["zh_CN", "en"]})

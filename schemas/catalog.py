@@ -35,6 +35,7 @@ from referencing.jsonschema import DRAFT202012
 
 from bdchub.core.errors import MessageError
 from bdchub.core.i18n import _
+from bdchub.core.violations import explain
 from bdchub.schemas.formats import FORMAT_CHECKER
 
 MESSAGES_DIR = Path(__file__).resolve().parent / "messages"
@@ -197,11 +198,6 @@ def json_path(parts: Iterable[str | int]) -> str:
     return out
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _extra_properties(error: ValidationError) -> list[str]:
     schema, instance = error.schema, error.instance
     if not isinstance(instance, dict) or not isinstance(schema, dict):
@@ -209,67 +205,6 @@ def _extra_properties(error: ValidationError) -> list[str]:
     known = set(schema.get("properties", {}))
     patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
     return [k for k in instance if k not in known and not any(p.search(k) for p in patterns)]
-
-
-def _anyof_required(error: ValidationError) -> list[str] | None:
-    """For ``anyOf: [{required: [a]}, {required: [b]}]``: the field names, else None."""
-    fields: list[str] = []
-    for branch in error.validator_value:
-        if not isinstance(branch, dict) or set(branch) != {"required"}:
-            return None
-        fields.extend(branch["required"])
-    return fields
-
-
-def explain(error: ValidationError) -> str:
-    kw, val, inst = error.validator, error.validator_value, error.instance
-    if kw == "format":
-        if error.cause is not None:
-            return str(error.cause)
-        return _("is not a valid {format}", format=val)
-    if kw == "type":
-        types = val if isinstance(val, list) else [val]
-        return _("must be of type {type}, got {value}", type=" / ".join(types), value=_short(inst))
-    if kw == "enum":
-        return _("{value} is not one of {allowed}", value=_short(inst),
-                 allowed=", ".join(_short(v) for v in val))
-    if kw == "const":
-        return _("must be {value}", value=_short(val))
-    if kw == "pattern":
-        # The regex means little to a clerk; the field's description says what is expected.
-        desc = error.schema.get("description") if isinstance(error.schema, dict) else None
-        if desc:
-            return _("{value} is not in the expected form: {description}",
-                     value=_short(inst), description=desc)
-        return _("{value} does not match the pattern {pattern}", value=_short(inst), pattern=val)
-    if kw == "minLength":
-        return _("must have at least {n} character(s)", n=val)
-    if kw == "maxLength":
-        return _("must have at most {n} character(s)", n=val)
-    if kw == "minItems":
-        return _("must have at least {n} item(s)", n=val)
-    if kw == "maxItems":
-        return _("must have at most {n} item(s)", n=val)
-    if kw == "uniqueItems":
-        return _("items must be unique")
-    if kw == "minimum":
-        return _("must be at least {n}", n=val)
-    if kw == "maximum":
-        return _("must be at most {n}", n=val)
-    if kw == "exclusiveMinimum":
-        return _("must be greater than {n}", n=val)
-    if kw == "exclusiveMaximum":
-        return _("must be less than {n}", n=val)
-    if kw == "anyOf":
-        fields = _anyof_required(error)
-        if fields:
-            return _("at least one of {fields} is required", fields=", ".join(fields))
-        return _("does not match any allowed form")
-    if kw == "oneOf":
-        return _("must match exactly one allowed form")
-    if kw == "not":
-        return _("is not allowed here")
-    return error.message
 
 
 def _violations(error: ValidationError) -> list[Violation]:
