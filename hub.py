@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from bdchub import __version__
-from bdchub.core import i18n
+from bdchub.core.cliopts import CONFIG_OPTION, LANG_OPTION
 from bdchub.core.errors import ConfigError, HubError, MessageError
 from bdchub.core.i18n import _
 
@@ -31,7 +31,7 @@ LAZY_COMMANDS = {
     "dlq": "bdchub.routes.cli:dlq_group",
     "trace": "bdchub.routes.cli:trace_command",
     "send": "bdchub.routes.cli:send_command",
-    "run": "bdchub.demo.cli:run_command",
+    "run": "bdchub.app.cli:run_command",
     "demo": "bdchub.demo.cli:demo_command",
 }
 
@@ -78,26 +78,15 @@ def _fail_unavailable(name: str, exc: Exception) -> None:
     raise HubError(_("command '{name}' is not available: {error}", name=name, error=exc))
 
 
-def _set_lang(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
-        i18n.set_language(value)
-
-
 @click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bdc-hub")
-@click.option("--lang", callback=_set_lang, expose_value=False, is_eager=True,
-              help="zh_CN (default) or en; also HUB_LANG.")
+@LANG_OPTION
 def cli() -> None:
     """bdc-hub: integration hub for Internet + real-estate registration (互联网+不动产登记)."""
 
 
-config_option = click.option("-c", "--config", "config_path", default="config.yaml",
-                             show_default=True, type=click.Path(dir_okay=False),
-                             envvar="HUB_CONFIG", help="the hub's config file")
-
-
 @cli.command()
-@config_option
+@CONFIG_OPTION
 @click.option("--ping", is_flag=True, help="also load every connector and probe its health")
 def check(config_path: str, ping: bool) -> None:
     """Check the configuration; exit 0, or 2 with every problem found."""

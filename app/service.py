@@ -1,14 +1,15 @@
-"""A whole hub process: the route workers, the inbound web endpoints, the pollers.
+"""A whole hub process: the route workers and the inputs (``app.inputs``).
 
 ``hub run`` and ``hub demo`` both assemble it from a loaded config::
 
     service = HubService.from_config(core.config.load("config.yaml"))
-    service.start()        # workers, then the inbound server, then the pollers
-    ...
+    service.start()        # workers, then the inputs: inbound server, pollers,
+    ...                    # diode inbox, ferry inbox
     service.stop()         # the reverse: nothing new comes in while work drains
+    service.kill()         # or at once; never raises
 
-The web server runs on its own event loop in a background thread
-(``web.loopserver``); the caller's thread stays free to wait for signals or
+Every input runs in background threads (the web server on its own event loop,
+``web.loopserver``); the caller's thread stays free to wait for signals or
 drive a demo.
 """
 
@@ -20,10 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bdchub.core.errors import ConfigError
-from bdchub.core.i18n import _
-
-from .pollers import Pollers
+from .inputs import InboundServer, Input, singleton_inputs
 
 log = logging.getLogger("bdchub.service")
 
@@ -40,35 +38,39 @@ def prepare_paths(config: Mapping[str, Any]) -> None:
                 break
 
 
-def _diode_inbox(config: Mapping[str, Any], hub: Any) -> Any:
-    """The ``bridge.diode_inbox`` watcher, if configured (imported only then)."""
-    if not (config.get("bridge") or {}).get("diode_inbox"):
-        return None
-    from bdchub.bridge.publish import InboxWatch
-
-    return InboxWatch.from_config(config, hub)
-
-
 class HubService:
-    """Workers + inbound server + pollers of one hub. See the module docstring."""
+    """The route workers and the inputs of one hub. See the module docstring.
+
+    ``inputs`` replaces the inputs the config describes (tests pass their own);
+    ``web=False`` leaves out the inbound server (``hub run`` with several
+    processes serves it itself); ``pollers=False`` leaves out the singleton
+    inputs, which one process of a deployment runs: the pollers and the bridge
+    watches."""
 
     def __init__(self, config: Mapping[str, Any], hub: Any, *, host: str | None = None,
-                 port: int | None = None, web: bool | None = None, pollers: bool = True):
+                 port: int | None = None, web: bool | None = None, pollers: bool = True,
+                 inputs: list[Input] | None = None):
         from bdchub.web.config_schema import with_defaults
 
         self.config = config
         self.hub = hub
         inbound = with_defaults(config.get("inbound"))
         listen = inbound["listen"]
-        self.web_enabled = bool(inbound.get("enabled", True)) if web is None else web
         self.host = host or str(listen["host"])
         self.port = int(listen["port"] if port is None else port)
-        self.threads = int(listen["threads"])
-        self.pollers = Pollers(config, connectors=hub.connectors, publish=hub.publish,
-                               store_engine=hub.store.engine) if pollers else None
-        self.diode_inbox = _diode_inbox(config, hub) if pollers else None
-        self.server: Any = None
-        self.app: Any = None
+        self.web: InboundServer | None = None
+        if inputs is None:
+            inputs = []
+            if bool(inbound.get("enabled", True)) if web is None else web:
+                self.web = InboundServer(hub, config, self.host, self.port,
+                                         int(listen["threads"]))
+                inputs.append(self.web)
+            if pollers:
+                inputs += singleton_inputs(config, hub)
+        self.inputs: list[Input] = list(inputs)
+        self._started: list[Input] = []
+        by_name = {i.name: i for i in self.inputs}
+        self.pollers = getattr(by_name.get("pollers"), "target", None)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, host: str | None = None,
@@ -85,68 +87,57 @@ class HubService:
             raise
 
     @property
+    def server(self) -> Any:
+        """The running inbound server (``web.loopserver.LoopServer``), or None."""
+        return self.web.server if self.web is not None else None
+
+    @property
     def url(self) -> str:
-        if self.server is not None:
-            return self.server.url
+        if self.web is not None:
+            return self.web.url
         return f"http://{self.host}:{self.port}"
 
     def endpoints(self) -> list[tuple[str, str, str]]:
         """(method, path, route) of the configured and route-declared inbound endpoints."""
-        if self.app is None:
-            return []
-        return [(e["method"], e["path"], e["route"]) for e in self.app.endpoints]
+        return self.web.endpoints() if self.web is not None else []
+
+    def watches(self) -> list[Any]:
+        """The inputs that watch a folder (bridge inboxes), each with ``name`` and ``path``."""
+        return [i for i in self.inputs if getattr(i, "path", None) is not None]
 
     def start(self) -> None:
-        """Workers first (so nothing accepted waits for them), then the inbound
-        server, then the pollers."""
-        from bdchub.web import loopserver
-        from bdchub.web.app import create_app
-
+        """Workers first (so nothing accepted waits for them), then each input in
+        order. When one cannot start, those already started are stopped, in
+        reverse, then the workers, and its error is raised."""
         self.hub.start()
         try:
-            if self.web_enabled:
-                self.app = create_app(self.hub, dict(self.config))
-                try:
-                    self.server = loopserver.start(self.app, self.host, self.port,
-                                                   threads=self.threads)
-                except OSError as exc:
-                    raise ConfigError(_("cannot listen on {host}:{port}: {error}",
-                                        host=self.host, port=self.port,
-                                        error=exc.strerror or exc)) from exc
-            if self.pollers is not None:
-                self.pollers.start()
-            if self.diode_inbox is not None:
-                self.diode_inbox.start()
+            for item in self.inputs:
+                item.start()
+                self._started.append(item)
         except BaseException:
             self.stop()
             raise
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking work (pollers, inbound), then let the workers finish. Never raises."""
-        if self.diode_inbox is not None:
-            with contextlib.suppress(Exception):
-                self.diode_inbox.stop()
-        if self.pollers is not None:
-            with contextlib.suppress(Exception):
-                self.pollers.stop()
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                self.server.close()
-            self.server = None
-        with contextlib.suppress(Exception):
+        """Stop taking work (the inputs, last started first), then let the workers
+        finish. Never raises: a part that fails to stop is logged and the others
+        still stop."""
+        while self._started:
+            item = self._started.pop()
+            try:
+                item.stop(timeout)
+            except Exception:  # noqa: BLE001 - the rest must still stop
+                log.exception("input %s did not stop cleanly", item.name)
+        try:
             self.hub.stop(timeout)
+        except Exception:  # noqa: BLE001
+            log.exception("the route workers did not stop cleanly")
 
     def kill(self) -> None:
         """Stop at once (what was in flight is redelivered next time). Never raises."""
-        if self.diode_inbox is not None:
+        while self._started:
+            item = self._started.pop()
             with contextlib.suppress(Exception):
-                self.diode_inbox.stop(timeout=1.0)
-        if self.pollers is not None:
-            with contextlib.suppress(Exception):
-                self.pollers.stop(timeout=1.0)
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                self.server.kill()
-            self.server = None
+                item.kill()
         with contextlib.suppress(Exception):
             self.hub.kill()

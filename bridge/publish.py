@@ -57,11 +57,48 @@ H_ITEM = "x-bridge-item"  # the item's path in the bag, or the diode object's na
 # original once acknowledged, the published path must stay valid.
 PUBLISHED = ".published"
 
+#: ``bridge.ferry_inbox``: the folder ``bridge.ferry_inbox.FerryWatch`` watches.
+FERRY_INBOX: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["path", "key"],
+    "description": "import the disc images and unpacked bags that arrive in this folder, "
+                   "publish what passes, quarantine what fails",
+    "properties": {
+        "path": {"type": "string", "minLength": 1,
+                 "description": "the folder where discs arrive (relative to this file)"},
+        "key": {"oneOf": [{"type": "string", "minLength": 1},
+                          {"type": "array", "minItems": 1,
+                           "items": {"type": "string", "minLength": 1}}],
+                "description": "the sender's key file(s): Ed25519 public key (PEM) or "
+                               "shared HMAC secret"},
+        "inbox": {"type": "string", "minLength": 1,
+                  "description": "where verified batches are delivered "
+                                 "(default: ferry/inbox in the hub's data folder)"},
+        "quarantine": {"type": "string", "minLength": 1,
+                       "description": "where refused discs go, with the reason "
+                                      "(default: ferry/quarantine in the data folder)"},
+        "ledger": {"type": "string", "minLength": 1,
+                   "description": "record of consumed batches, the replay barrier "
+                                  "(default: ferry/ledger.sqlite3 in the data folder)"},
+        "audit": {"type": "string", "minLength": 1,
+                  "description": "hash-chained audit log of the imports "
+                                 "(default: ferry/audit.jsonl in the data folder)"},
+        "policy": {"type": "boolean",
+                   "description": "apply the content policy to payload files (default true)"},
+        "poll_interval": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "seconds between looks at the folder"},
+        "keep_processed": {"type": "boolean",
+                           "description": "keep imported images under .processed/ "
+                                          "(default true)"},
+        "enabled": {"type": "boolean"},
+    },
+}
+
 #: The ``bridge:`` section of config.yaml (registered by ``bridge.parts``).
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "description": "the receiving side of the bridge, watched by hub run",
+    "description": "the receiving side of the bridge, watched by hub run (diode inbox, "
+                   "ferry inbox)",
     "properties": {
         "diode_inbox": {
             "type": "object", "additionalProperties": False, "required": ["path"],
@@ -76,6 +113,7 @@ SCHEMA: dict[str, Any] = {
                 "enabled": {"type": "boolean"},
             },
         },
+        "ferry_inbox": FERRY_INBOX,
     },
 }
 
@@ -355,15 +393,45 @@ def open_hub(config_path: str | os.PathLike[str]) -> Any:
     return Hub.from_config(load(config_path), build_connectors=False)
 
 
-class InboxWatch:
+class Watch:
+    """A folder looked at from a daemon thread for as long as the hub runs
+    (``hub run``): subclasses say what one run does with ``run(stop)``."""
+
+    thread_name = "bridge-watch"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,),
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Asks the thread to stop and waits up to ``timeout`` for the work under way."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+class InboxWatch(Watch):
     """``bridge.diode_inbox`` of the config: publishes the inbox from a thread for
     as long as the hub runs (``hub run``)."""
 
+    thread_name = "diode-inbox"
+
     def __init__(self, publisher: InboxPublisher, interval: float = 1.0):
+        super().__init__()
         self.publisher = publisher
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], hub: Any) -> InboxWatch | None:
@@ -377,17 +445,5 @@ class InboxWatch:
                                    keep_processed=bool(block.get("keep_processed", True)))
         return cls(publisher, float(block.get("poll_interval", 1.0)))
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.publisher.run,
-                                        args=(self._stop, self.interval),
-                                        name="diode-inbox", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def run(self, stop: threading.Event) -> None:
+        self.publisher.run(stop, self.interval)

@@ -77,8 +77,8 @@ def sandbox_environ(sb: Any, *, inbound_port: int | None = None, data_dir: str |
         env[f"HUB_WINDOW_{level.upper()}_APP_KEY"] = c[name]["app_key"]
         env[f"HUB_WINDOW_{level.upper()}_APP_SECRET"] = c[name]["app_secret"]
     if inbound_port is not None:
-        env["HUB_INBOUND_HOST"] = "127.0.0.1"
-        env["HUB_INBOUND_PORT"] = str(inbound_port)
+        env["HUB_LISTEN_HOST"] = "127.0.0.1"
+        env["HUB_LISTEN_PORT"] = str(inbound_port)
     if data_dir is not None:
         folder = Path(data_dir).resolve()
         env["HUB_BROKER_URL"] = f"sqla+sqlite:///{folder / 'broker.db'}"

@@ -19,12 +19,9 @@ from typing import Any
 
 import click
 
+from bdchub.core.cliopts import CONFIG_OPTION
 from bdchub.core.errors import ConfigError, HubError
 from bdchub.core.i18n import _
-
-CONFIG_OPTION = click.option("-c", "--config", "config_path", default="config.yaml",
-                             show_default=True, type=click.Path(dir_okay=False),
-                             help="the hub's config.yaml")
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from bdchub.core.audit import AuditLog
+from bdchub.core.cliopts import config_option
 from bdchub.core.errors import BridgeError, ConfigError, HubError
 from bdchub.core.i18n import _
 
@@ -61,10 +62,7 @@ def _load_policy(path: str | None, scanner: str | None, audit: AuditLog) -> Cont
     return ContentPolicy(PolicyConfig.from_mapping(data), audit=audit)
 
 
-def _config_option(fn: Any) -> Any:
-    return click.option("-c", "--config", "config_path", default="config.yaml",
-                        show_default=True, type=click.Path(dir_okay=False),
-                        help=_("the hub's config.yaml (for --publish)"))(fn)
+_config_option = config_option(help=_("the hub's config.yaml (for --publish)"))
 
 
 @click.group(name="bridge", help=_("One-way optical gate (diode) and bridge audit."))

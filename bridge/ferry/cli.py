@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bdchub.core.audit import AuditLog
+from bdchub.core.cliopts import config_option
 from bdchub.core.errors import BridgeError
 from bdchub.core.i18n import _
 
@@ -49,10 +50,7 @@ def _audit_options(fn):
     return fn
 
 
-def _config_option(fn):
-    return click.option("-c", "--config", "config_path", default="config.yaml",
-                        show_default=True, type=click.Path(dir_okay=False),
-                        help=_("the hub's config.yaml (for --publish)"))(fn)
+_config_option = config_option(help=_("the hub's config.yaml (for --publish)"))
 
 
 def _publish(hub, batches: list, inbox: str, as_json: bool) -> None:  # noqa: ANN001

@@ -132,7 +132,7 @@ def test_hub_run_with_two_processes_serves_one_port_polls_once_and_stops_on_sigt
     sb = clean_sandbox
     port = free_port()
     env = sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
-                          HUB_COURT_POLL_SECONDS="0.5", HUB_INBOUND_PROCESSES="2")
+                          HUB_COURT_POLL_SECONDS="0.5", HUB_LISTEN_PROCESSES="2")
     with hub_run(tmp_path, env) as output:
         out = output.until("stop with Ctrl-C or SIGTERM")
         assert f"2 processes on http://127.0.0.1:{port}" in out
