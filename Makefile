@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "bdc-hub needs Python 3.11 or newer"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip 'setuptools>=77' wheel
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
@@ -45,8 +45,10 @@ nodered:
 	  else echo "npm not found: Node-RED cases will be skipped"; fi; \
 	fi
 
+# ruff, then the floors of the house (.importlinter: layers, no cycles).
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # pytest exits 5 when a tier selects no test; that is not a failure of the tier.
 unit:

@@ -177,8 +177,9 @@ def _inline(node: Any, resolver: Any, seen: tuple[int, ...]) -> Any:
 
 
 def describe(name: str) -> str:
-    """The schema's title."""
-    return str(_load(name).get("title", name))
+    """The schema's title in the user's language (titles are English msgids
+    with their translations in locale/<lang>/schemas.po)."""
+    return _(str(_load(name).get("title", name)))
 
 
 # --------------------------------------------------------------------------

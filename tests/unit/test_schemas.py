@@ -311,3 +311,15 @@ def test_a_schema_whose_references_loop_keeps_them():
             "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}}
     registry = Registry().with_resource(tree["$id"], Resource.from_contents(tree, DRAFT202012))
     assert catalog._inlined(tree, registry) is None
+
+
+def test_every_schema_title_is_shown_in_chinese_by_default():
+    from bdchub.core import i18n
+    from bdchub.schemas import catalog
+
+    with i18n.use_language("zh_CN"):
+        chinese = {name: catalog.describe(name) for name in catalog.names()}
+    with i18n.use_language("en"):
+        english = {name: catalog.describe(name) for name in catalog.names()}
+    untranslated = [name for name in chinese if chinese[name] == english[name]]
+    assert not untranslated
