@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from bdchub.core.broker import InMemoryBroker, KombuBroker, broker_from_url, topic_matches
-from bdchub.core.errors import HubError
+from bdchub.core.errors import HubError, RecoverableError
 
 
 @pytest.mark.parametrize("pattern,key,expected", [
@@ -143,3 +144,40 @@ def test_sql_transport_requeues_a_rejected_message(tmp_path):
     b.stop(timeout=5)
     b.close()
     assert len(seen) == 2 and _rows(db) == []
+
+
+def _unreachable_amqp_url() -> str:
+    with socket.socket() as sock:  # a loopback port nothing listens on any more
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{port}//"
+
+
+def test_publish_to_an_unreachable_broker_gives_up_at_its_timeout_with_a_recoverable_error():
+    b = KombuBroker(_unreachable_amqp_url(), publish_timeout=0)
+    with pytest.raises(RecoverableError, match="m-17"):
+        b.publish(b"{}", "a.b", message_id="m-17")
+
+
+def test_a_killed_broker_gives_up_publishing_without_retrying(caplog):
+    b = KombuBroker(_unreachable_amqp_url(), publish_timeout=60)
+    b.kill()
+    with caplog.at_level("WARNING", logger="bdchub.broker"), pytest.raises(RecoverableError):
+        b.publish(b"{}", "a.b", message_id="m-18")
+    assert not [m for m in caplog.messages if "retrying" in m]
+
+
+def test_the_consumer_reconnects_with_growing_waits_until_stopped(caplog):
+    b = KombuBroker(_unreachable_amqp_url())
+    before = set(threading.enumerate())
+    with caplog.at_level("WARNING", logger="bdchub.broker"):
+        b.consume({}, {})
+        (consumer,) = [t for t in threading.enumerate()
+                       if t not in before and t.name == "broker-consumer"]
+        deadline = time.monotonic() + 20
+        while len(caplog.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        b.stop(timeout=1)
+    lost = [m for m in caplog.messages if "connection lost" in m]
+    assert [m.rsplit(" ", 1)[1] for m in lost[:2]] == ["0.2s", "0.4s"]
+    assert not consumer.is_alive() and not b.connected.is_set()

@@ -1,0 +1,377 @@
+"""``KombuBroker``: RabbitMQ, or the embedded SQL broker, through kombu.
+
+``amqp://`` gives durable (or quorum) queues, persistent messages and
+publisher confirms; ``sqla+…`` gives kombu's SQLAlchemy transport with the
+hub's leases (``leased_sql``). Message bodies may be sealed (``core.sealing``)
+because queued messages carry personal data and sit on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue as _queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..backoff import Backoff
+from ..errors import RecoverableError, StoreError
+from ..i18n import _
+from ..sealing import Sealer
+from .base import Broker, Delivery, Handler, topic_matches
+from .retry import Retry
+
+__all__ = ["SEALED_COLUMN", "SEALED_CONTENT_TYPE", "KombuBroker"]
+
+#: Sealed message bodies: ``core.sealing`` text under this name and content type.
+SEALED_COLUMN = "broker.message"
+SEALED_CONTENT_TYPE = "application/x-bdchub-sealed"
+
+log = logging.getLogger("bdchub.broker")
+
+
+class KombuBroker(Broker):
+    """RabbitMQ (``amqp://``) or kombu's SQL transport (``sqla+…``) through kombu.
+
+    One consumer thread owns the consuming connection: deliveries are handed to
+    handlers there, and acks are queued back to it (kombu channels are not
+    thread-safe). Every publishing thread has its own connection.
+    """
+
+    #: Waits between attempts to declare or publish, until ``publish_timeout``.
+    publish_backoff = Backoff(first=0.1, cap=2.0)
+    #: Waits between attempts of the consumer to reconnect, until stopped.
+    reconnect_backoff = Backoff(first=0.2, cap=5.0)
+
+    def __init__(self, url: str, *, prefix: str = "bdchub", exchange: str | None = None,
+                 queue_type: str = "classic", confirm: bool = True,
+                 visibility_timeout: float = 30.0, polling_interval: float = 0.02,
+                 publish_timeout: float = 120.0, connect_timeout: float = 5.0,
+                 sealer: Sealer | None = None):
+        import kombu
+
+        self._kombu = kombu
+        # Queued messages carry personal data and sit on disk (the SQLite file,
+        # RabbitMQ's durable queues): sealed like the store's columns.
+        self._sealer = sealer
+        if url.startswith("sqlite:"):
+            url = "sqla+" + url
+        self.url = url
+        self.virtual = url.startswith(("sqla+", "sqlalchemy+"))
+        self.prefix = prefix
+        self.queue_type = queue_type
+        self.visibility_timeout = float(visibility_timeout)
+        self.publish_timeout = float(publish_timeout)
+        if self.virtual:
+            from .leased_sql import LeasedSqlaTransport
+
+            self._conn_args: dict[str, Any] = {
+                "hostname": url.split("+", 1)[1], "transport": LeasedSqlaTransport,
+                "transport_options": {"polling_interval": polling_interval}}
+        else:
+            self._conn_args = {"hostname": url, "connect_timeout": connect_timeout,
+                               "transport_options": {"confirm_publish": confirm}}
+        self.topic = kombu.Exchange(exchange or f"{prefix}.events", type="topic", durable=True)
+        self.direct = kombu.Exchange(f"{prefix}.direct", type="direct", durable=True)
+        self._queues: dict[str, Any] = {}
+        self._patterns: dict[str, tuple[str, ...]] = {}
+        self._local = threading.local()
+        self._producers: list[Any] = []  # one connection per publishing thread, closed at close()
+        self._producers_lock = threading.Lock()
+        self._handlers: dict[str, Handler] = {}
+        self._prefetch: dict[str, int] = {}
+        self._acks: _queue.SimpleQueue[tuple[int, Any, str]] = _queue.SimpleQueue()
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._gen = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._killed = threading.Event()
+        self._consumer_conn: Any = None
+        self.connected = threading.Event()
+
+    # -- topology
+    def _connection(self) -> Any:
+        return self._kombu.Connection(**self._conn_args)
+
+    def _connected(self) -> Any:
+        conn = self._connection()
+        try:
+            # One attempt: kombu's own retry would sleep 2 s between tries, out
+            # of reach of kill(); the callers' ``Retry`` is the only loop.
+            conn.ensure_connection(max_retries=0)
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.release()
+            raise
+        return conn
+
+    def declare_queue(self, name: str, patterns: Sequence[str]) -> None:
+        kombu = self._kombu
+        args = {"x-queue-type": "quorum"} if self.queue_type == "quorum" and not self.virtual else None
+        bindings = [kombu.binding(self.topic, routing_key=p) for p in patterns]
+        bindings.append(kombu.binding(self.direct, routing_key=name))
+        queue = kombu.Queue(name, bindings=bindings, durable=True, auto_delete=False,
+                            queue_arguments=args)
+        self._queues[name] = queue
+        self._patterns[name] = tuple(patterns)
+        if not self.virtual:
+            self._retrying(lambda conn: self._declare(conn, queue), what="declare")
+
+    def _declare(self, conn: Any, queue: Any) -> None:
+        with conn.channel() as channel:
+            queue(channel).declare()
+
+    def _retrying(self, fn: Callable[[Any], Any], *, what: str) -> Any:
+        retry = Retry(self.publish_backoff, stop=self._killed, timeout=self.publish_timeout)
+        while True:
+            try:
+                with self._connected() as conn:
+                    return fn(conn)
+            except Exception as exc:  # noqa: BLE001 - every transport error looks different
+                if not retry.again(exc):
+                    raise RecoverableError(_("broker unavailable ({what}): {error}",
+                                             what=what, error=exc)) from exc
+
+    # -- publishing
+    def _producer(self) -> Any:
+        producer = getattr(self._local, "producer", None)
+        if producer is None:
+            conn = self._connected()
+            producer = self._kombu.Producer(conn.channel())
+            self._local.producer = producer
+            with self._producers_lock:
+                self._producers.append(producer)
+        return producer
+
+    def _drop_producer(self) -> None:
+        producer = getattr(self._local, "producer", None)
+        self._local.producer = None
+        if producer is not None:
+            with self._producers_lock, contextlib.suppress(ValueError):
+                self._producers.remove(producer)
+            with contextlib.suppress(Exception):
+                producer.connection.close()
+
+    def _targets(self, routing_key: str) -> list[str]:
+        return [q for q, pats in self._patterns.items() if any(topic_matches(p, routing_key) for p in pats)]
+
+    def publish(self, body: bytes, routing_key: str, *, queue: str | None = None,
+                message_id: str = "") -> None:
+        retry = Retry(self.publish_backoff, stop=self._killed, timeout=self.publish_timeout)
+        content_type = "application/json"
+        if self._sealer is not None:
+            body = self._sealer.seal(SEALED_COLUMN, body.decode("utf-8")).encode("ascii")
+            content_type = SEALED_CONTENT_TYPE
+        props = {"content_type": content_type, "content_encoding": "utf-8",
+                 "delivery_mode": 2, "retry": False}
+        if message_id:
+            props["message_id"] = message_id
+        while True:
+            try:
+                producer = self._producer()
+                if self.virtual:
+                    # Bindings of virtual transports live in each connection's memory;
+                    # the hub knows its topology, so it routes itself.
+                    for target in ([queue] if queue else self._targets(routing_key)):
+                        producer.publish(body, exchange="", routing_key=target, **props)
+                elif queue:
+                    producer.publish(body, exchange=self.direct, routing_key=queue, **props)
+                else:
+                    producer.publish(body, exchange=self.topic, routing_key=routing_key, **props)
+                return
+            except Exception as exc:  # noqa: BLE001 - connection, channel and nack errors alike
+                self._drop_producer()
+                if not retry.again(exc, "publish failed (%s); retrying in %.1fs"):
+                    raise RecoverableError(_("broker unavailable, message {id} not published: {error}",
+                                             id=message_id, error=exc)) from exc
+
+    # -- consuming
+    def consume(self, handlers: Mapping[str, Handler], prefetch: Mapping[str, int]) -> None:
+        self._handlers.update(handlers)
+        self._prefetch.update(prefetch)
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._consume_loop, name="broker-consumer",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def in_flight(self) -> int:
+        return self._inflight
+
+    def _settler(self, gen: int, message: Any) -> Callable[[str], None]:
+        def settle(op: str) -> None:
+            self._acks.put((gen, message, op))
+        return settle
+
+    def _on_message(self, name: str, gen: int, message: Any) -> None:
+        with self._inflight_lock:
+            self._inflight += 1
+        redelivered = bool((message.delivery_info or {}).get("redelivered"))
+        body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+        try:
+            if message.content_type == SEALED_CONTENT_TYPE:
+                if self._sealer is None:
+                    raise StoreError(_("a sealed message arrived but this hub has no data key"))
+                body = self._sealer.open(SEALED_COLUMN, body.decode("ascii")).encode("utf-8")
+        except (StoreError, UnicodeDecodeError) as exc:
+            # Not ours to read (another data key) or damaged. Neither acked nor
+            # rejected: it stays with the broker, which hands it out again after
+            # a restart (RabbitMQ) or the lease (SQL), once the key is set right;
+            # a requeue would spin on it.
+            log.error("message on %s cannot be opened (%s); held, not acked", name, exc)
+            with self._inflight_lock:
+                self._inflight -= 1
+            return
+        delivery = Delivery(body, name, redelivered, self._settler(gen, message))
+        try:
+            self._handlers[name](delivery)
+        except Exception:  # a handler bug must not kill the consumer
+            log.exception("handler for %s failed", name)
+            delivery.reject(requeue=True)
+
+    def _flush_acks(self, gen: int) -> None:
+        while True:
+            try:
+                msg_gen, message, op = self._acks.get_nowait()
+            except _queue.Empty:
+                return
+            with self._inflight_lock:
+                self._inflight -= 1
+            if msg_gen != gen:
+                continue  # its channel is gone; the broker redelivers it and dedup absorbs it
+            if op == "ack":
+                message.ack()
+            else:
+                message.reject(requeue=(op == "requeue"))
+
+    def _consume_loop(self) -> None:
+        retry = Retry(self.reconnect_backoff, stop=self._stopping)  # kill() sets it too
+        while not self._stopping.is_set():
+            conn = None
+            try:
+                conn = self._connected()
+                self._consumer_conn = conn
+                self._gen += 1
+                gen = self._gen
+                # Deliveries of the previous connection cannot be acked any more.
+                self._flush_acks(gen)
+                consumers = []
+                for name in self._handlers:
+                    channel = conn.channel()
+                    consumer = self._kombu.Consumer(
+                        channel, queues=[self._queues[name]], no_ack=False,
+                        on_message=lambda m, n=name, g=gen: self._on_message(n, g, m),
+                        prefetch_count=self._prefetch.get(name) or 16)
+                    consumer.consume()
+                    consumers.append(consumer)
+                self.connected.set()
+                retry.reset()
+                self._serve(conn, gen, consumers)
+                return
+            except Exception as exc:  # noqa: BLE001 - reconnect on anything the transport raises
+                self.connected.clear()
+                if not retry.again(exc, "broker connection lost (%s); reconnecting in %.1fs"):
+                    return
+            finally:
+                self._consumer_conn = None
+                if conn is not None and not self._killed.is_set():
+                    with contextlib.suppress(Exception):
+                        conn.release()
+
+    def _serve(self, conn: Any, gen: int, consumers: list[Any]) -> None:
+        lease_every = max(0.5, self.visibility_timeout / 3)
+        next_lease = time.monotonic()
+        while not self._stopping.is_set():
+            self._flush_acks(gen)
+            try:
+                conn.drain_events(timeout=0.005 if self._inflight else 0.2)
+            except TimeoutError:
+                pass
+            if self.virtual and time.monotonic() >= next_lease:
+                next_lease = time.monotonic() + lease_every
+                self._leases(consumers)
+        if self._killed.is_set():
+            return
+        for consumer in consumers:
+            with contextlib.suppress(Exception):
+                consumer.cancel()
+        deadline = time.monotonic() + self._stop_timeout
+        while self._inflight and time.monotonic() < deadline:
+            self._flush_acks(gen)
+            if self.virtual:
+                time.sleep(0.005)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.01)
+        self._flush_acks(gen)
+
+    def _leases(self, consumers: list[Any]) -> None:
+        for i, consumer in enumerate(consumers):
+            with contextlib.suppress(Exception):
+                consumer.channel.renew_leases()
+                if i == 0:  # one table: one sweep is enough
+                    consumer.channel.recover_expired(self.visibility_timeout)
+
+    _stop_timeout = 30.0
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop_timeout = timeout
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 5)
+            self._thread = None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop(timeout=5)
+        with self._producers_lock:
+            producers, self._producers = self._producers, []
+        for producer in producers:
+            with contextlib.suppress(Exception):
+                producer.connection.close()
+        self._local = threading.local()
+
+    def kill(self) -> None:
+        self._killed.set()
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            conn = self._consumer_conn
+            if conn is not None:
+                if self.virtual:
+                    # Like a killed process: give nothing back; leases run out instead.
+                    for channel in list(getattr(conn.transport, "channels", [])):
+                        channel.do_restore = False
+                        channel.qos.restore_at_shutdown = False
+                else:
+                    conn.collect()  # drop the socket; RabbitMQ requeues what was unacked
+        with self._producers_lock:
+            producers, self._producers = self._producers, []
+        if not self.virtual:
+            for producer in producers:
+                with contextlib.suppress(Exception):
+                    producer.connection.collect()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+
+    def queue_size(self, name: str) -> int | None:
+        queue = self._queues.get(name)
+        if queue is None:
+            return None
+        try:
+            with self._connection() as conn, conn.channel() as channel:
+                if self.virtual:
+                    return int(channel._size(name))
+                _name, count, _consumers = queue(channel).queue_declare(passive=True)
+                return int(count)
+        except Exception:  # noqa: BLE001 - a size is only informative
+            return None
+
+    def purge(self, name: str) -> None:
+        with self._connection() as conn, conn.channel() as channel:
+            queue = self._queues.get(name) or self._kombu.Queue(name)
+            queue(channel).purge()
