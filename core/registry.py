@@ -90,6 +90,12 @@ class Registry(Generic[T]):
             self._targets[name] = target
             self._loaded.pop(name, None)
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a test's or a plug-in's own registration)."""
+        with self._lock:
+            self._targets.pop(name, None)
+            self._loaded.pop(name, None)
+
     def names(self) -> list[str]:
         load_parts()
         return sorted(self._targets)
