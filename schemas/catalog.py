@@ -18,7 +18,6 @@ comes from); a schema whose references loop keeps them.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -35,6 +34,7 @@ from referencing.jsonschema import DRAFT202012
 
 from bdchub.core.errors import MessageError
 from bdchub.core.i18n import _
+from bdchub.core.suggest import closest
 from bdchub.core.violations import explain
 from bdchub.schemas.formats import FORMAT_CHECKER
 
@@ -66,10 +66,10 @@ def names() -> list[str]:
 
 
 def _unknown(name: str) -> MessageError:
-    close = difflib.get_close_matches(name, names(), n=1)
+    close = closest(name, names())
     if close:
         return MessageError(_("unknown message schema '{name}'; did you mean '{hint}'?",
-                              name=name, hint=close[0]))
+                              name=name, hint=close))
     return MessageError(_("unknown message schema '{name}'; known: {known}",
                           name=name, known=", ".join(names())))
 

@@ -111,10 +111,15 @@ def test_trace_prints_the_verification_records_masked(tmp_path):
         "broker": {"url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"},
         "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
         "connectors": {"gov": {"type": "fake", "responses": {"verify_identity": {
-            "match": True, "name": "张三", "id_number": "110105199001011234"}}}},
+            "match": True, "name": "张三", "id_number": "110105199001011234"},
+            # What the exchange platform answers a household check with.
+            "household": {"found": True, "entries": [
+                {"name": "李四", "cert_num": "11010519850202002X", "relation": "户主"}]}}}},
         "routes": {"intake": {"from": "application.submitted", "steps": [
             {"enrich": {"connector": "gov", "operation": "verify_identity",
-                        "into": "checks.identity", "record": "identity"}}]}},
+                        "into": "checks.identity", "record": "identity"}},
+            {"enrich": {"connector": "gov", "operation": "household",
+                        "into": "checks.household", "record": "household"}}]}},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -128,5 +133,8 @@ def test_trace_prints_the_verification_records_masked(tmp_path):
     assert "identity" in record and '"match": true' in record
     assert "张*" in record and "110105********1234" in record
     assert "张三" not in traced.output and "110105199001011234" not in traced.output
+    [household] = [line for line in traced.output.splitlines() if '"relation"' in line]
+    assert "李*" in household and "110105********002X" in household
+    assert "李四" not in traced.output and "11010519850202002X" not in traced.output
     other = CliRunner().invoke(trace_command, ["-c", str(path), "--tenant", "320612", "C-9"])
     assert other.exit_code == 1  # another county's records stay out
