@@ -323,11 +323,7 @@ class Engine:
         except ConnectorError:
             raise
         except Exception as exc:  # noqa: BLE001 - the connector classifies library errors
-            classify = getattr(connector, "classify", None)
-            if classify is not None:
-                raise classify(exc) from exc
-            raise PermanentError(str(exc), connector=call.connector,
-                                 operation=call.operation) from exc
+            raise connector.classify(exc) from exc
 
     def call_connectors(self, run: Run, step: Step) -> list[Any]:
         """The replies of the step's connector calls, in order (see ``steps.calling``)."""
