@@ -28,6 +28,7 @@ from typing import Any
 
 from bdchub.core.audit import AuditLog
 from bdchub.core.errors import ConfigError, PolicyError
+from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
 KINDS = ("zip", "pdf", "dxf", "dwg", "gml", "xml", "geojson", "json",
@@ -362,14 +363,6 @@ class ContentPolicy:
             out = (proc.stdout or proc.stderr or b"").decode("utf-8", "replace").strip()
             raise _Refuse(_("scanner refused (exit {code}): {output}", code=proc.returncode,
                             output=out.splitlines()[0][:200] if out else "-"), kind)
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def move_durably(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:

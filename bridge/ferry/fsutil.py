@@ -1,4 +1,5 @@
-"""Small file-system helpers: atomic writes, directory fsync, moves that never half-land."""
+"""Small file-system helpers: atomic writes, locks, moves that never half-land
+(directory fsync is ``core.fsutil.fsync_dir``, re-exported here for the ferry)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from bdchub.core.fsutil import fsync_dir
 
 
 def write_file(path: Path, data: bytes, *, sync: bool = False) -> None:
