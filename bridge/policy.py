@@ -5,9 +5,10 @@ by content, never by the name alone: the type comes from magic bytes (and the
 extension must agree with it), sizes are capped, archives are opened and
 walked member by member (count, declared and actual uncompressed size,
 compression ratio, path traversal, symlinks, encrypted or nested members,
-incomplete shapefile sets), XML may not carry a DTD or entities, and an
-optional external scanner gets the last word. Whatever fails goes to
-quarantine with a reason file; every verdict is audited.
+incomplete shapefile sets), XML may not carry a DTD or entities (in whatever
+encoding it is written: ``core.safexml``), and an optional external scanner
+gets the last word. Whatever fails goes to quarantine with a reason file; every
+verdict is audited.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bdchub.core.audit import AuditLog
 from bdchub.core.errors import ConfigError, PolicyError
 from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
+from bdchub.core.safexml import DtdScan
 
 KINDS = ("zip", "pdf", "dxf", "dwg", "gml", "xml", "geojson", "json",
          "shp", "shx", "dbf", "png", "jpeg", "tiff")
@@ -235,14 +237,13 @@ class ContentPolicy:
     def _check_xml(self, p: Path, head: bytes) -> str:
         # A DTD can define entities (billion laughs) or point outside (XXE);
         # nothing we accept needs one, so look for it through the whole file.
-        tail = b""
+        scan = DtdScan()
         with p.open("rb") as fh:
             while chunk := fh.read(1 << 20):
-                window = tail + chunk
-                if b"<!DOCTYPE" in window or b"<!ENTITY" in window:
-                    raise _Refuse(_("XML with a DTD or entity declarations is not accepted"),
-                                  "xml")
-                tail = window[-16:]
+                if scan.feed(chunk):
+                    break
+        if scan.close():
+            raise _Refuse(_("XML with a DTD or entity declarations is not accepted"), "xml")
         return "gml" if b"http://www.opengis.net/gml" in head else "xml"
 
     def _check_zip(self, p: Path, size: int) -> None:
@@ -309,15 +310,13 @@ class ContentPolicy:
             if info.is_dir():
                 continue
             ext = PurePosixPath(info.filename).suffix.lower()
-            head, tail, dtd = b"", b"", False
+            head, scan = b"", DtdScan()
             try:
                 with zf.open(info) as fh:
                     while chunk := fh.read(1 << 20):
                         if len(head) < 4096:
                             head += chunk[:4096 - len(head)]
-                        window = tail + chunk
-                        dtd = dtd or b"<!DOCTYPE" in window or b"<!ENTITY" in window
-                        tail = window[-16:]
+                        scan.feed(chunk)
                         total += len(chunk)
                         if total > cfg.max_total_uncompressed:
                             raise _Refuse(_("archive expands beyond {limit} bytes",
@@ -332,7 +331,7 @@ class ContentPolicy:
             if kind in ARCHIVE_KINDS and not cfg.allow_nested_archives:
                 raise _Refuse(_("nested archive {name!r} is not accepted",
                                 name=info.filename), "zip")
-            if kind == "xml" and dtd:
+            if kind == "xml" and scan.close():
                 raise _Refuse(_("archive member {name!r}: XML with a DTD or entity "
                                 "declarations is not accepted", name=info.filename), "zip")
             if ext in SIDECAR_EXTENSIONS:

@@ -25,7 +25,8 @@ permanent. HTTP and connection errors as in ``connectors.http``. A reply or
 WSDL with a DTD, entity declarations or external references is refused by
 zeep before anything is expanded (``forbid_dtd``, ``forbid_entities``,
 ``forbid_external``; ``xml_huge_tree`` off) and raised as ``UnsafeXMLError``;
-replies are checked for a DOCTYPE even before zeep parses them. While the WSDL
+replies are checked for a DOCTYPE in their prolog, in whatever encoding, even
+before zeep parses them (``core.safexml.declares_dtd``). While the WSDL
 loads, its imports are fetched only from the WSDL's own origin (or
 ``import_origins``): zeep's ``forbid_external`` would refuse every remote
 xsd:import, so the transport enforces the narrower rule itself.
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import re
 import threading
 import time
 from decimal import Decimal
@@ -66,6 +66,7 @@ from bdchub.core.errors import (
     UnsafeXMLError,
 )
 from bdchub.core.i18n import _
+from bdchub.core.safexml import declares_dtd
 
 from .base import CallContext, Connector, Health
 from .http import (
@@ -547,24 +548,6 @@ def _detail_flag(detail: Any) -> bool | None:
             if text in _FALSE:
                 return False
     return None
-
-
-_PROLOG_SKIP = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
-
-
-def declares_dtd(content: bytes) -> bool:
-    """Whether an XML document has a document type declaration (where DTDs,
-    entity definitions and external references live) in its prolog."""
-    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
-        content = content.decode("utf-16", errors="replace").encode("utf-8")
-    content = content.removeprefix(b"\xef\xbb\xbf")
-    position = 0
-    while True:
-        match = _PROLOG_SKIP.match(content, position)
-        if not match or match.end() == position:
-            break
-        position = match.end()
-    return content.startswith(b"<!DOCTYPE", position)
 
 
 def _origin(url: str) -> str:
