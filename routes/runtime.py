@@ -361,6 +361,11 @@ class Hub:
         return [{"route": r.name, **(r.endpoint or {})} for r in self.routes.values()
                 if r.endpoint is not None]
 
+    def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:
+        """Record a signed request's nonce for the web layer, in the store every
+        process serving this hub shares; False for a replay (see Store.remember_nonce)."""
+        return self.store.remember_nonce(digest, expires_at, now)
+
     def audit(self, event: str, **fields: Any) -> None:
         """Append one record to the hub's hash-chained audit log (``bridge.audit``):
         ``<config dir>/data/audit.jsonl``, HMAC-keyed with ``BDCHUB_AUDIT_KEY`` when set.

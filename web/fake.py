@@ -28,6 +28,7 @@ class FakeHub:
         self.routes: dict[str, Callable[[Envelope], Envelope]] = {}
         self.fail_publish: HubError | None = None  # set to make publish raise
         self._progress: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._nonces: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # -- HubPort ---------------------------------------------------------
@@ -67,6 +68,16 @@ class FakeHub:
     def audit(self, event: str, **fields: Any) -> None:
         with self._lock:
             self.audits.append((event, fields))
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return []
+
+    def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:
+        with self._lock:
+            if self._nonces.get(digest, now) > now:
+                return False
+            self._nonces[digest] = expires_at
+            return True
 
     # -- test helpers ----------------------------------------------------
     def add_progress(self, tenant: str, business_no: str, record: dict[str, Any]) -> None:

@@ -1,9 +1,8 @@
 """What the web layer needs from the hub, as one small Protocol.
 
-The route engine's runtime (``routes.runtime``) implements ``HubPort``; when
-it also has ``endpoints()`` (the ``from: {endpoint: …}`` routes), the web layer
-serves those endpoints too. ``web.fake.FakeHub`` is the in-memory
-sibling for tests. Nothing in ``web`` imports the engine.
+The route engine's runtime (``routes.runtime.Hub``) implements ``HubPort``;
+``web.fake.FakeHub`` is the in-memory sibling for tests. Nothing in ``web``
+imports the engine, and nothing in ``web`` asks the hub for more than this.
 """
 
 from __future__ import annotations
@@ -39,4 +38,15 @@ class HubPort(Protocol):
 
     def audit(self, event: str, **fields: Any) -> None:
         """Append one audit record. Callers pass no PII unmasked."""
+        ...
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Inbound endpoints declared by routes (``from: {endpoint: …}``), served
+        besides those of ``inbound.endpoints``: ``route``, ``path``, ``method`` …"""
+        ...
+
+    def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:
+        """Record a signed request's nonce (``digest``) until ``expires_at`` where
+        every process serving this hub sees it. False when it is recorded and
+        unexpired already: a replay, whichever process saw it first."""
         ...

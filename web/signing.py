@@ -14,17 +14,21 @@ string when there is one (so query parameters cannot be altered). ``METHOD`` is
 upper case; an empty body hashes to sha256 of b"". The sandbox and the REST
 connector use the same scheme (``sign`` / ``signed_headers`` here).
 
+Callers that cannot add headers (SOAP clients) send a WS-Security
+UsernameToken with PasswordDigest instead (``Verifier.verify_token``).
+
 A timestamp further than ``clock_skew`` from our clock, or a nonce this key
 already used within ``nonce_ttl`` (2 x clock_skew by default), is refused.
 Nonces live in a ``NonceStore``: ``MemoryNonceStore`` (one process, bounded)
 or ``StoreNonceStore``, which a hub serving from several processes
-(``inbound.listen.processes``) uses: a table in the hub's store keyed by a
-digest of (app key, nonce) with an expiry column; insert-or-fail is the whole
-check.
+(``inbound.listen.processes``) uses: a table in the hub's store, reached
+through ``HubPort.remember_nonce``, keyed by a digest of (app key, nonce) with
+an expiry column; insert-or-fail is the whole check.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -34,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from bdchub.core import greenloop
@@ -76,8 +81,9 @@ class NonceStore(Protocol):
 
 
 class StoreNonceStore:
-    """Nonces in the hub's store (``core.store.Store.remember_nonce``), so that every
-    process serving the same clients refuses a replay that another one saw first.
+    """Nonces in the hub's store, so that every process serving the same clients
+    refuses a replay that another one saw first. ``store`` has ``remember_nonce``
+    (``core.store.Store``, or the hub's ``HubPort.remember_nonce`` in front of it).
     Expiry is wall-clock time: processes share it, unlike a monotonic clock."""
 
     def __init__(self, store: Any, clock=time.time):
@@ -147,6 +153,18 @@ class Client:
         return False
 
 
+@dataclass(frozen=True)
+class UsernameToken:
+    """A WS-Security UsernameToken as received. ``digest`` is False for any password
+    type but PasswordDigest: PasswordText would put the secret on the wire."""
+
+    username: str
+    password: str
+    digest: bool
+    nonce: str  # base64
+    created: str  # xsd:dateTime
+
+
 class AuthFailure(Exception):
     """Why a request is not authenticated: ``code`` is bad_signature | replayed_nonce."""
 
@@ -190,6 +208,30 @@ class Verifier:
         if not hmac.compare_digest(expected, signature.lower()):
             raise AuthFailure("bad_signature", "signature_mismatch", client.name)
         self.check_fresh(client, float(ts), nonce)
+        return client
+
+    def verify_token(self, token: UsernameToken) -> Client:
+        """The client whose UsernameToken (PasswordDigest profile) this is, or
+        ``AuthFailure``; its nonce is spent like a signed request's, in a scope of its own."""
+        client = self.by_key.get(token.username)
+        if client is None:
+            raise AuthFailure("bad_signature", "unknown_app_key")
+        if not token.digest:
+            raise AuthFailure("bad_signature", "password_not_digest", client.name)
+        try:
+            nonce = base64.b64decode(token.nonce, validate=True)
+            when = datetime.fromisoformat(token.created.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                raise ValueError("Created needs a time zone")
+        except ValueError:
+            raise AuthFailure("bad_signature", "malformed_token", client.name) from None
+        if not 8 <= len(nonce) <= 64:
+            raise AuthFailure("bad_signature", "malformed_token", client.name)
+        expected = base64.b64encode(hashlib.sha1(  # noqa: S324 - fixed by the WSS profile
+            nonce + token.created.encode() + client.app_secret.encode()).digest()).decode()
+        if not hmac.compare_digest(expected, token.password):
+            raise AuthFailure("bad_signature", "signature_mismatch", client.name)
+        self.check_fresh(client, when.timestamp(), token.nonce, scope="wsse:")
         return client
 
     def check_fresh(self, client: Client, timestamp: float, nonce: str, scope: str = "") -> None:

@@ -192,3 +192,25 @@ def test_an_app_served_by_several_processes_keeps_nonces_in_the_hubs_store(tmp_p
         assert isinstance(one.nonces, MemoryNonceStore)
     finally:
         hub.store.close()
+
+
+def test_a_replay_sent_to_another_server_process_is_refused_through_the_hub(application):
+    from prometheus_client import CollectorRegistry
+
+    from bdchub.web.app import create_app
+    from bdchub.web.fake import FakeHub
+    from bdchub.web.metrics import InboundMetrics
+
+    from .conftest import SignedClient, config
+
+    hub = FakeHub()
+    several = config(listen={"processes": 2})
+    one, other = (create_app(hub, several, metrics=InboundMetrics(CollectorRegistry()))
+                  for _ in range(2))
+
+    first = SignedClient(one).post("/api/v1/applications", application, nonce="nonce-shared-1")
+    again = SignedClient(other).post("/api/v1/applications", application, nonce="nonce-shared-1")
+
+    assert first.status_code == 202, first.get_json()
+    assert (again.status_code, again.get_json()["error"]["code"]) == (401, "replayed_nonce")
+    assert len(hub.published) == 1
