@@ -1,18 +1,13 @@
-"""Serving the inbound application: ``serve`` in the foreground (``hub run``'s
-processes, the benchmarks), ``start`` in a background thread.
+"""Serving the inbound application in the foreground: ``hub run``'s processes
+and the benchmarks.
 
 ``serve`` runs the hub's own server, ``web.loopserver``: an event loop that
 answers request/reply routes in greenlets and hands blocking work to
-``threads`` worker threads (see that module for why)::
+``threads`` worker threads (see that module for why; ``loopserver.start``
+serves in a background thread instead)::
 
     app = create_app(hub, config)
     serve(app, "127.0.0.1", 8080, threads=8)       # blocks until SIGTERM or ^C
-
-``start(app, host, port)`` serves any WSGI application with waitress (pure
-Python, threaded; its asyncore loop reads a whole request, bounded by
-``max_request_body_size``, before a worker thread sees it) in a background
-thread and returns a handle with ``.port`` and ``.close()``: the department
-sandbox uses it, whose simulated departments block on purpose.
 
 One process serves as fast as one interpreter lock lets it: on a machine with
 cores to spare, ``serve(..., processes=N)`` binds the listening socket once
@@ -48,15 +43,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from waitress import wasyncore
-from waitress.server import create_server
-
-from .loopserver import listen
-
-#: Room above the application's own limit (``start``) so the app (not waitress)
-#: answers an oversized body with its JSON 413 and an audit record; waitress still cuts
-#: anything far beyond it without buffering it.
-BODY_HEADROOM = 1024 * 1024
+from .loopserver import LoopServer, listen
 
 log = logging.getLogger("bdchub.web")
 
@@ -71,23 +58,6 @@ class PerProcess:
         self.build = build
         self.close = close
         self.index = 0
-
-
-def _options(app: Any, threads: int, options: dict[str, Any]) -> dict[str, Any]:
-    limit = getattr(app, "max_body", None)
-    merged: dict[str, Any] = {
-        "threads": threads,
-        "ident": "bdc-hub",
-        "channel_timeout": 60,
-        "connection_limit": 1000,
-        "clear_untrusted_proxy_headers": True,
-        "expose_tracebacks": False,
-        "asyncore_use_poll": True,
-    }
-    if limit:
-        merged["max_request_body_size"] = int(limit) + BODY_HEADROOM
-    merged.update(options)
-    return merged
 
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
@@ -211,8 +181,6 @@ def _serve_one(app: Any, threads: int, options: dict[str, Any],
                built: Callable[[], None] | None = None, *, host: str = "127.0.0.1",
                port: int = 0, sockets: list[socket.socket] | None = None) -> None:
     """One process's server (``web.loopserver``), in the foreground until a signal."""
-    from .loopserver import LoopServer
-
     application = app.build() if isinstance(app, PerProcess) else app
     previous = None
     if sockets is None and threading.current_thread() is threading.main_thread():
@@ -233,50 +201,3 @@ def _serve_one(app: Any, threads: int, options: dict[str, Any],
             signal.signal(signal.SIGTERM, previous)
         if isinstance(app, PerProcess) and app.close is not None:
             app.close(application)
-
-
-class RunningServer:
-    """A server running in a daemon thread; ``close()`` stops it and its connections."""
-
-    def __init__(self, server: Any):
-        self._server = server
-        self.host, self.port = server.socket.getsockname()[:2]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"web-{self.port}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        server = self._server
-        try:
-            while not self._stop.is_set():
-                wasyncore.loop(timeout=1.0, map=server._map, use_poll=True, count=1)
-        finally:
-            # In the loop's own thread: asyncore channels are not thread-safe.
-            for channel in list(server._map.values()):
-                if channel is not server and channel is not server.trigger:
-                    channel.close()
-            server.task_dispatcher.shutdown(timeout=5)
-            server.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def close(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self._server.pull_trigger()  # wake the loop now rather than at its timeout
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def start(app: Any, host: str = "127.0.0.1", port: int = 0, threads: int = 4,
-          **options: Any) -> RunningServer:
-    """Serve ``app`` in the background; ``port=0`` takes a free one."""
-    return RunningServer(create_server(app, host=host, port=port,
-                                       **_options(app, threads, options)))
