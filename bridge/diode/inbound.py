@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bdchub.core.errors import BridgeError
+from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
-from ..policy import fsync_dir, move_durably, unique_path
+from ..policy import move_durably, unique_path
 
 META = ".meta"
 PROCESSED = ".processed"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bdchub.core.errors import BridgeError, IntegrityError_
+from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
 from . import fec
@@ -45,14 +46,6 @@ class ObjectStats:
     first_seq: int = 0
     last_seq: int = 0
     session_count_at_first: int = 0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _map(path: Path, size: int) -> mmap.mmap | None:
@@ -248,7 +241,7 @@ class Staging:
             finally:
                 os.close(fd)
             os.replace(tmp, folder / "manifest.json")
-            _fsync_dir(folder)
+            fsync_dir(folder)
         return StagedObject(folder, manifest)
 
     def resume(self) -> list[StagedObject]:

@@ -1,5 +1,5 @@
-"""Small file-system helpers: atomic writes, locks, moves that never half-land
-(directory fsync is ``core.fsutil.fsync_dir``, re-exported here for the ferry)."""
+"""Small file-system helpers of the ferry: atomic writes, locks, moves that
+never half-land (directory fsync is ``core.fsutil.fsync_dir``)."""
 
 from __future__ import annotations
 

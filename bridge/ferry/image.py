@@ -23,9 +23,10 @@ import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from bdchub.core.errors import BridgeError, IntegrityError_, PolicyError
+from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
-from . import fsutil, spec
+from . import spec
 
 _ISO_TAG_NAMES = {
     spec.BAGIT_TXT: "BAGIT.TXT",
@@ -99,7 +100,7 @@ def write(iso: pycdlib.PyCdlib, out: Path,
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
-        fsutil.fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except (OSError, PyCdlibException) as exc:
         tmp.unlink(missing_ok=True)
         raise BridgeError(_("cannot write image {path}: {error}", path=str(out),

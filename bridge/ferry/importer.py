@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, HubError, IntegrityError_, PolicyError, ReplayError
+from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
 from . import bag, fsutil, sign, spec, stream
@@ -475,7 +476,7 @@ class FerryImporter:
                     fsutil.tree_fsync(bag_dir)
                 fsutil.move_dir(bag_dir, target)
                 if self.durable:
-                    fsutil.fsync_dir(self.inbox)
+                    fsync_dir(self.inbox)
             ledger.record(batch_key, tagmanifest_sha256=tag_sha,
                           image=str(result.image.resolve()), delivered_to=str(target.resolve()))
         result.status = DELIVERED
