@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from .errors import UnsafeXMLError
+from .errors import MessageError
 from .i18n import _
 
 #: Leading bytes enough to hold a byte order mark and the XML declaration.
@@ -47,8 +47,10 @@ _ALIASES = {"ucs-2": "utf-16", "iso-10646-ucs-2": "utf-16", "csunicode": "utf-16
             "ucs-4": "utf-32", "iso-10646-ucs-4": "utf-32", "ebcdic": "cp037"}
 
 
-class ForbiddenDtd(UnsafeXMLError):
-    """A document that declares a DTD or entities. ``reason``: ``doctype`` or ``entity``."""
+class ForbiddenDtd(MessageError):
+    """A document that declares a DTD or entities: a bad message wherever it came
+    from (the SOAP connector reports a peer's as ``UnsafeXMLError``). ``reason``:
+    ``doctype`` or ``entity``."""
 
     def __init__(self, reason: str):
         self.reason = reason
