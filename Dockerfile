@@ -13,7 +13,12 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /etc/bdc-hub
 COPY config.yaml /etc/bdc-hub/config.yaml
 USER bdchub
+# Listen on every interface: a published port reaches the container's own
+# address, never its loopback (config.yaml's default, fine outside a container).
+# Everything the hub writes (audit log, data key, embedded broker and store,
+# the ferry's inbox, ledger and quarantine) goes to HUB_DATA_DIR, a volume.
 ENV HUB_CONFIG=/etc/bdc-hub/config.yaml \
+    HUB_LISTEN_HOST=0.0.0.0 \
     HUB_DATA_DIR=/var/lib/bdc-hub \
     HUB_BROKER_URL=sqla+sqlite:////var/lib/bdc-hub/broker.db \
     HUB_STORE_URL=sqlite:////var/lib/bdc-hub/hub.db

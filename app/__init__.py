@@ -1,7 +1,8 @@
 """The assembly floor: the running hub and its inputs under one lifecycle.
 
-``app.service.HubService`` assembles a hub from a loaded config (route
-workers, the inbound web server, pollers, the diode inbox watch) and starts
-and stops them as one. ``hub run`` and ``hub demo`` use it; the Docker image
-runs ``hub run``.
+``app.service.HubService`` assembles a hub from a loaded config: the route
+workers and the inputs of ``app.inputs`` (the inbound web server, the
+pollers, the diode inbox watch, the ferry inbox watch), started in that order
+and stopped in reverse. ``hub run`` (``app.cli``) and ``hub demo`` use it; the
+Docker image runs ``hub run``.
 """

@@ -269,3 +269,22 @@ def test_the_ferry_inbox_runs_under_the_hub_service(tmp_path: Path, ferry: Ferry
     assert len(delivered) == 1
     pdf = delivered[0] / "data" / "files" / "附件" / "宗地图.pdf"
     assert hashlib.sha256(pdf.read_bytes()).hexdigest() == hashlib.sha256(PDF).hexdigest()
+
+
+def test_a_name_starting_with_a_dot_is_never_taken(site: Site):
+    image = image_of(site.rig)
+    hidden = site.drop(image, ".copying.iso")
+    watch = site.watch()
+    watch.scan()
+    assert watch.scan().waiting == 0 and site.hub.published() == []
+    hidden.rename(site.arrivals / image.name)  # handed over in one rename
+    watch.scan()
+    assert watch.scan().delivered == 1
+
+
+def test_without_keep_processed_an_imported_disc_is_deleted(site: Site):
+    site.drop(image_of(site.rig))
+    watch = site.watch(keep_processed=False)
+    watch.scan()
+    assert watch.scan().delivered == 1
+    assert not (site.arrivals / PROCESSED).exists() and site.in_arrivals() == []

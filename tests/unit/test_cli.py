@@ -116,3 +116,38 @@ def test_schemas_lists_the_canonical_messages():
 def test_version_is_printed():
     result = hub("--version")
     assert result.returncode == 0 and "0.1.0" in result.stdout
+
+
+def _commands(group, prefix=()):
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_command_that_reads_the_config_takes_the_one_config_option():
+    from bdchub.hub import cli
+
+    found = {}
+    for path, command in _commands(cli):
+        for param in command.params:
+            if param.name == "config_path":
+                found[" ".join(path)] = (tuple(param.opts), param.envvar)
+    assert {"check", "run", "demo", "dlq list", "trace", "send", "ferry import",
+            "bridge receive"} <= set(found)
+    assert set(found.values()) == {(("-c", "--config"), "HUB_CONFIG")}
+
+
+def test_check_reads_the_config_named_by_hub_config(tmp_path: Path):
+    import os
+
+    result = subprocess.run([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "check"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                            env={**os.environ, "HUB_CONFIG": str(ROOT / "config.yaml")})
+    assert result.returncode == 0, result.stderr
+    assert "configuration is valid" in result.stdout
