@@ -26,8 +26,8 @@ from bdchub.core.i18n import _
 # name -> "module:attribute" of a click command, imported on first use.
 LAZY_COMMANDS = {
     "sandbox": "bdchub.sandbox.cli:sandbox_command",
-    "bridge": "bdchub.bridge.diode.cli:bridge_group",
-    "ferry": "bdchub.bridge.ferry.cli:ferry_group",
+    "bridge": "bdchub.bridge.cli.diode:bridge_group",
+    "ferry": "bdchub.bridge.cli.ferry:ferry_group",
     "dlq": "bdchub.routes.cli:dlq_group",
     "trace": "bdchub.routes.cli:trace_command",
     "send": "bdchub.routes.cli:send_command",

@@ -10,14 +10,14 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import bdchub.bridge.diode as diode_pkg
-from bdchub.bridge.diode.cli import bridge_group, main
+from bdchub.bridge.cli.diode import bridge_group, main
 from bdchub.core.audit import AuditLog
 
 CWD = Path(diode_pkg.__file__).parents[2]
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bdchub.bridge.diode.cli", *args], cwd=CWD,
+    return subprocess.run([sys.executable, "-m", "bdchub.bridge.cli.diode", *args], cwd=CWD,
                           capture_output=True, text=True, timeout=timeout,
                           env={"HUB_LANG": "en", "PATH": "/usr/bin:/bin"})
 
@@ -36,7 +36,7 @@ def test_send_and_receive_through_the_cli(tmp_path, key_file):
     doc.write_bytes(b"%PDF-1.4\n" + bytes(300_000))
     batch = tmp_path / "batch.json"
     batch.write_text(json.dumps([{"type": "application.submitted"}]))
-    rx = subprocess.Popen([sys.executable, "-m", "bdchub.bridge.diode.cli", "receive", "--listen",
+    rx = subprocess.Popen([sys.executable, "-m", "bdchub.bridge.cli.diode", "receive", "--listen",
                            f"127.0.0.1:{port}", "--inbox", str(tmp_path / "inbox"),
                            "--key-file", str(key_file), "--audit-log",
                            str(tmp_path / "rx.jsonl"), "--max-objects", "2", "--timeout", "30"],

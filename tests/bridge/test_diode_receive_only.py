@@ -75,7 +75,7 @@ def test_receiver_works_with_every_socket_send_disabled(tmp_path, monkeypatch, k
                              audit=AuditLog(tmp_path / "audit.jsonl"))
     t = threading.Thread(target=receiver.run, kwargs={"max_objects": 1, "timeout": 30})
     t.start()
-    subprocess.run([sys.executable, "-m", "bdchub.bridge.diode.cli", "send", str(src),
+    subprocess.run([sys.executable, "-m", "bdchub.bridge.cli.diode", "send", str(src),
                     "--to", f"127.0.0.1:{port}", "--key-file", str(key_file),
                     "--audit-log", str(tmp_path / "tx.jsonl"), "--rate", "50M"],
                    check=True, timeout=60, cwd=Path(diode_pkg.__file__).parents[2],

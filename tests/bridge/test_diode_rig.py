@@ -87,7 +87,7 @@ def namespaces():
 
 def _cli(ns: str, *args: str, **kw) -> subprocess.Popen:  # noqa: ANN003
     return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
-                             "bdchub.bridge.diode.cli", *args], cwd=CWD, text=True,
+                             "bdchub.bridge.cli.diode", *args], cwd=CWD, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "HUB_LANG": "en"}, **kw)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bdchub.bridge.cli.ferry import ferry_group
 from bdchub.bridge.ferry import spec
-from bdchub.bridge.ferry.cli import ferry_group
 from bdchub.core import i18n
 from bdchub.core.errors import BridgeError
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 import bdchub.bridge.publish as bridge_publish
-from bdchub.bridge.diode.cli import bridge_group
+from bdchub.bridge.cli.diode import bridge_group
+from bdchub.bridge.cli.ferry import ferry_group
 from bdchub.bridge.diode.inbound import META, PROCESSED, deliver
 from bdchub.bridge.ferry import spec
-from bdchub.bridge.ferry.cli import ferry_group
 from bdchub.bridge.ferry.sign import HmacKey
 from bdchub.bridge.ferry.testing import FerryRig
 from bdchub.bridge.policy import ContentPolicy

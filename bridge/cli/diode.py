@@ -1,6 +1,6 @@
 """``hub bridge …``: send and receive through the diode, check the audit log.
 
-The lead's ``hub.py`` mounts ``bridge_group``; ``python -m bridge.diode.cli``
+The lead's ``hub.py`` mounts ``bridge_group``; ``python -m bdchub.bridge.cli.diode``
 runs it standalone (the test rig uses that inside network namespaces).
 Known failures are HubError subclasses, printed as "错误: …" without a
 traceback.
@@ -22,9 +22,9 @@ from bdchub.core.cliopts import config_option
 from bdchub.core.errors import BridgeError, ConfigError, HubError
 from bdchub.core.i18n import _
 
+from ..diode.manifest import make_signer, make_verifier
+from ..diode.settings import DiodeSettings, parse_hostport, parse_rate
 from ..policy import ContentPolicy, PolicyConfig
-from .manifest import make_signer, make_verifier
-from .settings import DiodeSettings, parse_hostport, parse_rate
 
 DEFAULT_AUDIT = "var/audit/bridge.jsonl"
 
@@ -107,7 +107,7 @@ def send_cmd(paths: tuple[str, ...], to: str, rate: str, loss: float, target: fl
              overhead: float | None, passes: int, datagram_size: int, k_max: int,
              hash_name: str, sign_key: str | None, batch: bool, key_file: str | None,
              sig_alg: str, audit_log: str | None, audit_key_file: str | None) -> None:
-    from .sender import DiodeSender
+    from ..diode.sender import DiodeSender
 
     settings = DiodeSettings(rate_bps=parse_rate(rate), datagram_size=datagram_size,
                              loss_rate=loss, target_failure=target, overhead=overhead,
@@ -166,8 +166,8 @@ def receive_cmd(listen: str, inbox: str, staging: str | None, quarantine: str | 
                 max_objects: int | None, timeout: float | None, idle_timeout: float | None,
                 publish: bool, config_path: str, key_file: str | None, sig_alg: str,
                 audit_log: str | None, audit_key_file: str | None) -> None:
-    from .receiver import DiodeReceiver
-    from .rxsocket import open_receive_socket
+    from ..diode.receiver import DiodeReceiver
+    from ..diode.rxsocket import open_receive_socket
 
     verifier = make_verifier(key_file, verify_key, sig_alg)
     audit = _audit(audit_log, audit_key_file)

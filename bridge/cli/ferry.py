@@ -21,12 +21,12 @@ from bdchub.core.cliopts import config_option
 from bdchub.core.errors import BridgeError
 from bdchub.core.i18n import _
 
-from . import sign, spec
-from .importer import FerryImporter, ImportReport
-from .ledger import ranges
-from .packer import FerryPacker, PackReport, collect
-from .progress import RichProgress
-from .sequence import SequenceFile
+from ..ferry import sign, spec
+from ..ferry.importer import FerryImporter, ImportReport
+from ..ferry.ledger import ranges
+from ..ferry.packer import FerryPacker, PackReport, collect
+from ..ferry.progress import RichProgress
+from ..ferry.sequence import SequenceFile
 
 VAR = Path("var/ferry")
 
