@@ -170,7 +170,7 @@ def code(kind: str, values: tuple[str, ...]) -> None:
     for value in values:
         reason = formats.check(kind, value)
         if reason is None:
-            detail = formats.describe(kind, value) if hasattr(formats, "describe") else ""
+            detail = formats.describe(kind, value)
             click.echo(f"{value}: {_('valid')}" + (f" — {detail}" if detail else ""))
         else:
             bad += 1

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from bdchub.core.datadir import data_dir
 from bdchub.core.errors import ConfigError
 from bdchub.core.i18n import _
 
@@ -117,15 +117,6 @@ class Background:
     def kill(self) -> None:
         with contextlib.suppress(Exception):
             self.target.stop(timeout=0)
-
-
-def data_dir(config: Mapping[str, Any]) -> Path:
-    """The hub's data folder: ``HUB_DATA_DIR``, else ``data/`` beside the config file
-    (the rule ``routes.runtime`` follows for the audit log and the data key)."""
-    chosen = os.environ.get("HUB_DATA_DIR")
-    if chosen:
-        return Path(chosen).expanduser()
-    return Path(config.get("__dir__") or os.getcwd()) / "data"
 
 
 def singleton_inputs(config: Mapping[str, Any], hub: Any) -> list[Background]:

@@ -32,11 +32,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from bdchub.core import greenloop
 from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
+from bdchub.core.datadir import data_dir
 from bdchub.core.envelope import Envelope
 from bdchub.core.errors import HubError, RouteError
 from bdchub.core.i18n import _
@@ -52,15 +52,6 @@ from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metr
 from .progress import answer, applicant_key
 
 log = logging.getLogger("bdchub.routes")
-
-
-def _default_dir(config: Mapping[str, Any]) -> Path:
-    """Where the hub keeps its own files (audit log, data key, default databases):
-    ``HUB_DATA_DIR``, else ``data/`` beside the config file."""
-    chosen = os.environ.get("HUB_DATA_DIR")
-    if chosen:
-        return Path(chosen).expanduser()
-    return Path(config.get("__dir__") or os.getcwd()) / "data"
 
 
 class Hub:
@@ -113,16 +104,16 @@ class Hub:
         if not isinstance(store, Store):
             url = store or store_block.get("url")
             if not url:
-                folder = _default_dir(config)
+                folder = data_dir(config)
                 folder.mkdir(parents=True, exist_ok=True)
                 url = f"sqlite:///{folder / 'store.db'}"
             store = Store(url, pool_size=store_block.get("pool_size"),
                           sealer=None if in_memory(url)
-                          else load_sealer(config, _default_dir(config)))
+                          else load_sealer(config, data_dir(config)))
         if not isinstance(broker, Broker):
             url = broker or broker_block.get("url")
             if not url:
-                folder = _default_dir(config)
+                folder = data_dir(config)
                 folder.mkdir(parents=True, exist_ok=True)
                 url = f"sqla+sqlite:///{folder / 'broker.db'}"
             options: dict[str, Any] = {}
@@ -375,7 +366,7 @@ class Hub:
                 from bdchub.core.audit import AuditLog
 
                 key = os.environ.get("BDCHUB_AUDIT_KEY")
-                self._audit = AuditLog(_default_dir(self.config) / "audit.jsonl",
+                self._audit = AuditLog(data_dir(self.config) / "audit.jsonl",
                                        key=key.encode() if key else None)
         object_id = str(fields.get("id") or fields.get("business_no") or "")
         self._audit.record(event, object_id, **fields)
