@@ -12,6 +12,20 @@
       operations:                       # optional aliases; any WSDL operation works by name
         check: {operation: CheckContract, response: Contract}
       probe: {operation: Ping, payload: {}}
+      idempotency: {header: "{urn:vendor:bdc}IdempotencyKey"}   # see below
+
+Idempotency: every call of a route carries a key that is the same on each
+attempt, redelivery and dead-letter replay of that call
+(``CallContext.idempotency_key``: ``{origin id}:{route}:{step}``). SOAP has no
+standard header for it, so ``idempotency`` says where the service reads it:
+``header: "{namespace}Name"`` adds a SOAP header element of that name whose
+text is the key; ``addressing: true`` adds WS-Addressing ``Action``,
+``MessageID`` and ``To``, the MessageID being ``urn:uuid:`` and a UUID
+derived from the key (version 5), so a repeat has the same MessageID;
+``field: Name`` puts the key into the operation's parameter ``Name`` (the
+WSDL must have one). ``operations`` limits it to the operations listed. The
+system must honour it (answer a repeated key with its first answer, create
+nothing again); docs/configuration.md says what to ask of the vendor.
 
 A call's payload is a mapping of the operation's parameters (a non-mapping is
 passed as the single argument). The result is plain JSON-able data:
@@ -38,6 +52,7 @@ import base64
 import datetime as dt
 import threading
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -52,8 +67,11 @@ from zeep import exceptions as zx
 from zeep.cache import InMemoryCache, SqliteCache
 from zeep.helpers import serialize_object
 from zeep.loader import parse_xml
+from zeep.plugins import Plugin
 from zeep.transports import Transport
+from zeep.wsa import WSA
 from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
+from zeep.wsdl.utils import get_or_create_header
 from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
@@ -85,6 +103,31 @@ RECOVERABLE_FAULT_CODES = frozenset({"Server", "Receiver"})
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 _UNSAFE_HINTS = ("huge", "amplification", "excessive depth", "entity", "doctype", "dtd")
+#: Namespace of the UUIDs that WS-Addressing MessageIDs are derived from (``addressing: true``).
+MESSAGE_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:bdc-hub:idempotency")
+
+IDEMPOTENCY_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "description": "where each call carries its idempotency key, for the service to honour",
+    "anyOf": [{"required": ["header"]}, {"required": ["addressing"]}, {"required": ["field"]}],
+    "properties": {
+        "header": {"type": "string", "pattern": r"^\{[^{}\s]+\}[A-Za-z_][A-Za-z0-9_.-]*$",
+                   "description": "SOAP header element {namespace}Name whose text is the key"},
+        "addressing": {"type": "boolean",
+                       "description": "WS-Addressing Action, MessageID (derived from the key) "
+                                      "and To"},
+        "field": {"type": "string", "minLength": 1,
+                  "description": "parameter of the operation that carries the key"},
+        "operations": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                       "description": "only these operations (aliases or WSDL names); "
+                                      "default every operation"},
+    },
+}
+
+
+def message_id(key: str) -> str:
+    """The WS-Addressing MessageID of a call with idempotency ``key``: the same on every attempt."""
+    return f"urn:uuid:{uuid.uuid5(MESSAGE_ID_NAMESPACE, key)}"
 
 
 class SoapConnector(Connector):
@@ -154,6 +197,7 @@ class SoapConnector(Connector):
                     },
                 },
             },
+            "idempotency": IDEMPOTENCY_SCHEMA,
             "probe": {
                 "type": "object", "additionalProperties": False, "required": ["operation"],
                 "description": "operation called by health() after the WSDL fetch",
@@ -224,7 +268,9 @@ class SoapConnector(Connector):
         transport.allowed_origins = self._origins(location)
         client = zeep.Client(location, transport=transport, settings=self._settings(loading=True),
                              wsse=_FreshUsernameToken(self.config["wsse"])
-                             if self.config.get("wsse") else None)
+                             if self.config.get("wsse") else None,
+                             plugins=[_IdempotencyPlugin(self)]
+                             if self.config.get("idempotency") else [])
         client.settings = self._settings()
         client.wsdl.settings = client.settings
         service_name, port_name = self._select(client)
@@ -318,6 +364,11 @@ class SoapConnector(Connector):
         self._local.timeout = remaining
         self._local.status = None
         self._local.headers = {}
+        key = self._idempotency_key(operation, real, context)
+        self._local.idempotency_key = key
+        field = (self.config.get("idempotency") or {}).get("field")
+        if key and field and isinstance(payload, dict):
+            payload = {**payload, field: key}
         try:
             if isinstance(payload, dict):
                 result = method(**payload)
@@ -329,10 +380,21 @@ class SoapConnector(Connector):
             raise self.classify(exc, operation) from exc
         finally:
             self._local.timeout = None
+            self._local.idempotency_key = ""
         data = jsonable(result, decimal=self.config.get("decimal", "string"))
         if alias.get("response"):
             data = jmespath.search(alias["response"], data)
         return data
+
+    def _idempotency_key(self, operation: str, real: str, context: CallContext) -> str:
+        """The key this call carries, or "" when ``idempotency`` leaves it out."""
+        cfg = self.config.get("idempotency")
+        if not cfg or not context.idempotency_key:
+            return ""
+        only = cfg.get("operations")
+        if only and operation not in only and real not in only:
+            return ""
+        return context.idempotency_key
 
     def classify(self, exc: BaseException, operation: str = "") -> ConnectorError:
         if isinstance(exc, ConnectorError):
@@ -467,6 +529,31 @@ class _Transport(Transport):
         return response
 
 
+class _IdempotencyPlugin(Plugin):
+    """Puts the calling thread's idempotency key into the outgoing envelope's
+    header, where ``idempotency`` says the service reads it."""
+
+    def __init__(self, connector: SoapConnector):
+        self.connector = connector
+        cfg = connector.config["idempotency"]
+        self.element = cfg.get("header")
+        self.addressing = bool(cfg.get("addressing"))
+
+    def egress(self, envelope: Any, http_headers: Any, operation: Any,
+               binding_options: Any) -> Any:
+        key = getattr(self.connector._local, "idempotency_key", "")
+        if not key or not (self.element or self.addressing):
+            return envelope, http_headers
+        header = get_or_create_header(envelope)
+        if self.element:
+            etree.SubElement(header, self.element).text = key
+        if self.addressing:
+            action = operation.abstract.wsa_action or operation.soapaction or ""
+            header.extend([WSA.Action(action), WSA.MessageID(message_id(key)),
+                           WSA.To(binding_options.get("address") or "")])
+        return envelope, http_headers
+
+
 class _FreshUsernameToken:
     """WS-Security UsernameToken (+ Timestamp) built anew for every message, so
     nonce, created and the timestamp window are never reused."""
@@ -560,4 +647,4 @@ def _looks_unsafe(text: str) -> bool:
     return any(hint in lowered for hint in _UNSAFE_HINTS)
 
 
-__all__ = ["SoapConnector", "jsonable"]
+__all__ = ["SoapConnector", "jsonable", "message_id"]

@@ -338,6 +338,17 @@ class Sandbox:
             app = self._legacy.apps.get(ywh)
             return copy.deepcopy(app) if app else None
 
+    def legacy_ledger(self, subject: str | None = None) -> list[dict[str, Any]]:
+        """Requests that change the register, in order: operation, key, subject,
+        digest, outcome (applied | replayed); only ``subject``'s when given."""
+        with self._legacy.lock:
+            return [dict(e) for e in self._legacy.ledger
+                    if subject is None or e["subject"] == subject]
+
+    def legacy_doubles(self) -> list[dict[str, Any]]:
+        """What the registration system registered twice (see ``LegacyEndpoint.doubles``)."""
+        return self._legacy.doubles()
+
     def table(self) -> list[dict[str, str]]:
         """Rows of name, protocol, URL and WSDL URL, for the CLI."""
         rows = []

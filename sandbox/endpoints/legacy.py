@@ -30,11 +30,27 @@ Every change is an event (BGJL) with a sequence number XH: pulled with
 ``ReportStageChanges(QSXH, ZDTS)`` and, when a callback URL is set
 (``Sandbox.legacy_set_callback``), POSTed to it as JSON (same field names)
 in order, signed with the app-key scheme (credentials["legacy"]).
+
+Idempotency: a request that changes something may carry a key, in the SOAP
+header element ``IdempotencyKey`` of the service's namespace or as a
+WS-Addressing ``MessageID``. A key seen before with the same operation is
+answered with the first answer and changes nothing (a failed request leaves
+no answer, so its retry is tried again). Every such request is written in a
+ledger (``Sandbox.legacy_ledger``): operation, key, subject (YWH, or AH for
+court orders), a digest of its content, and whether it was ``applied`` or
+``replayed``. ``Sandbox.legacy_doubles`` lists what a real system would have
+registered twice: the same submission, tax result or court order (same
+content) applied more than once. A resubmission of a known YWH outside
+补正 is answered with the case as it stands, and counted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from bdchub.core.i18n import _
@@ -49,6 +65,14 @@ STATES = {"01": "申请", "02": "受理", "03": "审核", "04": "登簿", "05": 
 FINAL = {"06", "91", "93"}
 REG_TYPES = {"100", "200", "300", "400", "500", "600", "700", "800", "900"}
 EVENT_FIELDS = ("XH", "YWH", "ZT", "ZTMC", "BGSJ", "YY", "BZXM", "BDCQZH", "BDCDYH", "DJLX", "QLLX")
+NS_WSA = "http://www.w3.org/2005/08/addressing"
+#: Operations that change the register: they honour idempotency keys and are in the ledger.
+CHANGING = ("SubmitApplication", "Accept", "Refuse", "RequestCorrection", "Advance",
+            "ReceiveTaxResult", "ReceiveCourtOrder")
+#: What a system must register once: the same content applied twice is a double.
+ONCE = ("SubmitApplication", "ReceiveTaxResult", "ReceiveCourtOrder")
+#: First answers kept per (operation, key); the oldest are forgotten beyond this.
+KEYS_KEPT = 100_000
 
 
 class LegacyEndpoint(SoapEndpoint):
@@ -72,13 +96,67 @@ class LegacyEndpoint(SoapEndpoint):
         self._proof_seq = cfg["proof_seq_start"]
         self.callback_url: str | None = None
         self.auto_interval: float | None = sandbox.options["auto_advance"]
+        self.answers: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.ledger: list[dict[str, Any]] = []
 
     def operations(self) -> dict[str, Any]:
-        return {"SubmitApplication": self.submit, "Accept": self.accept, "Refuse": self.refuse,
-                "RequestCorrection": self.request_correction, "Advance": self.advance,
-                "QueryProgress": self.query_progress, "ReceiveTaxResult": self.receive_tax,
-                "ReceiveCourtOrder": self.receive_court_order,
-                "ReportStageChanges": self.report_stage_changes}
+        handlers = {"SubmitApplication": self.submit, "Accept": self.accept,
+                    "Refuse": self.refuse, "RequestCorrection": self.request_correction,
+                    "Advance": self.advance, "QueryProgress": self.query_progress,
+                    "ReceiveTaxResult": self.receive_tax,
+                    "ReceiveCourtOrder": self.receive_court_order,
+                    "ReportStageChanges": self.report_stage_changes}
+        for name in CHANGING:
+            handlers[name] = self._once(name, handlers[name])
+        return handlers
+
+    # ------------------------------------------------------------------ idempotency
+    @staticmethod
+    def idempotency_key(header: Any) -> str:
+        """The request's key: the ``IdempotencyKey`` header element, else wsa:MessageID."""
+        if header is None:
+            return ""
+        for tag in (f"{{{LEGACY_NS}}}IdempotencyKey", f"{{{NS_WSA}}}MessageID"):
+            element = header.find(tag)
+            if element is not None and (element.text or "").strip():
+                return element.text.strip()
+        return ""
+
+    def _once(self, operation: str, handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+              ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        def run(body: dict[str, Any], header: Any) -> dict[str, Any]:
+            key = self.idempotency_key(header)
+            entry = {"operation": operation, "key": key,
+                     "subject": str(body.get("YWH") or body.get("AH") or ""),
+                     "digest": hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False)
+                                              .encode()).hexdigest()}
+            # Held across check and apply, so two requests with one key apply once.
+            with self.lock:
+                first = self.answers.get((operation, key)) if key else None
+                if first is not None:
+                    self.ledger.append({**entry, "outcome": "replayed"})
+                    return json.loads(json.dumps(first))
+                answer = handler(body, header)
+                self.ledger.append({**entry, "outcome": "applied"})
+                if key:
+                    self.answers[(operation, key)] = json.loads(json.dumps(answer))
+                    while len(self.answers) > KEYS_KEPT:
+                        self.answers.popitem(last=False)
+                return answer
+        return run
+
+    def doubles(self) -> list[dict[str, Any]]:
+        """What was registered more than once: the same content of a submission, tax
+        result or court order applied again (each with how often)."""
+        with self.lock:
+            applied: dict[tuple[str, str], dict[str, Any]] = {}
+            for e in self.ledger:
+                if e["outcome"] == "applied" and e["operation"] in ONCE:
+                    seen = applied.setdefault((e["operation"], e["digest"]),
+                                              {"operation": e["operation"],
+                                               "subject": e["subject"], "times": 0})
+                    seen["times"] += 1
+        return [d for d in applied.values() if d["times"] > 1]
 
     # ------------------------------------------------------------------ helpers
     def _app(self, ywh: Any) -> dict[str, Any]:

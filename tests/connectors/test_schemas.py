@@ -22,7 +22,9 @@ GOOD = {
              "wsse": {"username": "u", "password": "p", "use_digest": True},
              "cache": {"kind": "sqlite", "path": "cache.db"},
              "operations": {"check": {"operation": "QueryClearance", "response": "Status"}},
-             "probe": {"operation": "QueryClearance", "payload": {"BusinessNo": "x"}}},
+             "probe": {"operation": "QueryClearance", "payload": {"BusinessNo": "x"}},
+             "idempotency": {"header": "{urn:vendor:bdc}IdempotencyKey", "addressing": True,
+                             "operations": ["ReceiveDeclaration"]}},
     "amqp": {"type": "amqp", "url": "amqp://u:p@10.0.0.1:5672/bdc", "exchange": "x",
              "exchange_type": "topic", "routing_key": "r.{tenant}", "queue": "q",
              "operations": {"push": {"action": "publish", "routing_key": "a"}}},
@@ -39,6 +41,9 @@ BAD = [
     ("rest", {"tls": {"client_key": "k.pem"}}),  # a key without its certificate
     ("soap", {"soap_version": "1.3"}),
     ("soap", {"wsse": {"password": "p"}}),
+    ("soap", {"idempotency": {}}),  # nowhere to put the key
+    ("soap", {"idempotency": {"header": "IdempotencyKey"}}),  # no {namespace}
+    ("soap", {"idempotency": {"operations": ["SubmitApplication"]}}),
     ("amqp", {"exchange_type": "x-delayed"}),
     ("amqp", {"operations": {"x": {"action": "delete"}}}),
 ]

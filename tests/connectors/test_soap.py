@@ -20,7 +20,7 @@ from bdchub.core.errors import (
 )
 
 from .loopback import BILLION_LAUGHS, external_entity
-from .targets import LegacySandbox, TaxSandbox
+from .targets import LegacySandbox, SoapLoopback, TaxSandbox
 
 QUICK = {"retry": {"attempts": 3, "backoff": 0.01, "jitter": 0}, "timeout": 5}
 WSDL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "wsdl"
@@ -265,3 +265,86 @@ def test_jsonable_converts_decimal_dates_bytes_and_nesting():
     assert jsonable(data) == {"a": "1250000.50", "b": "2024-03-01T10:30:00",
                               "c": "2024-03-01", "d": "AAE=", "e": ["2"], "f": None}
     assert jsonable({"a": Decimal("1.5")}, decimal="float") == {"a": 1.5}
+
+
+# --------------------------------------------------------------- idempotency
+
+def _key_in(raw: bytes, tag: str) -> list[str]:
+    from lxml import etree
+
+    doc = etree.fromstring(raw)
+    header = next(c for c in doc if etree.QName(c).localname == "Header")
+    return [el.text for el in header.iter(tag)]
+
+
+def test_a_retried_call_carries_the_same_key_in_the_configured_header(department, metrics):
+    target = SoapLoopback(department)
+    department.set(errors=2, status=503)
+    key = "0190b3c4-0000-7000-8000-000000000001:online_application:7"
+    block = target.block(idempotency={"header": "{urn:vendor:bdc}IdempotencyKey"})
+    with build(block, metrics) as conn:
+        conn.call("check", {"contract_no": "HT-1"}, connectors.CallContext(idempotency_key=key))
+    sent = [r["body"] for r in department.received if r["path"] == "/soap"]
+    assert len(sent) == 3
+    assert [_key_in(raw, "{urn:vendor:bdc}IdempotencyKey") for raw in sent] == [[key]] * 3
+
+
+def test_ws_addressing_message_id_is_derived_from_the_key_and_stable(department, metrics):
+    from bdchub.connectors.soap import message_id
+
+    target = SoapLoopback(department, version="1.2")
+    wsa = "{http://www.w3.org/2005/08/addressing}"
+    with build(target.block(idempotency={"addressing": True}), metrics) as conn:
+        for key in ("m-1:r:1", "m-1:r:1", "m-2:r:1"):
+            conn.call("check", {"contract_no": "HT-2"},
+                      connectors.CallContext(idempotency_key=key))
+    sent = [r["body"] for r in department.received if r["path"] == "/soap"]
+    ids = [_key_in(raw, wsa + "MessageID") for raw in sent]
+    assert ids[0] == ids[1] == [message_id("m-1:r:1")] and ids[2] != ids[0]
+    assert ids[0][0].startswith("urn:uuid:")
+    assert _key_in(sent[0], wsa + "To") == [department.url + "/soap"]
+    assert _key_in(sent[0], wsa + "Action")[0]
+
+
+def test_a_payload_field_can_carry_the_key_for_the_listed_operations_only(department, metrics):
+    target = SoapLoopback(department)
+    block = target.block(idempotency={"field": "contract_no", "operations": ["CheckContract"]})
+    with build(block, metrics) as conn:
+        reply = conn.call("check", {"contract_no": "HT-3"},
+                          connectors.CallContext(idempotency_key="k-9"))
+    assert reply["contract_no"] == "k-9"  # the alias "check" names the listed WSDL operation
+    block = target.block(idempotency={"header": "{urn:vendor:bdc}Key", "operations": ["Other"]})
+    with build(block, metrics) as conn:
+        conn.call("check", {"contract_no": "HT-4"}, connectors.CallContext(idempotency_key="k-10"))
+    assert b"k-10" not in department.received[-1]["body"]
+
+
+def test_without_idempotency_config_no_key_is_sent(department, metrics):
+    target = SoapLoopback(department)
+    with build(target.block(), metrics) as conn:
+        conn.call("check", {"contract_no": "HT-5"}, connectors.CallContext(idempotency_key="k-11"))
+    assert b"k-11" not in department.received[-1]["body"]
+
+
+def test_the_sandbox_registration_system_answers_a_repeated_key_once(clean_sandbox, metrics):
+    sb = clean_sandbox
+    target = LegacySandbox(sb)
+    person = sb.data["people"][1]
+    ywh = "IDEM-" + uuid.uuid4().hex[:8]
+    application = {"YWH": ywh, "DJLX": "100", "QLLX": "4", "BDCDYH": sb.data["units"][3],
+                   "QLR": [{"QLRMC": person["name"], "ZJZL": "1", "ZJH": person["cert_num"]}]}
+    block = target.block(idempotency={"header": "{urn:bdc-hub:sandbox:legacy:v1}IdempotencyKey"})
+    with build(block, metrics) as conn:
+        for _ in range(3):
+            first = conn.call("SubmitApplication", application,
+                              connectors.CallContext(idempotency_key=f"{ywh}:a:1"))
+        conn.call("Accept", {"YWH": ywh}, connectors.CallContext(idempotency_key=f"{ywh}:a:2"))
+        again = conn.call("Accept", {"YWH": ywh},
+                          connectors.CallContext(idempotency_key=f"{ywh}:a:2"))
+    assert first["ZT"] == "01" and again["ZT"] == "02"  # the repeat got the first answer
+    ledger = sb.legacy_ledger(ywh)
+    assert [(e["operation"], e["outcome"]) for e in ledger] == [
+        ("SubmitApplication", "applied"), ("SubmitApplication", "replayed"),
+        ("SubmitApplication", "replayed"), ("Accept", "applied"), ("Accept", "replayed")]
+    assert [e["ZT"] for e in sb.legacy_events() if e["YWH"] == ywh] == ["01", "02"]
+    assert not [d for d in sb.legacy_doubles() if d["subject"] == ywh]
