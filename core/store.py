@@ -13,6 +13,8 @@ table                     what it holds
                           was at the failing step, the step, the due time, how often parked
 ``dead_letters``          messages no retry will help: reason, route, step, last error and
                           the whole envelope as received, for list / show / replay / drop
+``dead_letter_states``    the message as it was at the failing step of a dead letter (its
+                          body after the steps before), so a replay resumes at that step
 ``correlations``          ``await`` steps in progress: business number, awaited types,
                           deadline, and the continuation (route, step, message)
 ``correlation_inbox``     awaited messages as they arrive (also before their await step)
@@ -177,6 +179,15 @@ dead_letters = Table(
     Index("ix_dead_letters_status", "status", "created_at"),
 )
 
+#: Beside ``dead_letters`` rather than a column of it: stores made before it get the
+#: table from ``create_all``, and a dead letter without one is replayed from the start.
+dead_letter_states = Table(
+    "dead_letter_states", metadata,
+    Column("id", String(ID), primary_key=True),  # the dead letter's id
+    Column("envelope", Sealed("dead_letter_states.envelope"), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 correlations = Table(
     "correlations", metadata,
     Column("id", String(ID), primary_key=True),
@@ -233,6 +244,7 @@ progress = Table(
     Column("last_type", String(200), nullable=False, default=""),
     Column("updated_at", Float, nullable=False),
     Index("ix_progress_applicant", "tenant", "applicant_key"),
+    Index("ix_progress_stage", "stage", "updated_at"),  # the reconciler's stale_progress
 )
 
 #: Nonces of signed inbound requests, shared by every hub process on this store.
@@ -475,8 +487,13 @@ class Store:
                 conn.execute(insert(parked).values(created_at=r.at, claimed_until=None,
                                                    **r.parked))
             if r.dead_letter:
+                row = dict(r.dead_letter)
+                state = row.pop("state", None)
                 conn.execute(insert(dead_letters).values(
-                    status="dead", replay_count=0, created_at=r.at, **r.dead_letter))
+                    status="dead", replay_count=0, created_at=r.at, **row))
+                if state:
+                    conn.execute(insert(dead_letter_states).values(
+                        id=row["id"], envelope=state, created_at=r.at))
             if r.correlation:
                 conn.execute(insert(correlations).values(
                     state="waiting", created_at=r.at, **r.correlation))
@@ -586,6 +603,14 @@ class Store:
             return None
         return dict(row[0])
 
+    def dead_letter_state(self, dl_id: str) -> str | None:
+        """The envelope (JSON) of dead letter ``dl_id`` as it was at its failing step,
+        or None when it was not kept (a malformed message, an older dead letter)."""
+        with self._read() as conn:
+            row = conn.execute(select(dead_letter_states.c.envelope).where(
+                dead_letter_states.c.id == dl_id)).first()
+        return row[0] if row else None
+
     def mark_replayed(self, dl_id: str, now: float) -> int | None:
         """Move a dead letter to ``replayed``; its new replay count, or None if not dead."""
         with self._tx() as conn:
@@ -689,6 +714,16 @@ class Store:
             row = conn.execute(select(progress).where(
                 progress.c.tenant == tenant, progress.c.business_no == business_no)).mappings().first()
         return dict(row) if row else None
+
+    def stale_progress(self, stage: str, before: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Progress rows at ``stage`` not updated since ``before``, oldest first, except
+        completed ones: the cases that may be stuck there (``app.reconciler``)."""
+        with self._read() as conn:
+            rows = conn.execute(select(progress).where(
+                progress.c.stage == stage, progress.c.updated_at < before,
+                progress.c.status != "completed")
+                .order_by(progress.c.updated_at).limit(limit)).mappings()
+            return [dict(r) for r in rows]
 
     def progress_by_key(self, tenant: str, key: str, limit: int = 100) -> list[dict[str, Any]]:
         with self._read() as conn:

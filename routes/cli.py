@@ -1,6 +1,6 @@
 """Command-line commands of the routes area, wired into ``hub`` by hub.py::
 
-    hub dlq list|show|replay|drop     dead letters
+    hub dlq list|show|replay|drop     dead letters (replay resumes at the failed step)
     hub trace BUSINESS_NO             every step of an application's messages
     hub send TYPE FILE                publish a message (body from a JSON file)
 
@@ -102,14 +102,19 @@ def dlq_show(config_path: str, dead_letter_id: str) -> None:
 
 @dlq_group.command("replay")
 @CONFIG_OPTION
+@click.option("--from-start", is_flag=True,
+              help="run the whole route again instead of resuming at the failed step")
 @click.argument("dead_letter_id")
-def dlq_replay(config_path: str, dead_letter_id: str) -> None:
-    """Send a dead letter (or ``all``) back to its route."""
+def dlq_replay(config_path: str, from_start: bool, dead_letter_id: str) -> None:
+    """Send a dead letter (or ``all``) back to its route, to go on at the step that
+    failed (the steps before it are not done again)."""
     with _hub(config_path) as hub:
-        ids = hub.dlq_replay(dead_letter_id)
-    click.echo(_("replayed {n} message(s)", n=len(ids)))
-    for new_id in ids:
-        click.echo(f"  {new_id}")
+        replays = hub.dlq_replays(dead_letter_id, from_start=from_start)
+    click.echo(_("replayed {n} message(s)", n=len(replays)))
+    for r in replays:
+        where = (_("from step {step}", step=r["resumed_at"]) if r["resumed_at"]
+                 else _("from the start"))
+        click.echo(f"  {r['id']}  {where}")
 
 
 @dlq_group.command("drop")

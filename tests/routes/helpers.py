@@ -8,6 +8,7 @@ from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
 from bdchub.connectors.fake import FakeConnector
+from bdchub.core.errors import StoreError
 from bdchub.routes.middleware import MetricsMiddleware
 from bdchub.routes.runtime import Hub
 
@@ -44,6 +45,24 @@ class Sleeps(list):
 
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
+
+
+class FlakyStore:
+    """Wraps a store; ``finish`` fails once, after the run's calls went out: as if the
+    process died before committing, the message is delivered again."""
+
+    def __init__(self, store):
+        self._store = store
+        self.fail_next = True
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def finish(self, rec):
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreError("disk full")
+        return self._store.finish(rec)
 
 
 def fake(name: str, handler=None, **responses: Any) -> FakeConnector:

@@ -98,6 +98,7 @@ def test_dlq_list_show_replay_and_drop(tmp_path):
     config = _config(tmp_path, {"submit": {"ok": True}})
     replayed = runner.invoke(dlq_group, ["replay", "-c", str(config), "all"])
     assert replayed.exit_code == 0 and "replayed 1 message(s)" in replayed.output
+    assert "from step 1:to" in replayed.output  # the map before it is not done again
     _work(config, lambda h: h.store.count("processed", route="intake") == 3)
     empty = runner.invoke(dlq_group, ["list", "-c", str(config)])
     assert "no dead letters" in empty.output

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bdchub.core.envelope import Envelope
-from bdchub.core.errors import MessageError, PermanentError, RecoverableError, StoreError
+from bdchub.core.errors import MessageError, PermanentError, RecoverableError
 from tests.routes.helpers import (
     TENANT,
     Clock,
+    FlakyStore,
     Sleeps,
     application,
     capture,
@@ -60,23 +61,6 @@ def test_duplicate_delivery_is_absorbed():
     hub.run_until_idle()
     assert len(legacy.calls) == 1
     assert hub.engine.mw.items[0].duplicates.labels("r")._value.get() == 2
-
-
-class FlakyStore:
-    """Wraps a store; ``finish`` fails once (as if the process died before committing)."""
-
-    def __init__(self, store):
-        self._store = store
-        self.fail_next = True
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-    def finish(self, rec):
-        if self.fail_next:
-            self.fail_next = False
-            raise StoreError("disk full")
-        return self._store.finish(rec)
 
 
 def test_redelivered_parent_republishes_same_children_and_they_are_absorbed():
@@ -220,6 +204,48 @@ def test_dlq_replay_all_and_drop():
     assert len(hub.dlq_replay("all")) == 2
     hub.run_until_idle()
     assert hub.dlq_list() == [] and len(sw.keys) == 2
+
+
+def test_dead_letter_replay_resumes_at_the_failed_step_so_earlier_calls_are_not_repeated():
+    sw = Switch()
+    sw.reject.add("D-30")
+    a = fake("a", lambda op, p, ctx: {"ywh": "Y-30"})
+    routes = {"r": {"from": "application.submitted", "steps": [
+        {"to": {"connector": "a", "operation": "submit", "into": "a_reply"}},
+        {"to": {"connector": "tax", "operation": "declare", "payload": "a_reply"}},
+        {"publish": "tax.declared"}]}}
+    hub = make_hub(routes, {"a": a, "tax": fake("tax", sw)})
+    declared = capture(hub, "tax.declared")
+    hub.send("application.submitted", application("D-30"))
+    hub.run_until_idle()
+    [dead] = hub.dlq_list()
+    sw.reject.clear()
+    [replay] = hub.dlq_replays(dead["id"])
+    assert replay["resumed_at"] == "1:to"
+    hub.run_until_idle()
+    assert len(a.calls) == 1  # A is not called again
+    # B gets what A answered the first time: the replay goes on from the state at B.
+    assert hub.engine.connectors["tax"].calls[-1][1] == {"ywh": "Y-30"}
+    assert [e.business_no for e in declared()] == ["D-30"] and hub.dlq_list() == []
+
+
+def test_dead_letter_replay_from_the_start_runs_every_step_with_the_same_keys():
+    sw = Switch()
+    sw.reject.add("D-31")
+    a = fake("a", echo)
+    routes = {"r": {"from": "application.submitted", "steps": [
+        {"to": {"connector": "a", "operation": "submit"}},
+        {"to": {"connector": "tax", "operation": "declare"}}]}}
+    hub = make_hub(routes, {"a": a, "tax": fake("tax", sw)})
+    hub.send("application.submitted", application("D-31"))
+    hub.run_until_idle()
+    sw.reject.clear()
+    [replay] = hub.dlq_replays("all", from_start=True)
+    assert replay["resumed_at"] is None
+    hub.run_until_idle()
+    keys = [ctx.idempotency_key for _op, _p, ctx in a.calls]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert hub.dlq_list() == []
 
 
 def test_malformed_message_is_dead_lettered_as_malformed():

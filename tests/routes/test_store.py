@@ -89,6 +89,30 @@ def test_dead_letter_lifecycle(store):
     assert store.drop_dead_letter(dl["id"]) is False
 
 
+def test_a_dead_letter_keeps_the_message_at_its_failing_step_apart_from_its_row(store):
+    dl = {"id": "0190d4f2-bbbb-7000-8000-000000000001", "message_id": "m-1", "origin_id": "m-1",
+          "route": "r", "step": "1:to", "type": "a.b", "tenant": "320684", "business_no": "B-1",
+          "reason": "permanent", "last_error": "400", "envelope": '{"at": "received"}',
+          "state": '{"at": "step 1"}'}
+    store.finish(_finish(outcome="dead_letter", dead_letter=dl))
+    assert store.dead_letter_state(dl["id"]) == '{"at": "step 1"}'
+    # Lists and shows never carry it (it holds the body the steps made, unmasked).
+    assert "state" not in store.dead_letter(dl["id"]) and "state" not in store.dead_letters()[0]
+    assert store.dead_letter_state("0190d4f2-none") is None
+
+
+def test_stale_progress_lists_cases_at_a_stage_not_moved_since_oldest_first(store):
+    for no, stage, status, at in (("B-1", "review", "in_progress", 100.0),
+                                  ("B-2", "review", "in_progress", 50.0),
+                                  ("B-3", "review", "completed", 10.0),
+                                  ("B-4", "review", "in_progress", 300.0),
+                                  ("B-5", "acceptance", "in_progress", 10.0)):
+        store.finish(_finish(f"m-{no}", business_no=no, at=at,
+                             progress={"stage": stage, "status": status}))
+    assert [r["business_no"] for r in store.stale_progress("review", 200.0)] == ["B-2", "B-1"]
+    assert [r["business_no"] for r in store.stale_progress("review", 200.0, limit=1)] == ["B-2"]
+
+
 def test_correlation_is_decided_exactly_once(store):
     corr = {"id": "c-1", "tenant": "320684", "business_no": "B-1", "route": "r", "step": "1",
             "types": json.dumps(["tax.cleared"]), "mode": "all", "into": "tax",
