@@ -57,12 +57,13 @@ class ForbiddenDtd(MessageError):
         super().__init__(_("the XML document declares a DTD or entities, which are not accepted"))
 
 
-def hardened_parser() -> etree.XMLParser:
+def hardened_parser(target: object | None = None) -> etree.XMLParser:
     """An lxml parser that loads no DTD, resolves no entity, fetches nothing from the
-    network and keeps libxml2's size and depth limits (no huge_tree)."""
+    network and keeps libxml2's size and depth limits (no huge_tree). With a parser
+    ``target`` it builds no tree but calls the target's start/end/data."""
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                            dtd_validation=False, huge_tree=False, remove_comments=True,
-                           remove_pis=True, collect_ids=False)
+                           remove_pis=True, collect_ids=False, target=target)
 
 
 _local = threading.local()

@@ -19,11 +19,16 @@ UsernameToken with PasswordDigest instead (``Verifier.verify_token``).
 
 A timestamp further than ``clock_skew`` from our clock, or a nonce this key
 already used within ``nonce_ttl`` (2 x clock_skew by default), is refused.
-Nonces live in a ``NonceStore``: ``MemoryNonceStore`` (one process, bounded)
-or ``StoreNonceStore``, which a hub serving from several processes
-(``inbound.listen.processes``) uses: a table in the hub's store, reached
-through ``HubPort.remember_nonce``, keyed by a digest of (app key, nonce) with
-an expiry column; insert-or-fail is the whole check.
+Nonces live in a ``NonceStore``. A hub whose store others may open (any store
+but an in-memory one: server processes of one ``hub run``, separate ``hub
+run``s, a province's workers) uses ``StoreNonceStore``: a table in that store,
+reached through ``HubPort.remember_nonce``, keyed by a digest of (app key,
+nonce) with an expiry column; insert-or-fail is the whole check, so a request
+taken by one of them is a replay at every other. Only signed requests with a
+good signature write a row, and rows are swept once expired, so the table holds
+at most the requests accepted within ``nonce_ttl`` (plus a minute). A hub on an
+in-memory store, which nothing else can reach, keeps them in a
+``MemoryNonceStore`` (bounded by ``nonce_capacity``).
 """
 
 from __future__ import annotations
