@@ -212,3 +212,102 @@ def test_kill_cuts_a_request_in_flight_at_once(served, department):
     caller.join(timeout=10)
     assert not caller.is_alive() and not server.running()
     assert len(answers) == 1 and isinstance(answers[0], requests.RequestException)
+
+
+# -- inbound.limits ------------------------------------------------------------------
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_refusals_are_audited_once_a_window_per_address_with_the_rest_counted():
+    clock, written = Clock(), []
+    reports = loopserver.Reports(lambda key, count: written.append((key, count)), window=60,
+                                 clock=clock)
+    for _ in range(500):
+        reports.note("10.0.0.9", "slow_client", "header_timeout")
+    reports.note("10.0.0.8", "slow_client", "header_timeout")
+    assert written == [(("10.0.0.9", "slow_client", "header_timeout"), 1),
+                       (("10.0.0.8", "slow_client", "header_timeout"), 1)]
+
+    clock.now += 59
+    reports.flush()
+    assert len(written) == 2  # the window is not over
+    clock.now += 1
+    reports.flush()
+    assert written[2:] == [(("10.0.0.9", "slow_client", "header_timeout"), 499)]
+
+    reports.note("10.0.0.9", "slow_client", "header_timeout")  # still coming: counted on
+    clock.now += 60
+    reports.flush()
+    assert written[3:] == [(("10.0.0.9", "slow_client", "header_timeout"), 1)]
+    clock.now += 60
+    reports.flush()  # a quiet window closes the address
+    assert reports.open == {} and len(written) == 4
+    reports.note("10.0.0.9", "slow_client", "header_timeout")
+    assert written[4:] == [(("10.0.0.9", "slow_client", "header_timeout"), 1)]
+
+
+def test_refusals_from_more_addresses_than_tracked_share_one_record():
+    written = []
+    reports = loopserver.Reports(lambda key, count: written.append((key, count)), capacity=2,
+                                 clock=Clock())
+    for n in range(10):
+        reports.note(f"10.0.0.{n}", "too_many_connections", "max_connections")
+    reports.flush(every=True)
+    assert written == [(("10.0.0.0", "too_many_connections", "max_connections"), 1),
+                       (("10.0.0.1", "too_many_connections", "max_connections"), 1),
+                       (("*", "too_many_connections", "max_connections"), 1),
+                       (("*", "too_many_connections", "max_connections"), 7)]
+
+
+def test_an_ipv6_client_is_capped_by_its_64_prefix_and_a_mapped_ipv4_by_its_address():
+    assert loopserver.address_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert loopserver.address_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
+    assert loopserver.address_key("::ffff:10.1.2.3") == "10.1.2.3"
+    assert loopserver.address_key("10.1.2.3") == "10.1.2.3"
+
+
+def test_the_cap_per_address_and_the_cap_per_process_count_connections_held_open():
+    guard = loopserver.Guard(loopserver.Limits.of({"connections_per_address": 2,
+                                                   "max_connections": 3}))
+    assert [guard.admit("10.0.0.1") for _ in range(3)] == [
+        None, None, "connections_per_address"]
+    assert guard.admit("10.0.0.2") is None
+    assert guard.admit("10.0.0.3") == "max_connections"
+    guard.release("10.0.0.1")
+    assert guard.admit("10.0.0.3") is None
+    assert (guard.connections, guard.by_address) == (3, {"10.0.0.1": 1, "10.0.0.2": 1,
+                                                         "10.0.0.3": 1})
+
+
+def test_inbound_limits_are_checked_by_the_config_and_default_where_left_out():
+    from bdchub.core.config import check_text
+    from bdchub.core.errors import ConfigError
+    from bdchub.web.config_schema import with_defaults
+
+    base = 'tenant: "320684"\nconnectors: {}\nroutes: {}\ninbound:\n  limits:\n'
+    report = check_text(base + "    header_timeout: 5\n    connections_per_address: 0\n",
+                        "config.yaml", {})
+    limits = with_defaults(report.config["inbound"])["limits"]
+    assert limits == {"header_timeout": 5, "body_timeout": 60, "connections_per_address": 0,
+                      "max_connections": 4096, "max_requests": 1000}
+    assert loopserver.Limits.of(limits).header_timeout == 5
+    for bad in ("header_timeout: 0", "connections_per_adress: 10", "max_requests: -1"):
+        with pytest.raises(ConfigError) as err:
+            check_text(base + f"    {bad}\n", "config.yaml", {})
+        assert "inbound.limits" in str(err.value)
+
+
+def test_the_server_takes_its_limits_from_the_application_config(served):
+    server, _hub = served
+    assert server.limits == loopserver.Limits.of(None)
+    app = type("App", (), {"config": {"limits": {"header_timeout": 3}}})()
+    other = loopserver.LoopServer(app, "127.0.0.1", 0, threads=1)
+    try:
+        assert other.limits.header_timeout == 3
+    finally:
+        other.close()
