@@ -1,8 +1,8 @@
 """The inputs of a running hub, under one lifecycle.
 
 An input is anything that brings messages in while the hub runs: the inbound
-web server, the pollers, the diode inbox watch, the ferry inbox watch. Each
-follows one protocol (after nameko's extensions)::
+web server, the pollers, the reconciler, the diode inbox watch, the ferry
+inbox watch. Each follows one protocol (after nameko's extensions)::
 
     start()          begin taking work; raises when it cannot
     stop(timeout)    graceful: take nothing new, let what is under way finish
@@ -121,15 +121,19 @@ class Background:
 
 def singleton_inputs(config: Mapping[str, Any], hub: Any) -> list[Background]:
     """The inputs one process of a deployment runs, not every worker: the pollers
-    (a department is polled once), the diode inbox and the ferry inbox (a disc is
-    imported once)."""
+    (a department is polled once), the reconciler (a stuck case is asked about
+    once), the diode inbox and the ferry inbox (a disc is imported once)."""
     from .pollers import Pollers
+    from .reconciler import Reconciler
 
     found = []
     pollers = Pollers(config, connectors=hub.connectors, publish=hub.publish,
                       store_engine=hub.store.engine)
     if pollers.items:
         found.append(Background("pollers", pollers))
+    reconciler = Reconciler.from_config(config, hub)
+    if reconciler is not None:
+        found.append(Background("reconciler", reconciler))
     bridge = config.get("bridge") or {}
     if bridge.get("diode_inbox"):
         from bdchub.bridge.publish import InboxWatch

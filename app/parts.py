@@ -1,11 +1,13 @@
-"""What the assembly floor adds to the hub: the ``pollers:`` and ``metrics:``
-config sections. Named in the ``bdchub.parts`` entry-point group (see
+"""What the assembly floor adds to the hub: the ``pollers:``, ``reconcile:`` and
+``metrics:`` config sections. Named in the ``bdchub.parts`` entry-point group (see
 ``core.registry``)."""
 
 from bdchub.core.config import register_section
 
 register_section("pollers", "bdchub.app.pollers:SCHEMA",
                  check="bdchub.app.pollers:check_section")
+register_section("reconcile", "bdchub.app.reconciler:SCHEMA",
+                 check="bdchub.app.reconciler:check_section")
 register_section("metrics", {
     "type": "object", "additionalProperties": False,
     "properties": {"listen": {"type": "string"}, "enabled": {"type": "boolean"}},

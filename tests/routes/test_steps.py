@@ -275,6 +275,30 @@ def test_require_materials_lets_complete_applications_through():
     assert len(legacy.calls) == 1
 
 
+def test_match_name_records_whether_the_given_name_is_the_registered_one():
+    legacy = fake("legacy", echo)
+    hub = make_hub({"r": {"from": "application.submitted", "steps": [
+        {"match_name": {"name": "applicants[0].name", "registered": "licence.company_name",
+                        "into": "checks.name", "record": "licence_name"}},
+        {"filter": "checks.name.match"},
+        {"to": {"connector": "legacy", "operation": "submit"}}]}}, {"legacy": legacy})
+    registered = "海门市东洲(集团)有限公司"
+    for no, given in (("B-40", "海门市东洲（集团） 有限公司"),  # full-width, a space: same name
+                      ("B-41", registered + "'; DROP TABLE qlr; --"),
+                      ("B-42", None)):
+        body = application(no, licence={"company_name": registered})
+        body["applicants"][0].update(name=given, id_type="8")
+        hub.send("application.submitted", body)
+    hub.run_until_idle()
+    assert [c[1]["business_no"] for c in legacy.calls] == ["B-40"]
+    [record] = hub.store.verifications_for("B-41")
+    assert (record["kind"], record["operation"]) == ("licence_name", "match_name")
+    assert record["result"] == {"match": False, "given": registered + "'; DROP TABLE qlr; --",
+                                "registered": registered}
+    assert hub.store.verifications_for("B-42")[0]["result"]["match"] is False  # nothing to match
+    assert outcomes(hub, "B-41")[0] == ("r", "0:match_name", "ok")
+
+
 def test_validate_dead_letters_schema_violation_with_reason_and_step():
     legacy = fake("legacy", echo)
     hub = make_hub({"r": {"from": "application.submitted", "steps": [
