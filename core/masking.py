@@ -7,7 +7,10 @@ every place that shows a person masks the same fields the same way (BRIEF §4):
 - names keep the surname: 张三 -> 张*, 欧阳娜娜 -> 欧阳** (``name_keep_first``
   other than 1 keeps that many characters instead);
 - ID numbers keep the first 6 and last 4: 110105********1234;
-- phone numbers keep the first 3 and last 4: 138****5678.
+- phone numbers keep the first 3 and last 4: 138****5678;
+- what rests in the store's progress rows keeps less (``stored``): ID numbers
+  only their last 4 (**************1234), enough for a person to recognise
+  their case among their own, no more (the guide asks for de-identification).
 
 Fields are chosen by name (case-insensitive, at any depth); ``name_fields``,
 ``id_fields`` and ``phone_fields`` add to the built-in lists, never replace
@@ -59,6 +62,12 @@ SCHEMA: dict[str, Any] = {
         "phone_fields": {**_FIELDS, "description": "more field names holding a phone number"},
         "scan_values": {"type": "boolean", "default": True,
                         "description": "also mask ID and mobile numbers found in other text"},
+        "stored": {
+            "type": "object", "additionalProperties": False,
+            "description": "what progress rows keep of the applicant's ID number at rest",
+            "properties": {"id_keep_first": {**_KEEP, "default": 0},
+                           "id_keep_last": {**_KEEP, "default": 4}},
+        },
     },
 }
 
@@ -87,7 +96,7 @@ class Masker:
     def __init__(self, *, name_fields: Iterable[str] = (), id_fields: Iterable[str] = (),
                  phone_fields: Iterable[str] = (), name_keep: int = 1,
                  id_keep: tuple[int, int] = (6, 4), phone_keep: tuple[int, int] = (3, 4),
-                 scan_values: bool = True):
+                 scan_values: bool = True, stored_id_keep: tuple[int, int] = (0, 4)):
         self.rules: dict[str, str] = {}
         for kind, builtin, extra in (("name", NAME_FIELDS, name_fields),
                                      ("id", ID_FIELDS, id_fields),
@@ -97,19 +106,23 @@ class Masker:
         self.name_keep = int(name_keep)
         self.id_keep = (int(id_keep[0]), int(id_keep[1]))
         self.phone_keep = (int(phone_keep[0]), int(phone_keep[1]))
+        self.stored_id_keep = (int(stored_id_keep[0]), int(stored_id_keep[1]))
         self.scan_values = scan_values
 
     @classmethod
     def from_config(cls, block: Mapping[str, Any] | None) -> Masker:
         """From the ``masking:`` block (missing keys take the defaults)."""
         block = block or {}
+        stored = block.get("stored") or {}
         return cls(name_fields=block.get("name_fields", ()),
                    id_fields=block.get("id_fields", ()),
                    phone_fields=block.get("phone_fields", ()),
                    name_keep=block.get("name_keep_first", 1),
                    id_keep=(block.get("id_keep_first", 6), block.get("id_keep_last", 4)),
                    phone_keep=(block.get("phone_keep_first", 3), block.get("phone_keep_last", 4)),
-                   scan_values=block.get("scan_values", True))
+                   scan_values=block.get("scan_values", True),
+                   stored_id_keep=(stored.get("id_keep_first", 0),
+                                   stored.get("id_keep_last", 4)))
 
     def name(self, value: str) -> str:
         value = (value or "").strip()
@@ -119,6 +132,10 @@ class Masker:
 
     def id_number(self, value: str) -> str:
         return mask_middle((value or "").strip(), *self.id_keep)
+
+    def stored_id(self, value: str) -> str:
+        """An ID number as a progress row keeps it (the ``stored`` rule)."""
+        return mask_middle((value or "").strip(), *self.stored_id_keep)
 
     def phone(self, value: str) -> str:
         return mask_middle(value, *self.phone_keep)

@@ -17,8 +17,16 @@ The key (128 bits, SM4, GB/T 32907) comes from, in order:
 2. ``store.key_file`` in the config: a file holding those 32 hex digits;
 3. ``store.key`` in the hub's data folder (``HUB_DATA_DIR``, default ``data/``
    beside the config), created on first start (mode 0600) when
-   neither is given. It protects copies of the database; a deployment whose
+   neither is given -- by a starting hub only: a one-shot command (``hub
+   trace``, ``hub dlq``, ``hub send``, ``hub audit verify``) that finds no key
+   says where it looked instead of making one, since a new key cannot open
+   what the hub sealed. It protects copies of the database; a deployment whose
    store is shared by several hosts sets 1. or 2. to the same key on each.
+
+Other keys are derived from the data key with HKDF-SHA256, each under its own
+``info`` string, so none of them is the data key and none gives the others
+away: the applicant lookup key (``LOOKUP_INFO``, ``routes.progress``) and the
+audit chain's key (``AUDIT_INFO``, unless ``BDCHUB_AUDIT_KEY`` is set).
 
     sealer = Sealer(bytes.fromhex(hex_key))
     text = sealer.seal("dead_letters.envelope", '{"body": …}')
@@ -36,13 +44,20 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigError, StoreError
 from .i18n import _
 
 PREFIX = "sm4g1:"
 KEY_ENV = "BDCHUB_DATA_KEY"
+AUDIT_KEY_ENV = "BDCHUB_AUDIT_KEY"
+KEY_FILE = "store.key"
+#: HKDF ``info`` of each key derived from the data key; a new purpose gets a new string.
+LOOKUP_INFO = b"bdc-hub/applicant-lookup/v1"
+AUDIT_INFO = b"bdc-hub/audit-chain/v1"
 _NONCE = 12
 _TAG = 16
 _KEY_ID = 4
@@ -66,6 +81,11 @@ class Sealer:
         sealed = encryptor.update(text.encode("utf-8")) + encryptor.finalize()
         raw = self.key_id + nonce + sealed + encryptor.tag
         return PREFIX + base64.b64encode(raw).decode("ascii")
+
+    def derive(self, info: bytes, length: int = 32) -> bytes:
+        """A key for another purpose, named by ``info`` (HKDF-SHA256 over the data key)."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                    info=info).derive(self._key)
 
     def open(self, column: str, text: str) -> str:
         if not text.startswith(PREFIX):
@@ -105,9 +125,12 @@ def _parse_key(text: str, where: str) -> bytes:
     return key
 
 
-def load_sealer(config: Mapping[str, Any], default_dir: Path) -> Sealer:
-    """The hub's sealer: ``BDCHUB_DATA_KEY``, else ``store.key_file``, else a key
-    file in ``default_dir`` made on first use (see the module docstring)."""
+def load_sealer(config: Mapping[str, Any], default_dir: Path, *,
+                create: bool = True) -> Sealer:
+    """The hub's sealer: ``BDCHUB_DATA_KEY``, else ``store.key_file``, else the key
+    file in ``default_dir``, made there on first use only when ``create`` (a
+    starting hub); a one-shot command passes ``create=False`` and gets a
+    ConfigError naming every place it looked."""
     env = os.environ.get(KEY_ENV)
     if env:
         return Sealer(_parse_key(env, KEY_ENV))
@@ -122,7 +145,27 @@ def load_sealer(config: Mapping[str, Any], default_dir: Path) -> Sealer:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(_("store.key_file {path} cannot be read: {error}", path=path,
                                 error=getattr(exc, "strerror", None) or exc)) from exc
-    return Sealer(_key_file(default_dir / "store.key"))
+    path = default_dir / KEY_FILE
+    if not create and not path.exists():
+        raise ConfigError(_(
+            "no data key: {env} is not set, the config has no store.key_file and {path} "
+            "does not exist. Point HUB_DATA_DIR at the data folder of the hub that wrote "
+            "the store, or set store.key_file or {env} to its key; this command makes no "
+            "key, since a new one cannot open what the hub sealed", env=KEY_ENV, path=path))
+    return Sealer(_key_file(path))
+
+
+def load_audit_key(config: Mapping[str, Any], default_dir: Path, *,
+                   create: bool = True) -> bytes:
+    """The key of the hub's audit chain: ``BDCHUB_AUDIT_KEY`` (at least 16
+    characters, used as given), else derived from the data key (never the data
+    key itself), which is looked for as ``load_sealer`` does."""
+    env = os.environ.get(AUDIT_KEY_ENV)
+    if env:
+        if len(env.strip()) < 16:
+            raise ConfigError(_("{env} must be at least 16 characters", env=AUDIT_KEY_ENV))
+        return env.strip().encode("utf-8")
+    return load_sealer(config, default_dir, create=create).derive(AUDIT_INFO)
 
 
 def _key_file(path: Path) -> bytes:

@@ -70,3 +70,20 @@ def test_verification_records_mask_the_numbers_departments_answer_with():
 
 def test_short_numbers_still_hide_most_digits():
     assert DEFAULT.id_number("E1234567") == "E1****67"
+
+
+def test_what_progress_rows_keep_of_an_id_number_is_the_last_four_and_configurable():
+    assert DEFAULT.stored_id("110105199001011234") == "**************1234"
+    assert DEFAULT.stored_id(" 11010519900101123x ") == "**************123x"
+    assert Masker.from_config({"stored": {"id_keep_last": 2}}).stored_id(
+        "110105199001011234") == "****************34"
+
+
+def test_the_stored_rule_is_checked_with_the_masking_block():
+    from bdchub.core import config
+    from bdchub.core.errors import ConfigError
+
+    base = 'tenant: "320684"\nconnectors: {}\nroutes: {}\nmasking:\n  stored: '
+    config.check_text(base + "{id_keep_first: 0, id_keep_last: 4}\n")
+    with pytest.raises(ConfigError, match="masking.stored"):
+        config.check_text(base + "{id_keep_middle: 4}\n")

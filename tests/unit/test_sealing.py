@@ -174,3 +174,39 @@ def test_a_hub_keeps_its_data_key_in_its_data_folder_and_seals_with_it(monkeypat
         assert (tmp_path / "hubdata" / "store.db").exists()  # the default store, beside it
     finally:
         hub.close()
+
+
+def test_keys_derived_from_the_data_key_are_apart_from_it_and_from_each_other():
+    from bdchub.core.sealing import AUDIT_INFO, LOOKUP_INFO
+
+    sealer = Sealer(KEY)
+    lookup, audit = sealer.derive(LOOKUP_INFO), sealer.derive(AUDIT_INFO)
+    assert len({lookup, audit, KEY}) == 3 and KEY not in lookup and KEY not in audit
+    assert Sealer(KEY).derive(LOOKUP_INFO) == lookup  # every process derives the same
+    assert Sealer(os.urandom(16)).derive(LOOKUP_INFO) != lookup
+
+
+def test_without_create_no_key_is_made_and_every_place_looked_at_is_named(monkeypatch,
+                                                                          tmp_path):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(ConfigError) as refused:
+        load_sealer({}, tmp_path / "data", create=False)
+    for place in (KEY_ENV, "store.key_file", "HUB_DATA_DIR", str(tmp_path / "data" / "store.key")):
+        assert place in str(refused.value)
+    assert refused.value.exit_code == 2
+    assert not (tmp_path / "data").exists()
+    made = load_sealer({}, tmp_path / "data")
+    assert load_sealer({}, tmp_path / "data", create=False).key_id == made.key_id
+
+
+def test_the_audit_key_comes_from_its_variable_else_from_the_data_key(monkeypatch, tmp_path):
+    from bdchub.core.sealing import AUDIT_INFO, AUDIT_KEY_ENV, load_audit_key
+
+    monkeypatch.setenv(KEY_ENV, KEY.hex())
+    monkeypatch.delenv(AUDIT_KEY_ENV, raising=False)
+    assert load_audit_key({}, tmp_path) == Sealer(KEY).derive(AUDIT_INFO)
+    monkeypatch.setenv(AUDIT_KEY_ENV, "an audit key from the vault")
+    assert load_audit_key({}, tmp_path) == b"an audit key from the vault"
+    monkeypatch.setenv(AUDIT_KEY_ENV, "short")
+    with pytest.raises(ConfigError, match=AUDIT_KEY_ENV):
+        load_audit_key({}, tmp_path)
