@@ -18,6 +18,7 @@ the cause stays chained. Callers only ever catch these::
     └── BridgeError                diode or ferry
         ├── IntegrityError_        size, hash or signature does not match
         ├── ReplayError            a batch or session already consumed
+        ├── ExpiredError           a batch past its expiry (not a replay: never consumed)
         └── PolicyError            content policy refused an object (goes to quarantine)
 
 ``RecoverableError`` versus ``PermanentError`` is what retry, park and
@@ -110,6 +111,10 @@ class IntegrityError_(BridgeError):  # noqa: N801
 
 
 class ReplayError(BridgeError):
+    pass
+
+
+class ExpiredError(BridgeError):
     pass
 
 

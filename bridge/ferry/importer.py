@@ -20,7 +20,7 @@ tag files:
    rename, then record the batch. A crash between the two re-delivers on the
    next import (at-least-once), never loses.
 
-Any failure of the disc (IntegrityError_, ReplayError, PolicyError) moves what
+Any failure of the disc (IntegrityError_, ReplayError, ExpiredError, PolicyError) moves what
 was staged into the quarantine with ``reason.json`` and ``REASON.txt``; the
 inbox never sees a partial batch.
 """
@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bdchub.core.audit import AuditLog
-from bdchub.core.errors import BridgeError, HubError, IntegrityError_, PolicyError, ReplayError
+from bdchub.core.errors import (
+    BridgeError,
+    ExpiredError,
+    HubError,
+    IntegrityError_,
+    PolicyError,
+    ReplayError,
+)
 from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
@@ -261,7 +268,7 @@ class FerryImporter:
                 self._deliver(result, work, ledger, header)
             else:
                 result.status = VERIFIED
-        except (IntegrityError_, ReplayError, PolicyError) as exc:
+        except (IntegrityError_, ReplayError, ExpiredError, PolicyError) as exc:
             # Quarantine takes the staged files with it (import only).
             self._refuse(result, exc, work, deliver)
         except HubError as exc:
@@ -332,9 +339,9 @@ class FerryImporter:
     def _check_fresh(self, header: bag.BagHeader) -> None:
         now = self.now()
         if now >= header.expires:
-            raise ReplayError(_("batch {batch} expired at {expires}; ask the sender to pack it "
-                                "again", batch=header.batch_id,
-                                expires=spec.format_time(header.expires)))
+            raise ExpiredError(_("batch {batch} expired at {expires}; ask the sender to pack "
+                                 "it again", batch=header.batch_id,
+                                 expires=spec.format_time(header.expires)))
         if header.created > now + self.clock_skew:
             raise IntegrityError_(_("batch {batch} says it was made at {created}, in the future; "
                                     "check the clocks of both networks",
@@ -492,8 +499,10 @@ class FerryImporter:
         result.reason = str(exc)
         result.error = type(exc).__name__
         result.items = []
+        # An expired disc was never consumed: its expiry, not a replay, is the reason.
+        expiry = {"expires": result.expires} if isinstance(exc, ExpiredError) else {}
         self._audit("refused", result, reason=result.reason, error=result.error,
-                    mode="import" if deliver else "verify")
+                    mode="import" if deliver else "verify", **expiry)
         if not deliver:
             return
         assert self.quarantine is not None
@@ -502,7 +511,7 @@ class FerryImporter:
         reason = {
             "image": str(result.image), "error": result.error, "reason": result.reason,
             "batch_id": result.batch_id, "sender": result.sender, "sequence": result.sequence,
-            "time": spec.format_time(spec.utc_now()),
+            "time": spec.format_time(spec.utc_now()), **expiry,
         }
         try:
             work.mkdir(mode=0o700, exist_ok=True)

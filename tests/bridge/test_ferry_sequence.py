@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -67,13 +68,19 @@ def test_verify_reports_a_replay_without_touching_the_ledger(ferry):
     assert ferry.ledger_path.read_bytes() == before
 
 
-def test_expired_batch_is_refused(ferry):
+def test_expired_batch_is_refused_as_expired_with_its_expiry_not_as_a_replay(ferry):
     image = ferry.pack(expires=timedelta(days=7)).discs[0].image
     later = spec.utc_now() + timedelta(days=7, seconds=1)
 
     batch = ferry.importer(now=lambda: later).import_images([image]).batches[0]
 
-    assert batch.error == "ReplayError" and "expired" in batch.reason
+    assert batch.status == "refused" and batch.error == "ExpiredError"
+    assert f"expired at {batch.expires}" in batch.reason and "replay" not in batch.reason
+    [refused] = [r for r in ferry.audit.records() if r["event"] == "refused"]
+    assert (refused["fields"]["error"], refused["fields"]["expires"]) == (
+        "ExpiredError", batch.expires)
+    reason = json.loads((batch.quarantine / "reason.json").read_text(encoding="utf-8"))
+    assert (reason["error"], reason["expires"]) == ("ExpiredError", batch.expires)
     assert ferry.inbox_entries() == []
     # and an expired disc is not consumed: the ledger stays empty
     assert Ledger(ferry.ledger_path).sequences(ferry.sender) == []
