@@ -58,6 +58,7 @@ KEY_FILE = "store.key"
 #: HKDF ``info`` of each key derived from the data key; a new purpose gets a new string.
 LOOKUP_INFO = b"bdc-hub/applicant-lookup/v1"
 AUDIT_INFO = b"bdc-hub/audit-chain/v1"
+_PROCESS_KEY = os.urandom(16)
 _NONCE = 12
 _TAG = 16
 _KEY_ID = 4
@@ -155,17 +156,31 @@ def load_sealer(config: Mapping[str, Any], default_dir: Path, *,
     return Sealer(_key_file(path))
 
 
-def load_audit_key(config: Mapping[str, Any], default_dir: Path, *,
-                   create: bool = True) -> bytes:
+def process_sealer() -> Sealer:
+    """A key of this process alone, for what lives and dies with it: the lookup keys
+    of an in-memory store, the audit chain of a hub that has no data key (tests)."""
+    return Sealer(_PROCESS_KEY)
+
+
+def audit_key(sealer: Sealer | None) -> bytes:
     """The key of the hub's audit chain: ``BDCHUB_AUDIT_KEY`` (at least 16
-    characters, used as given), else derived from the data key (never the data
-    key itself), which is looked for as ``load_sealer`` does."""
+    characters, used as given), else derived from ``sealer``'s data key (never
+    the data key itself), or from this process's key without one."""
     env = os.environ.get(AUDIT_KEY_ENV)
     if env:
         if len(env.strip()) < 16:
             raise ConfigError(_("{env} must be at least 16 characters", env=AUDIT_KEY_ENV))
         return env.strip().encode("utf-8")
-    return load_sealer(config, default_dir, create=create).derive(AUDIT_INFO)
+    return (sealer or process_sealer()).derive(AUDIT_INFO)
+
+
+def load_audit_key(config: Mapping[str, Any], default_dir: Path, *,
+                   create: bool = True) -> bytes:
+    """``audit_key`` of the hub ``config`` describes, its data key looked for as
+    ``load_sealer`` does (not at all when ``BDCHUB_AUDIT_KEY`` is set)."""
+    if os.environ.get(AUDIT_KEY_ENV):
+        return audit_key(None)
+    return audit_key(load_sealer(config, default_dir, create=create))
 
 
 def _key_file(path: Path) -> bytes:

@@ -210,3 +210,11 @@ def test_the_audit_key_comes_from_its_variable_else_from_the_data_key(monkeypatc
     monkeypatch.setenv(AUDIT_KEY_ENV, "short")
     with pytest.raises(ConfigError, match=AUDIT_KEY_ENV):
         load_audit_key({}, tmp_path)
+
+
+def test_what_has_no_data_key_is_keyed_by_this_process_alone(monkeypatch):
+    from bdchub.core.sealing import AUDIT_KEY_ENV, LOOKUP_INFO, audit_key, process_sealer
+
+    monkeypatch.delenv(AUDIT_KEY_ENV, raising=False)
+    assert audit_key(None) == audit_key(process_sealer()) != audit_key(Sealer(KEY))
+    assert process_sealer().derive(LOOKUP_INFO) != Sealer(KEY).derive(LOOKUP_INFO)
