@@ -74,7 +74,7 @@ ANCHOR_BROKEN = "audit.anchor_broken"
 #: The log's own records; ``records()`` leaves them out.
 BOOKKEEPING = frozenset({OPENED, CHECKPOINT, CLOSED, RECOVERED, ANCHOR_BROKEN})
 
-_TAIL_CHUNK = 65536
+_TAIL_CHUNK = 8192  # a few records: the last is nearly always in the first read
 
 # A process that ends normally (a one-shot command, a test) has stopped cleanly:
 # its writers close, even those their owner dropped without closing (so held
@@ -599,10 +599,7 @@ def _last_record(fd: int, size: int) -> tuple[dict, int, int] | None:
                     return rec, start, min(start + len(line) + 1, end)
             except ValueError:
                 continue
-        if pos > 0:
-            buf = lines[0]  # keep the cut line for the next chunk
-            if len(buf) > 16 * _TAIL_CHUNK:  # no record fits: give up looking back
-                return None
+        buf = lines[0]  # the line the chunk cut, completed by the next one
     return None
 
 

@@ -243,3 +243,14 @@ def test_a_torn_last_line_is_named_and_the_chain_goes_on(tmp_path):
     log.close()
     problems = AuditLog(path, key=KEY).verify()
     assert [p.reason for p in problems] == ["not a valid audit record"]
+
+
+def test_a_record_longer_than_one_read_back_is_still_found_as_the_tail(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    first = AuditLog(path, key=KEY)
+    first.record("delivered", "big", note="x" * 100_000)  # far longer than a read-back
+    other = AuditLog(path, key=KEY)  # another writer: it reads the tail from the file
+    other.record("delivered", "after")
+    other.close()
+    first.close()
+    assert AuditLog(path, key=KEY).verify() == []
