@@ -153,7 +153,13 @@ def load_sealer(config: Mapping[str, Any], default_dir: Path, *,
             "does not exist. Point HUB_DATA_DIR at the data folder of the hub that wrote "
             "the store, or set store.key_file or {env} to its key; this command makes no "
             "key, since a new one cannot open what the hub sealed", env=KEY_ENV, path=path))
-    return Sealer(_key_file(path))
+    try:
+        return Sealer(_key_file(path))
+    except (OSError, UnicodeDecodeError) as exc:  # the hub does not start without it
+        raise ConfigError(_("the data key {path} can be neither read nor made: {error}; "
+                            "set HUB_DATA_DIR to a folder the hub may write, or "
+                            "store.key_file or {env}", path=path, env=KEY_ENV,
+                            error=getattr(exc, "strerror", None) or exc)) from exc
 
 
 def process_sealer() -> Sealer:

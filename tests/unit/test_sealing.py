@@ -218,3 +218,12 @@ def test_what_has_no_data_key_is_keyed_by_this_process_alone(monkeypatch):
     monkeypatch.delenv(AUDIT_KEY_ENV, raising=False)
     assert audit_key(None) == audit_key(process_sealer()) != audit_key(Sealer(KEY))
     assert process_sealer().derive(LOOKUP_INFO) != Sealer(KEY).derive(LOOKUP_INFO)
+
+
+def test_a_data_key_that_can_be_neither_read_nor_made_stops_the_hub_with_a_config_error(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    (tmp_path / "not-a-folder").write_text("")
+    with pytest.raises(ConfigError, match="neither read nor made") as refused:
+        load_sealer({}, tmp_path / "not-a-folder" / "data")
+    assert refused.value.exit_code == 2 and "HUB_DATA_DIR" in str(refused.value)
