@@ -54,17 +54,19 @@ def status_line(status: int) -> str:
 
 
 class ApiError(Exception):
-    """A refusal. ``message`` is already translated; ``reason`` is a token for the audit."""
+    """A refusal. ``message`` is already translated; ``reason`` is a token for the audit,
+    ``audit_fields`` more of what the audit record says (never personal data)."""
 
     def __init__(self, status: int, code: str, message: str, *,
                  violations: list[dict[str, str]] | None = None, reason: str = "",
-                 headers: Headers | None = None):
+                 headers: Headers | None = None, audit_fields: dict[str, str] | None = None):
         self.status = status
         self.code = code
         self.message = message
         self.violations = violations
         self.reason = reason or code
         self.headers = headers or []
+        self.audit_fields = audit_fields or {}
         super().__init__(message)
 
 

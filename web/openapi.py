@@ -112,7 +112,8 @@ def _error(description: str) -> dict[str, Any]:
 COMMON_ERRORS = {
     "400": "malformed JSON or a bad parameter (malformed_json, bad_request)",
     "401": "missing or bad signature, stale timestamp, replayed nonce",
-    "403": "the client may not act for this tenant (tenant_forbidden)",
+    "403": "the client may not send this type (type_forbidden), read cases (read_forbidden) "
+           "or act for this tenant (tenant_forbidden)",
     "413": "body larger than max_body_bytes (too_large)",
     "415": "not application/json (unsupported_media_type)",
     "422": "the body breaks its schema; every violation has path and message",
@@ -197,7 +198,8 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
             "parameters": [{"$ref": "#/components/parameters/Tenant"}, business_no],
             "responses": {"200": {"description": "progress records",
                                   "content": _json(_ref("ProgressAnswer"))},
-                          "404": _error("no such business (not_found)"),
+                          "404": _error("no such business, or none the client may read "
+                                        "(not_found)"),
                           **{c: _error(t) for c, t in COMMON_ERRORS.items() if c in ("400", "401", "403")}},
         }},
         "/api/v1/progress": {"get": {
@@ -208,6 +210,8 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64}}],
             "responses": {"200": {"description": "progress records",
                                   "content": _json(_ref("ProgressAnswer"))},
+                          "404": _error("no business of this applicant the client may read "
+                                        "(not_found)"),
                           **{c: _error(t) for c, t in COMMON_ERRORS.items() if c in ("400", "401", "403")}},
         }},
         "/api/v1/health": {"get": {

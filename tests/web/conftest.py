@@ -22,6 +22,10 @@ APP_KEY = "ck-county-window"
 SECRET = "s3cret-for-tests-only-0123456789"
 PROVINCE_KEY = "pk-province"
 PROVINCE_SECRET = "another-secret-for-tests-0123456"
+BANK_KEY = "bk-bank"
+BANK_SECRET = "bank-secret-for-tests-0123456789"
+LEGACY_KEY = "lk-registration-system"
+LEGACY_SECRET = "legacy-secret-for-tests-01234567"
 ID_NUMBER = "11010519900101123" + resident_id_check_char("11010519900101123")
 
 APPLICATION: dict[str, Any] = {
@@ -60,10 +64,19 @@ MATERIALS: dict[str, Any] = {
 def config(**inbound: Any) -> dict[str, Any]:
     block: dict[str, Any] = {
         "clients": {
+            # Both windows may send any type but a hub event (no pattern reaches one), so
+            # tests of other checks need not list the types of their endpoints.
             "county_window": {"app_key": APP_KEY, "app_secret": SECRET,
-                              "tenants": [TENANT], "channel": "county"},
+                              "tenants": [TENANT], "channel": "county", "sends": ["#"]},
             "province_window": {"app_key": PROVINCE_KEY, "app_secret": PROVINCE_SECRET,
-                                "tenants": ["32*"], "channel": "province"},
+                                "tenants": ["32*"], "channel": "province", "sends": ["#"]},
+            "bank": {"app_key": BANK_KEY, "app_secret": BANK_SECRET, "tenants": [TENANT],
+                     "channel": "bank", "sends": ["application.submitted"]},
+            # The registration system reports through the SOAP endpoint: the source of
+            # the progress and register-entry events.
+            "registration_system": {"app_key": LEGACY_KEY, "app_secret": LEGACY_SECRET,
+                                    "tenants": [TENANT], "channel": "legacy",
+                                    "owns": ["progress.reported", "registration.recorded"]},
         },
         "max_body_bytes": 64 * 1024,
     }

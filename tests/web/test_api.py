@@ -16,6 +16,8 @@ from .conftest import (
     APP_KEY,
     APPOINTMENT,
     ID_NUMBER,
+    LEGACY_KEY,
+    LEGACY_SECRET,
     MATERIALS,
     PROVINCE_KEY,
     PROVINCE_SECRET,
@@ -91,10 +93,11 @@ def test_material_update_naming_another_business_is_a_schema_violation(client, h
     assert hub.published == []
 
 
-def test_generic_endpoint_accepts_a_known_type(client, hub):
+def test_generic_endpoint_accepts_a_known_type_from_the_client_that_owns_it(app, hub):
     progress = {"business_no": "YWH2024000001", "stage": "acceptance", "status": "completed",
                 "time": "2024-05-02T10:00:00+08:00", "organisation": {"name": "海门区不动产登记中心"}}
-    response = client.post("/api/v1/messages/progress.reported", progress)
+    response = SignedClient(app, LEGACY_KEY, LEGACY_SECRET).post(
+        "/api/v1/messages/progress.reported", progress)
 
     assert response.status_code == 202, response.get_json()
     assert [(e.type, e.tenant) for e in hub.published] == [("progress.reported", TENANT)]

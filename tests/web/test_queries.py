@@ -24,7 +24,8 @@ RECORD = {
 
 @pytest.fixture
 def with_progress(hub):
-    hub.add_progress(TENANT, "YWH2024000001", json.loads(json.dumps(RECORD)))
+    hub.add_progress(TENANT, "YWH2024000001", json.loads(json.dumps(RECORD)),
+                     client="county_window", channel="county")
     return hub
 
 
@@ -235,8 +236,8 @@ def test_endpoints_declared_by_routes_are_served_and_queued_without_reply(hub, r
 
 
 def test_progress_answer_given_as_one_record_is_served_as_a_list(client, hub):
-    hub.progress_by_business_no = lambda tenant, bno: {"business_no": bno, "stage": "review",
-                                                       "applicant": {"name": "张三"}}
+    hub.progress_by_business_no = lambda tenant, bno, **scope: {
+        "business_no": bno, "stage": "review", "applicant": {"name": "张三"}}
 
     response = client.get("/api/v1/progress/YWH2024000001")
 

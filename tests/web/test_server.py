@@ -19,7 +19,7 @@ from bdchub.core import i18n
 from bdchub.web.loopserver import start
 from bdchub.web.signing import signed_headers
 
-from .conftest import APP_KEY, SECRET, TENANT
+from .conftest import APP_KEY, LEGACY_KEY, LEGACY_SECRET, SECRET, TENANT
 from .test_soap import STAGE_CHANGE, envelope
 
 
@@ -85,7 +85,7 @@ def test_zeep_client_calls_the_soap_endpoint_from_the_served_wsdl(server, hub):
     from zeep.wsse.username import UsernameToken
 
     client = zeep.Client(server.url + "/soap/inbound?wsdl",
-                         wsse=UsernameToken(APP_KEY, SECRET, use_digest=True))
+                         wsse=UsernameToken(LEGACY_KEY, LEGACY_SECRET, use_digest=True))
     receipt = client.service.SubmitResult(
         YWH="YWH2024000002", RegType="100", RightType="4",
         UnitCode=["320684413219GB00029F00010002"], RegisteredAt="2024-05-10T15:00:00+08:00",
@@ -102,7 +102,7 @@ def test_zeep_client_calls_the_soap_endpoint_from_the_served_wsdl(server, hub):
 def test_soap_over_http_with_signed_headers(server, hub):
     body = envelope(STAGE_CHANGE)
     headers = {"Content-Type": "text/xml; charset=utf-8",
-               **signed_headers(APP_KEY, SECRET, "POST", "/soap/inbound", body)}
+               **signed_headers(LEGACY_KEY, LEGACY_SECRET, "POST", "/soap/inbound", body)}
 
     response = requests.post(server.url + "/soap/inbound", data=body, headers=headers, timeout=10)
 

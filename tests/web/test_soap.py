@@ -12,7 +12,15 @@ from lxml import etree
 
 from bdchub.sandbox.soap import billion_laughs_dtd
 
-from .conftest import APP_KEY, ID_NUMBER, SECRET, TENANT
+from .conftest import (
+    APP_KEY,
+    ID_NUMBER,
+    LEGACY_KEY,
+    LEGACY_SECRET,
+    SECRET,
+    TENANT,
+    SignedClient,
+)
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 NS = "urn:bdc-hub:inbound:1"
@@ -50,7 +58,14 @@ def envelope(operation: str, header: str = "") -> bytes:
             f"</soap:Envelope>").encode()
 
 
-def username_token(key: str = APP_KEY, secret: str = SECRET, *, nonce: bytes | None = None,
+@pytest.fixture
+def client(app) -> SignedClient:
+    """The registration system: the client that owns what the SOAP operations report."""
+    return SignedClient(app, LEGACY_KEY, LEGACY_SECRET)
+
+
+def username_token(key: str = LEGACY_KEY, secret: str = LEGACY_SECRET, *,
+                   nonce: bytes | None = None,
                    created: datetime | None = None, kind: str = DIGEST) -> str:
     nonce = nonce or os.urandom(16)
     stamp = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -112,7 +127,7 @@ def test_ws_security_username_token_with_digest_is_accepted(client, hub):
     response = call(client, envelope(STAGE_CHANGE, username_token()), sign=False)
 
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert hub.published[0].headers["inbound.client"] == "county_window"
+    assert hub.published[0].headers["inbound.client"] == "registration_system"
 
 
 def test_replayed_username_token_is_refused(client, hub):
@@ -124,6 +139,33 @@ def test_replayed_username_token_is_refused(client, hub):
     assert again.status_code == 401
     assert fault_of(again)["code"] == "replayed_nonce"
     assert len(hub.published) == 1
+
+
+# -- who may report -------------------------------------------------------------------
+
+@pytest.mark.parametrize("operation", [STAGE_CHANGE, RESULT],
+                         ids=["ReportStageChange", "SubmitResult"])
+def test_a_window_may_not_report_what_only_the_registration_system_owns(app, hub, operation):
+    window = SignedClient(app, APP_KEY, SECRET)
+
+    response = call(window, envelope(operation))
+
+    assert response.status_code == 403
+    fault = fault_of(response)
+    assert (fault["faultcode"], fault["code"]) == ("soap:Client", "type_forbidden")
+    assert hub.published == []
+    [record] = hub.audited("inbound.rejected")
+    assert (record["client"], record["code"], record["reason"]) == (
+        "county_window", "type_forbidden", "hub_event")
+
+
+def test_a_window_signing_with_a_username_token_may_not_report_either(app, hub):
+    token = username_token(APP_KEY, SECRET)
+
+    response = call(SignedClient(app, APP_KEY, SECRET), envelope(STAGE_CHANGE, token), sign=False)
+
+    assert (response.status_code, fault_of(response)["code"]) == (403, "type_forbidden")
+    assert hub.published == []
 
 
 @pytest.mark.parametrize("token, reason", [
