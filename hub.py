@@ -32,6 +32,8 @@ LAZY_COMMANDS = {
     "trace": "bdchub.routes.cli:trace_command",
     "send": "bdchub.routes.cli:send_command",
     "run": "bdchub.app.cli:run_command",
+    "audit": "bdchub.app.audit_cli:audit_group",
+    "stuck": "bdchub.app.reconciler:stuck_command",
     "demo": "bdchub.demo.cli:demo_command",
 }
 

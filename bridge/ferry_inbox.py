@@ -69,6 +69,17 @@ class FerryPass:
     error: str | None = None  # the last local failure; what it hit is tried again
 
 
+def _place(config: Mapping[str, Any], data_dir: str | os.PathLike[str], key: str,
+           default: str) -> Path:
+    """A path of the ``bridge.ferry_inbox`` block: relative to the config file, or
+    ``default`` under ``ferry/`` in the data folder."""
+    value = ((config.get("bridge") or {}).get("ferry_inbox") or {}).get(key)
+    if not value:
+        return Path(data_dir) / "ferry" / default
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else Path(config.get("__dir__") or os.getcwd()) / path
+
+
 class FerryWatch(Watch):
     """Imports and publishes what arrives in ``folder``; see the module docstring.
 
@@ -103,6 +114,14 @@ class FerryWatch(Watch):
         self._delivered: dict[str, list[BatchResult]] = {}
         super().__init__()
 
+    @staticmethod
+    def audit_path(config: Mapping[str, Any], data_dir: str | os.PathLike[str]) -> Path | None:
+        """Where the watch of ``config`` keeps its audit log; None without a watch."""
+        block = (config.get("bridge") or {}).get("ferry_inbox")
+        if not block or not block.get("enabled", True):
+            return None
+        return _place(config, data_dir, "audit", "audit.jsonl")
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any], hub: Any,
                     data_dir: str | os.PathLike[str]) -> FerryWatch | None:
@@ -113,14 +132,9 @@ class FerryWatch(Watch):
         if not block or not block.get("enabled", True):
             return None
         base = Path(config.get("__dir__") or os.getcwd())
-        defaults = Path(data_dir) / "ferry"
 
         def where(key: str, default: str) -> Path:
-            value = block.get(key)
-            if not value:
-                return defaults / default
-            path = Path(str(value)).expanduser()
-            return path if path.is_absolute() else base / path
+            return _place(config, data_dir, key, default)
 
         keys = block["key"]
         keys = [keys] if isinstance(keys, str) else list(keys)
@@ -128,10 +142,8 @@ class FerryWatch(Watch):
         for key in keys:
             path = Path(str(key)).expanduser()
             verifiers.append(sign.load_verifier(path if path.is_absolute() else base / path))
-        # Keyed like the hub's own audit log (routes.runtime.Hub.audit).
-        audit_key = os.environ.get("BDCHUB_AUDIT_KEY")
-        audit = AuditLog(where("audit", "audit.jsonl"),
-                         key=audit_key.encode() if audit_key else None)
+        # Keyed like the hub's own audit log, so ``hub audit verify`` checks both.
+        audit = AuditLog(where("audit", "audit.jsonl"), key=hub.audit_key())
         policy = None
         if block.get("policy", True):
             from .policy import ContentPolicy

@@ -21,6 +21,8 @@ table                     what it holds
 ``verifications``         results of ``enrich`` steps with ``record:`` (shared-data checks)
 ``progress``              the latest stage of each application, with the applicant masked
                           and a keyed hash of the ID number for look-ups by applicant
+``submitters``            who submitted each case (inbound client and channel), for clients
+                          that may read only their own or their channel's cases
 ========================  ==============================================================
 
 ``finish`` writes a route's whole outcome (processed record, hops, and the
@@ -247,6 +249,19 @@ progress = Table(
     Index("ix_progress_stage", "stage", "updated_at"),  # the reconciler's stale_progress
 )
 
+#: Beside ``progress`` rather than columns of it: stores made before it get the table
+#: from ``create_all``. Written once per case: the first submission names its submitter,
+#: so a later one under the same business number cannot take another's case over.
+submitters = Table(
+    "submitters", metadata,
+    Column("tenant", String(6), primary_key=True),
+    Column("business_no", String(64), primary_key=True),
+    Column("client", String(200), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Index("ix_submitters_client", "tenant", "client"),
+)
+
 #: Nonces of signed inbound requests, shared by every hub process on this store.
 #: ``id`` is a digest of (scope + app key, nonce): fixed width whatever the client sent.
 request_nonces = Table(
@@ -271,6 +286,8 @@ class Finish:
     dead_letter: dict[str, Any] | None = None
     correlation: dict[str, Any] | None = None
     verifications: Sequence[dict[str, Any]] = ()
+    # progress columns; ``submitted_by`` / ``submitted_channel`` name the case's
+    # submitter when the run's message opened it (kept only if none is known yet)
     progress: dict[str, Any] | None = None
     record_processed: bool = True
     at: float = field(default_factory=time.time)
@@ -306,12 +323,16 @@ _PROGRESS_COLUMNS = ("stage", "status", "registration_type", "applicant_name", "
                      "applicant_key", "last_type")
 
 
-def _progress_upsert(dialect: str) -> Any:
+def _dialect_insert(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(progress)
+    return dialect_insert
+
+
+def _progress_upsert(dialect: str) -> Any:
+    stmt = _dialect_insert(dialect)(progress)
     # An empty value in a message leaves what the application already has.
     keep = {c: func.coalesce(func.nullif(stmt.excluded[c], ""), progress.c[c])
             for c in _PROGRESS_COLUMNS}
@@ -346,6 +367,8 @@ class Store:
                                url=_safe_url(url), error=exc)) from exc
         self.dialect = self.engine.dialect.name
         self._upsert = _progress_upsert(self.dialect)
+        self._first_submitter = _dialect_insert(self.dialect)(submitters).on_conflict_do_nothing(
+            index_elements=[submitters.c.tenant, submitters.c.business_no])
         self.group_commit = group_commit
         self._group: _GroupCommit | None = None
         self._group_lock = threading.Lock()
@@ -514,6 +537,15 @@ class Store:
                 row["updated_at"] = r.at
         if rows:
             conn.execute(self._upsert, list(rows.values()))
+        opened: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in recs:
+            if r.progress and r.progress.get("submitted_by"):
+                opened.setdefault((r.tenant, r.business_no), {
+                    "tenant": r.tenant, "business_no": r.business_no,
+                    "client": r.progress["submitted_by"],
+                    "channel": r.progress.get("submitted_channel") or "", "submitted_at": r.at})
+        if opened:
+            conn.execute(self._first_submitter, list(opened.values()))
 
     def purge_processed(self, before: float) -> int:
         """Forget idempotency records older than ``before`` (retention)."""
@@ -709,10 +741,14 @@ class Store:
             rows = conn.execute(q.order_by(hops.c.started_at, hops.c.id).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
-    def progress(self, tenant: str, business_no: str) -> dict[str, Any] | None:
+    def progress(self, tenant: str, business_no: str, *, client: str | None = None,
+                 channel: str | None = None) -> dict[str, Any] | None:
+        """The progress row of one case; with ``client`` (``channel``) only if that
+        client (a client of that channel) submitted it."""
+        q = _submitted(select(progress), client, channel).where(
+            progress.c.tenant == tenant, progress.c.business_no == business_no)
         with self._read() as conn:
-            row = conn.execute(select(progress).where(
-                progress.c.tenant == tenant, progress.c.business_no == business_no)).mappings().first()
+            row = conn.execute(q).mappings().first()
         return dict(row) if row else None
 
     def stale_progress(self, stage: str, before: float, limit: int = 100) -> list[dict[str, Any]]:
@@ -725,11 +761,15 @@ class Store:
                 .order_by(progress.c.updated_at).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
-    def progress_by_key(self, tenant: str, key: str, limit: int = 100) -> list[dict[str, Any]]:
+    def progress_by_key(self, tenant: str, key: str, limit: int = 100, *,
+                        client: str | None = None,
+                        channel: str | None = None) -> list[dict[str, Any]]:
+        """Progress rows of ``tenant`` whose applicant has lookup ``key`` (with
+        ``client`` / ``channel``: of those it submitted, as ``progress``)."""
+        q = _submitted(select(progress), client, channel).where(
+            and_(progress.c.tenant == tenant, progress.c.applicant_key == key))
         with self._read() as conn:
-            rows = conn.execute(select(progress).where(
-                and_(progress.c.tenant == tenant, progress.c.applicant_key == key))
-                .order_by(progress.c.updated_at.desc()).limit(limit)).mappings()
+            rows = conn.execute(q.order_by(progress.c.updated_at.desc()).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
     def verifications_for(self, business_no: str,
@@ -806,6 +846,20 @@ class _GroupCommit:
             return
         for _rec, future in batch:
             future.set_result(True)
+
+
+def _submitted(q: Any, client: str | None, channel: str | None) -> Any:
+    """``q`` over ``progress`` narrowed to cases ``client`` / a client of ``channel``
+    submitted; unchanged when neither is given."""
+    if client is None and channel is None:
+        return q
+    q = q.join(submitters, and_(submitters.c.tenant == progress.c.tenant,
+                                submitters.c.business_no == progress.c.business_no))
+    if client is not None:
+        q = q.where(submitters.c.client == client)
+    if channel is not None:
+        q = q.where(submitters.c.channel == channel)
+    return q
 
 
 def _corr(row: Any) -> dict[str, Any]:

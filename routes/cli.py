@@ -31,7 +31,8 @@ def _hub(config_path: str) -> Iterator[Any]:
     from .runtime import Hub
 
     # HubError goes up as it is: ``hub`` prints it as 错误: … (Error: …), translated.
-    hub = Hub.from_config(load(config_path), build_connectors=False)
+    # No key is made here: a new one could not open what the hub sealed.
+    hub = Hub.from_config(load(config_path), build_connectors=False, create_key=False)
     try:
         yield hub
     finally:

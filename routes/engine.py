@@ -32,7 +32,9 @@ dead-lettered with reason ``park_max``; ``dead_letter`` dead-letters at once;
 ``fallback`` hands the message (with ``x-hub-error``) to the ``fallback``
 route. A ``PermanentError`` (reason ``permanent``), a schema violation
 (``schema``) or any other failure (``error``) is dead-lettered, or handed to
-the fallback route when ``then: fallback``.
+the fallback route when ``then: fallback``. A dead letter keeps the message
+as received and as it was at the failing step; ``hub dlq replay`` resumes at
+that step (``--from-start``: the whole route again).
 
 Routes ``from: {endpoint: {…, reply: true}}`` run synchronously inside the
 web request (``Engine.run_sync``): they may not ``await``, and errors are
@@ -75,6 +77,7 @@ from .compiler import Route
 from .correlation import Correlations
 from .headers import H_ERROR, H_FAILED_ROUTE, H_FAILED_STEP, H_PARK_COUNT, H_RESUME, H_RESUME_MODE
 from .middleware import Middleware, Middlewares
+from .progress import ApplicantKeys
 from .run import Outgoing, Run
 from .steps.base import Branch, Call, Step, StepKind, Stop
 
@@ -107,7 +110,8 @@ class Engine:
                  sleep: Callable[[float], None] = greenloop.sleep, masking: Masker | None = None,
                  tenant: str = "", organisation: str = "", prefix: str = "bdchub",
                  await_queue: str | None = None, redeliver_after: float = 30.0,
-                 inbox_ttl: float = 7 * 86400.0, processed_ttl: float = 30 * 86400.0):
+                 inbox_ttl: float = 7 * 86400.0, processed_ttl: float = 30 * 86400.0,
+                 applicant_keys: ApplicantKeys | None = None):
         self.routes = dict(routes)
         self.connectors = connectors
         self.store = store
@@ -117,6 +121,7 @@ class Engine:
         self.clock = clock
         self.sleep = sleep
         self.masking = masking or Masker()
+        self.applicant_keys = applicant_keys or ApplicantKeys.from_sealer(store.sealer)
         self.tenant = tenant
         self.organisation = organisation or tenant
         self.prefix = prefix
@@ -291,6 +296,11 @@ class Engine:
             reason = "error"
         run.dead_letter = self._dead_letter_row(run.received, run.route.name, step.label,
                                                 reason, error_text, origin=run.origin)
+        # What the steps before made of the message: a replay goes on from here, so
+        # they are not done (and their calls not sent) a second time.
+        run.dead_letter["state"] = run.state(
+            id=derive_id(run.received.id, run.route.name, "dead-state"),
+            headers={H_RESUME: step.id, H_RESUME_MODE: "at"}).to_json().decode()
         run.outcome = "dead_letter"
 
     @staticmethod
@@ -375,7 +385,7 @@ class Engine:
             tenant=run.tenant, business_no=run.business_no,
             type=run.received.type, hops=run.hops, parked=run.parked,
             dead_letter=run.dead_letter, correlation=run.correlation,
-            verifications=run.records, progress=run.progress(self.masking),
+            verifications=run.records, progress=run.progress(self.masking, self.applicant_keys),
             also_under=run.former, at=run.clock()))
 
     def handle(self, route: Route, delivery: Delivery) -> str:
@@ -443,7 +453,8 @@ class Engine:
                 message_id=envelope.id, route=route.name, outcome=run.outcome,
                 tenant=run.tenant, business_no=run.business_no, type=envelope.type,
                 hops=run.hops, verifications=run.records, record_processed=False,
-                progress=run.progress(self.masking), also_under=run.former, at=run.clock()))
+                progress=run.progress(self.masking, self.applicant_keys), also_under=run.former,
+                at=run.clock()))
         except StoreError:
             log.exception("route %s: trace of %s not recorded", route.name, envelope.id)
         if run.error is not None:

@@ -28,7 +28,7 @@ from .headers import (
     H_ROUTE,
     HUB_PREFIX,
 )
-from .progress import extract
+from .progress import ApplicantKeys, extract, submitter
 
 if TYPE_CHECKING:
     from .compiler import Route
@@ -67,6 +67,9 @@ class Run:
         self.parked: dict[str, Any] | None = None
         self.dead_letter: dict[str, Any] | None = None
         self.progress_extra: dict[str, Any] | None = None
+        # Why a step found the message not credible (``require_stage``): then it moves
+        # nothing of the case's progress, whatever it claims.
+        self.discredited = ""
         # (tenant, business number) keys the message had before a ``set`` re-keyed it.
         self.former: list[tuple[str, str]] = []
         self.outcome = "completed"
@@ -80,18 +83,21 @@ class Run:
             self.former.append(key)
         self.tenant, self.business_no = tenant, business_no
 
-    def progress(self, masking: Masker) -> dict[str, Any] | None:
+    def progress(self, masking: Masker, keys: ApplicantKeys) -> dict[str, Any] | None:
         """What this run says about the application's progress: the message it
         received, then the body it ends with (a route may set stage / status)."""
-        if not self.business_no:
+        if not self.business_no or self.discredited:
             return None
-        progress = extract(self.type, self.tenant, self.received.body, masking)
+        progress = extract(self.type, self.tenant, self.received.body, masking, keys)
         if self.outcome not in FAILED and self.body != self.received.body:
-            ended = extract(self.type, self.tenant, self.body, masking)
+            ended = extract(self.type, self.tenant, self.body, masking, keys)
             if ended:
                 progress = {**(progress or {}), **ended}
         if self.progress_extra:
             progress = {**(progress or {}), **self.progress_extra}
+        opened = submitter(self.type, self.received.headers)
+        if opened:
+            progress = {**(progress or {}), **opened}
         return progress
 
     def data(self) -> dict[str, Any]:

@@ -38,10 +38,11 @@ from bdchub.core import greenloop
 from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.datadir import data_dir
 from bdchub.core.envelope import Envelope
-from bdchub.core.errors import HubError, RouteError
+from bdchub.core.errors import ConfigError, HubError, RouteError
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id
 from bdchub.core.masking import Masker
+from bdchub.core.sealing import audit_key as chain_key
 from bdchub.core.sealing import load_sealer
 from bdchub.core.store import Store, in_memory
 
@@ -49,9 +50,11 @@ from .compiler import Route, compile_routes
 from .engine import Engine
 from .headers import H_ORIGIN, H_PARK_COUNT, H_REPLAY
 from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metrics
-from .progress import answer, applicant_key
+from .progress import answer
 
 log = logging.getLogger("bdchub.routes")
+
+AUDIT_FILE = "audit.jsonl"
 
 
 class Hub:
@@ -93,23 +96,29 @@ class Hub:
                     visibility_timeout: float | None = None,
                     publish_timeout: float | None = None,
                     redeliver_after: float = 30.0, inline: bool | None = None,
-                    build_connectors: bool = True) -> Hub:
+                    build_connectors: bool = True, create_key: bool = True) -> Hub:
         """Assemble a hub from a loaded config. Keyword arguments replace parts
         (tests pass ``broker="memory://"``, ready connectors, a fake clock);
         ``build_connectors=False`` is for one-shot commands that publish or query
-        but never run a route (``hub dlq``, ``hub trace``, ``hub send``)."""
+        but never run a route (``hub dlq``, ``hub trace``, ``hub send``), which
+        also pass ``create_key=False``: only a starting hub makes a data key."""
         broker_block = dict(config.get("broker") or {})
         store_block = dict(config.get("store") or {})
         prefix = prefix or broker_block.get("prefix") or "bdchub"
         if not isinstance(store, Store):
             url = store or store_block.get("url")
+            # The key first: a command that may not make one fails before making a store.
+            sealer = None if url and in_memory(url) else load_sealer(
+                config, data_dir(config), create=create_key)
             if not url:
                 folder = data_dir(config)
                 folder.mkdir(parents=True, exist_ok=True)
                 url = f"sqlite:///{folder / 'store.db'}"
-            store = Store(url, pool_size=store_block.get("pool_size"),
-                          sealer=None if in_memory(url)
-                          else load_sealer(config, data_dir(config)))
+            store = Store(url, pool_size=store_block.get("pool_size"), sealer=sealer)
+        elif store.sealer is None and not in_memory(store.url):
+            # Its progress rows' lookup keys would die with this process.
+            raise ConfigError(_("the store at {url} rests on disk but was opened without "
+                                "the data key", url=store.url))
         if not isinstance(broker, Broker):
             url = broker or broker_block.get("url")
             if not url:
@@ -236,6 +245,8 @@ class Hub:
                 self.engine.tick()
                 if ticks % 600 == 1:
                     self.engine.purge()
+                if self._audit is not None:  # an idle hub's last records get anchored too
+                    self._audit.checkpoint_if_due()
             except Exception as exc:  # noqa: BLE001 - the next tick tries again
                 log.warning("scheduler: %s", exc)
 
@@ -259,6 +270,11 @@ class Hub:
         self._close()
 
     def _close(self) -> None:
+        if self._audit is not None:
+            try:  # the closing checkpoint: this writer stopped cleanly
+                self._audit.close()
+            except Exception as exc:  # noqa: BLE001 - closing goes on; verify will say so
+                log.warning("audit log: no closing checkpoint: %s", exc)
         for connector in self.connectors.values():
             with contextlib.suppress(Exception):
                 connector.close()
@@ -352,24 +368,37 @@ class Hub:
         return [{"route": r.name, **(r.endpoint or {})} for r in self.routes.values()
                 if r.endpoint is not None]
 
+    def shares_store(self) -> bool:
+        """Whether other processes or hubs may open this hub's store (HubPort)."""
+        return not in_memory(self.store.url)
+
     def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:
         """Record a signed request's nonce for the web layer, in the store every
         process serving this hub shares; False for a replay (see Store.remember_nonce)."""
         return self.store.remember_nonce(digest, expires_at, now)
 
     def audit(self, event: str, **fields: Any) -> None:
-        """Append one record to the hub's hash-chained audit log (``bridge.audit``):
-        ``<config dir>/data/audit.jsonl``, HMAC-keyed with ``BDCHUB_AUDIT_KEY`` when set.
+        """Append one record to the hub's audit log (``core.audit``): ``audit.jsonl``
+        in the data folder, HMAC-chained under the audit key (``core.sealing``),
+        shared safely by every process and hub writing there.
         Callers pass no unmasked personal data."""
+        object_id = str(fields.get("id") or fields.get("business_no") or "")
+        self.audit_log().record(event, object_id, **fields)
+
+    def audit_log(self) -> Any:
+        """The hub's ``core.audit.AuditLog``, opened on first use."""
         with self._lock:
             if self._audit is None:
                 from bdchub.core.audit import AuditLog
 
-                key = os.environ.get("BDCHUB_AUDIT_KEY")
-                self._audit = AuditLog(data_dir(self.config) / "audit.jsonl",
-                                       key=key.encode() if key else None)
-        object_id = str(fields.get("id") or fields.get("business_no") or "")
-        self._audit.record(event, object_id, **fields)
+                self._audit = AuditLog(data_dir(self.config) / AUDIT_FILE,
+                                       key=self.audit_key())
+            return self._audit
+
+    def audit_key(self) -> bytes:
+        """The audit chain's key: ``BDCHUB_AUDIT_KEY``, else derived from the store's
+        data key (``core.sealing.audit_key``)."""
+        return chain_key(self.store.sealer)
 
     def _route(self, name: str) -> Route:
         route = self.routes.get(name)
@@ -402,15 +431,25 @@ class Hub:
             envelope = row["envelope"]
         return {**row, "envelope": envelope}
 
-    def dlq_replay(self, dl_id: str) -> list[str]:
+    def dlq_replay(self, dl_id: str, *, from_start: bool = False) -> list[str]:
         """Republish dead letters (one id, an id prefix, or ``all``) to their routes.
-        Returns the ids of the republished messages."""
+        Returns the ids of the republished messages (see ``dlq_replays``)."""
+        return [r["id"] for r in self.dlq_replays(dl_id, from_start=from_start)]
+
+    def dlq_replays(self, dl_id: str, *, from_start: bool = False) -> list[dict[str, Any]]:
+        """Republish dead letters (one id, an id prefix, or ``all``) to their routes:
+        each resumes at the step that failed, with the message as it was there, so
+        the steps before it are not done again; ``from_start`` runs the whole route
+        over the message as received (as does a dead letter kept without its state).
+        Calls made again carry the original's idempotency keys either way.
+        Returns ``{"id", "dead_letter", "resumed_at"}`` per replay (``resumed_at``:
+        the step, or None from the start)."""
         rows = (self.store.dead_letters(limit=10_000) if dl_id == "all"
                 else [r for r in [self.store.dead_letter(dl_id)] if r is not None])
         if not rows and dl_id != "all":
             raise HubError(_("no dead letter '{id}'", id=dl_id))
         self.declare()
-        out = []
+        out: list[dict[str, Any]] = []
         for row in rows:
             if row["status"] != "dead":
                 continue
@@ -421,7 +460,8 @@ class Hub:
             if row["reason"] == "malformed":
                 raise HubError(_("dead letter {id} is not a valid message and cannot be "
                                  "replayed; drop it", id=row["id"]))
-            env = Envelope.from_json(row["envelope"])
+            state = None if from_start else self.store.dead_letter_state(row["id"])
+            env = Envelope.from_json(state or row["envelope"])
             count = int(row["replay_count"]) + 1
             headers = {k: v for k, v in env.headers.items() if k != H_PARK_COUNT}
             headers.update({H_ORIGIN: row["origin_id"], H_REPLAY: str(count)})
@@ -430,7 +470,8 @@ class Hub:
                                 headers=headers, attempt=env.attempt + 1)
             self.engine.publish(replay, route.queue)
             self.store.mark_replayed(row["id"], self.engine.clock())
-            out.append(replay.id)
+            out.append({"id": replay.id, "dead_letter": row["id"],
+                        "resumed_at": row["step"] if state else None})
         return out
 
     def dlq_drop(self, dl_id: str) -> bool:
@@ -441,17 +482,25 @@ class Hub:
         return [{k: v for k, v in r.items() if k != "envelope"}
                 for r in self.store.parked_list(limit)]
 
-    def progress_by_business_no(self, tenant: str, business_no: str) -> dict[str, Any] | None:
-        """Progress of one application of ``tenant`` (masked), or None."""
-        row = self.store.progress(tenant, business_no)
+    def progress_by_business_no(self, tenant: str, business_no: str, *,
+                                client: str | None = None,
+                                channel: str | None = None) -> dict[str, Any] | None:
+        """Progress of one application of ``tenant`` (masked), or None; with ``client``
+        (``channel``) only one that client (a client of that channel) submitted."""
+        row = self.store.progress(tenant, business_no, client=client, channel=channel)
         if row is None:
             return None
         return answer(row, self.store.trace(business_no, tenant))
 
-    def progress_by_applicant(self, tenant: str, id_number: str) -> list[dict[str, Any]]:
-        """Applications of ``tenant`` whose first applicant has ``id_number`` (masked)."""
-        rows = self.store.progress_by_key(tenant, applicant_key(tenant, id_number))
-        return [answer(r, self.store.trace(r["business_no"], tenant)) for r in rows]
+    def progress_by_applicant(self, tenant: str, id_number: str, *, client: str | None = None,
+                              channel: str | None = None) -> list[dict[str, Any]]:
+        """Applications of ``tenant`` whose first applicant has ``id_number`` (masked),
+        narrowed by ``client`` / ``channel`` as ``progress_by_business_no``."""
+        rows: dict[str, dict[str, Any]] = {}
+        for key in self.engine.applicant_keys.candidates(tenant, id_number):
+            for row in self.store.progress_by_key(tenant, key, client=client, channel=channel):
+                rows.setdefault(row["business_no"], row)
+        return [answer(r, self.store.trace(r["business_no"], tenant)) for r in rows.values()]
 
 
 def _build_connector(name: str, block: Mapping[str, Any], config: Mapping[str, Any]) -> Any:

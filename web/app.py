@@ -9,7 +9,11 @@ Order of checks for a submission::
 
     route (404/405) -> size (413, from Content-Length before reading)
     -> signature and nonce (401) -> known type (404) -> media type (415)
-    -> JSON (400) -> schema (422) -> tenant allowed (403) -> hub.publish (202)
+    -> JSON (400) -> the client may send the type (403) -> schema (422)
+    -> tenant allowed (403) -> hub.publish (202)
+
+Progress is answered only for cases the client may read (``inbound.clients.*.reads``,
+``web.permissions``); any other answers 404, as an unknown one does.
 
 Every refusal answers ``{"error": {"code", "message", "violations"?, "request_id"}}``
 (a SOAP fault on the SOAP endpoint) in the caller's language (``?lang=en`` or
@@ -46,6 +50,7 @@ from bdchub.core.masking import Masker
 from . import metrics as metrics_mod
 from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
+from .dedupe import ContentId
 from .http import Answer, ApiError, Handler, Request, dumps, json_answer, read_json, status_line
 from .intake import Intake
 from .ports import HubPort
@@ -78,7 +83,7 @@ class InboundApp:
         self.config = cfg = with_defaults(config.get("inbound"))
         self.metrics = metrics or metrics_mod.default()
         self.intake = Intake(hub, str(config.get("tenant") or ""), cfg, metrics=self.metrics,
-                             nonce_store=nonce_store, clock=clock)
+                             nonce_store=nonce_store, clock=clock, routes=config.get("routes"))
         self.tenant = self.intake.tenant
         self.max_body = self.intake.max_body
         self.nonces = self.intake.nonces
@@ -282,12 +287,13 @@ class InboundApp:
         intake.authenticate(req)
         business_no = self.business_no_param(req, req.params[0])
         tenant = intake.choose_tenant(req)
-        found = self.hub.progress_by_business_no(tenant, business_no)
+        found = self.hub.progress_by_business_no(tenant, business_no,
+                                                 **intake.read_scope(req))
         records = [found] if isinstance(found, dict) else list(found or [])
         intake.audit("inbound.progress_query", {
             "client": req.client.name if req.client else "", "tenant": tenant,
             "business_no": business_no, "found": len(records)})
-        if not records:
+        if not records:  # another client's case is as unknown as a missing one
             raise ApiError(404, "not_found", _("no business {business_no} in tenant {tenant}",
                                                business_no=business_no, tenant=tenant))
         return json_answer(200, {"business_no": business_no, "tenant": tenant,
@@ -302,11 +308,14 @@ class InboundApp:
             raise ApiError(400, "bad_request", _("give the applicant's ID number as ?id_number="),
                            reason="missing_id_number")
         tenant = intake.choose_tenant(req)
-        records = self.hub.progress_by_applicant(tenant, id_number)
+        records = self.hub.progress_by_applicant(tenant, id_number, **intake.read_scope(req))
         masked_id = self.masker.id_number(id_number)
         intake.audit("inbound.progress_query", {
             "client": req.client.name if req.client else "", "tenant": tenant,
             "id_number": masked_id, "found": len(records)})
+        if not records:  # no case the client may read: whether others exist does not leak
+            raise ApiError(404, "not_found", _("no application of this applicant in tenant "
+                                               "{tenant}", tenant=tenant))
         return json_answer(200, {"id_number": masked_id, "tenant": tenant,
                                  "progress": self.masker(records)})
 
@@ -320,6 +329,11 @@ class InboundApp:
         names = re.findall(r"\{([^}]+)\}", endpoint["path"])
         has_body = endpoint["method"] in ("POST", "PUT", "PATCH")
         intake = self.intake
+        # A queued request is a callback its sender retries when unsure: the same
+        # content must come out as the same message (web.dedupe).
+        dedupe = (ContentId(endpoint.get("dedupe_key"),
+                            where=f"inbound endpoint {endpoint['method']} {endpoint['path']}")
+                  if not reply and endpoint.get("dedupe", "body") != "none" else None)
 
         def handle(req: Request) -> Answer:
             intake.read_body(req)
@@ -331,7 +345,7 @@ class InboundApp:
                 headers["http.query"] = req.query
             if not reply:
                 envelope = intake.accept(req, type_, body, schema=schema, headers=headers,
-                                         route=route)
+                                         route=route, dedupe=dedupe)
                 return json_answer(202, {"id": envelope.id, "business_no": envelope.business_no,
                                          "type": type_, "status": "accepted"})
             envelope = intake.admit(req, type_, body, schema=schema, headers=headers)

@@ -7,6 +7,7 @@ a hand-built dict works too. Example::
     tenant: "320684"
     inbound:
       listen: {host: 127.0.0.1, port: 8080}
+      limits: {header_timeout: 10, connections_per_address: 256}
       max_body_bytes: 10485760
       clock_skew: 300
       clients:
@@ -29,6 +30,32 @@ MIB = 1024 * 1024
 CHANNELS = ["county", "province", "national", "bank", "department", "developer",
             "legacy", "internal", "other"]
 
+#: Which cases a client may read: those it submitted, those submitted by any client
+#: of its channel, every case of the tenants it may act for, or none.
+READS = ["own", "channel", "tenant", "none"]
+
+_SUBMITS = ["application.submitted", "application.materials_updated", "appointment.requested"]
+
+#: What a client may send and read when its block does not say, by channel
+#: (``web.permissions`` explains the model). One-window platforms and developers
+#: submit applications and appointments; a bank submits through its batch endpoint
+#: (``bank.*``); departments, legacy systems and the rest send only what they list,
+#: the types their callback endpoints take. Deny by default: a client nobody
+#: classified can do nothing until its block says what.
+CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "county": {"sends": _SUBMITS, "reads": "own"},
+    "province": {"sends": _SUBMITS, "reads": "own"},
+    "national": {"sends": _SUBMITS, "reads": "own"},
+    "developer": {"sends": _SUBMITS, "reads": "own"},
+    "bank": {"sends": ["bank.*", "application.materials_updated"], "reads": "own"},
+    "department": {"sends": [], "reads": "none"},
+    "legacy": {"sends": [], "reads": "none"},
+    "internal": {"sends": [], "reads": "none"},
+    "other": {"sends": [], "reads": "none"},
+}
+
+_TYPE = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+"
+
 CLIENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -47,6 +74,22 @@ CLIENT_SCHEMA: dict[str, Any] = {
         "channel": {"enum": CHANNELS, "default": "other",
                     "description": "who the client is: county/province/national one-window "
                                    "platform, bank, department, legacy system …"},
+        "sends": {"type": "array", "uniqueItems": True,
+                  "items": {"type": "string",
+                            "pattern": r"^([a-z][a-z0-9_]*|\*|#)(\.([a-z][a-z0-9_]*|\*|#))*$"},
+                  "description": "message types the client may send, or patterns (* one word, "
+                                 "# any words: application.*); never reaches a hub event "
+                                 "(see owns); default by channel"},
+        "owns": {"type": "array", "uniqueItems": True,
+                 "items": {"type": "string", "pattern": "^" + _TYPE + "$"},
+                 "description": "hub events this client is the source of (e.g. the "
+                                "registration system's progress.reported and "
+                                "registration.recorded through the SOAP endpoint): only a "
+                                "legacy, department or internal client may own one"},
+        "reads": {"enum": READS,
+                  "description": "cases whose progress it may read: own (it submitted them), "
+                                 "channel (a client of its channel did), tenant (all of the "
+                                 "tenants it may act for), none; default by channel"},
         "enabled": {"type": "boolean", "default": True},
         "description": {"type": "string"},
     },
@@ -71,6 +114,44 @@ ENDPOINT_SCHEMA: dict[str, Any] = {
                    "description": "canonical schema the request body must satisfy (422 if not)"},
         "auth": {"enum": ["signature", "none"], "default": "signature",
                  "description": "none only for loopback tools and benchmarks"},
+        "dedupe": {"enum": ["body", "none"],
+                   "description": "reply: false only. body (the default there): the message "
+                                  "id is derived from the client, endpoint, tenant and the "
+                                  "canonical body, so a retried callback is the same message "
+                                  "and is absorbed; none: every request is a new message"},
+        "dedupe_key": {"type": "string", "minLength": 1,
+                       "description": "JMESPath into the body naming what identifies a "
+                                      "callback (e.g. XH, the event sequence) instead of the "
+                                      "whole body; a body without it falls back to the body"},
+    },
+}
+
+LIMITS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "what one client may hold of the inbound server (web.loopserver)",
+    "properties": {
+        "header_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 600,
+                           "default": 10,
+                           "description": "seconds from a connection's start (or a request's "
+                                          "first byte) to the end of its headers; a slower "
+                                          "client is cut off"},
+        "body_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                         "default": 60,
+                         "description": "seconds from the end of the headers to the end of "
+                                        "the body; a slower client is cut off"},
+        "connections_per_address": {"type": "integer", "minimum": 0, "maximum": 1_000_000,
+                                    "default": 256,
+                                    "description": "connections one client address (an IPv6 "
+                                                   "/64) may hold open; more are closed at "
+                                                   "once; 0: no cap"},
+        "max_connections": {"type": "integer", "minimum": 16, "maximum": 1_000_000,
+                            "default": 4096,
+                            "description": "connections one server process holds open at "
+                                           "most; more are closed at once"},
+        "max_requests": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000,
+                         "description": "requests one server process works on at once; "
+                                        "more are answered 503"},
     },
 }
 
@@ -95,6 +176,7 @@ INBOUND_SCHEMA: dict[str, Any] = {
                                              "uses more cores than one interpreter can"},
             },
         },
+        "limits": LIMITS_SCHEMA,
         "public_url": {"type": "string", "pattern": r"^https?://",
                        "description": "base URL callers use (behind the gatekeeper / proxy); "
                                       "for the WSDL soap:address and the OpenAPI servers"},
@@ -124,6 +206,7 @@ INBOUND_SCHEMA: dict[str, Any] = {
 _DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "listen": {"host": "127.0.0.1", "port": 8080, "threads": 8, "processes": 1},
+    "limits": {key: spec["default"] for key, spec in LIMITS_SCHEMA["properties"].items()},
     "max_body_bytes": 10 * MIB,
     "clock_skew": 300,
     "nonce_capacity": 1_000_000,
@@ -138,14 +221,18 @@ def with_defaults(block: dict[str, Any] | None) -> dict[str, Any]:
     """The block with every default filled in (a copy)."""
     merged = copy.deepcopy(_DEFAULTS)
     for key, value in (block or {}).items():
-        if key == "listen":
-            merged["listen"].update(value or {})
+        if key in ("listen", "limits"):
+            merged[key].update(value or {})
         else:
             merged[key] = copy.deepcopy(value)
     merged.setdefault("nonce_ttl", 2 * float(merged["clock_skew"]))
     for client in merged["clients"].values():
         client.setdefault("channel", "other")
         client.setdefault("enabled", True)
+        defaults = CHANNEL_DEFAULTS.get(client["channel"], CHANNEL_DEFAULTS["other"])
+        client.setdefault("sends", list(defaults["sends"]))
+        client.setdefault("owns", [])
+        client.setdefault("reads", defaults["reads"])
     merged["endpoints"] = [endpoint_defaults(e) for e in merged["endpoints"]]
     return merged
 
@@ -156,6 +243,7 @@ def endpoint_defaults(endpoint: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("method", "POST")
     out.setdefault("auth", "signature")
     out.setdefault("reply", True)
+    out.setdefault("dedupe", "none" if out["reply"] else "body")
     out.setdefault("type", "inbound." + "".join(c if c.isalnum() else "_"
                                                 for c in str(out["route"]).lower()))
     return out

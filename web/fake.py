@@ -1,7 +1,7 @@
 """In-memory ``HubPort`` for tests: records what the web layer hands over.
 
     hub = FakeHub()
-    hub.add_progress("320684", "YWH001", {"stage": "受理", ...})
+    hub.add_progress("320684", "YWH001", {"stage": "受理", ...}, client="county_window")
     hub.routes["echo"] = lambda env: env.evolve(type="echo.reply")
     app = create_app(hub, config)
     ...
@@ -20,7 +20,8 @@ from bdchub.core.errors import HubError, RouteError
 
 
 class FakeHub:
-    def __init__(self) -> None:
+    def __init__(self, *, shared: bool = False) -> None:
+        self.shared = shared  # as a hub on a store other processes open (shares_store)
         self.published: list[Envelope] = []
         self.audits: list[tuple[str, dict[str, Any]]] = []
         self.sync_calls: list[tuple[str, Envelope]] = []
@@ -28,6 +29,7 @@ class FakeHub:
         self.routes: dict[str, Callable[[Envelope], Envelope]] = {}
         self.fail_publish: HubError | None = None  # set to make publish raise
         self._progress: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._submitters: dict[tuple[str, str], tuple[str, str]] = {}  # (client, channel)
         self._nonces: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -52,13 +54,18 @@ class FakeHub:
         with self._lock:
             self.submitted.append((route, envelope))
 
-    def progress_by_business_no(self, tenant: str, business_no: str) -> list[dict[str, Any]]:
+    def progress_by_business_no(self, tenant: str, business_no: str, *,
+                                client: str | None = None,
+                                channel: str | None = None) -> list[dict[str, Any]]:
+        if not self._readable(tenant, business_no, client, channel):
+            return []
         return copy.deepcopy(self._progress.get((tenant, business_no), []))
 
-    def progress_by_applicant(self, tenant: str, id_number: str) -> list[dict[str, Any]]:
+    def progress_by_applicant(self, tenant: str, id_number: str, *, client: str | None = None,
+                              channel: str | None = None) -> list[dict[str, Any]]:
         found = []
-        for (t, _bn), records in self._progress.items():
-            if t != tenant:
+        for (t, bn), records in self._progress.items():
+            if t != tenant or not self._readable(t, bn, client, channel):
                 continue
             for record in records:
                 if id_number in _id_numbers(record):
@@ -72,6 +79,9 @@ class FakeHub:
     def endpoints(self) -> list[dict[str, Any]]:
         return []
 
+    def shares_store(self) -> bool:
+        return self.shared
+
     def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:
         with self._lock:
             if self._nonces.get(digest, now) > now:
@@ -80,8 +90,17 @@ class FakeHub:
             return True
 
     # -- test helpers ----------------------------------------------------
-    def add_progress(self, tenant: str, business_no: str, record: dict[str, Any]) -> None:
+    def add_progress(self, tenant: str, business_no: str, record: dict[str, Any], *,
+                     client: str = "", channel: str = "") -> None:
+        """A record of a case submitted by ``client`` through ``channel`` (the first
+        submitter of a case stays its submitter, as in the store)."""
         self._progress.setdefault((tenant, business_no), []).append(record)
+        self._submitters.setdefault((tenant, business_no), (client, channel))
+
+    def _readable(self, tenant: str, business_no: str, client: str | None,
+                  channel: str | None) -> bool:
+        by, through = self._submitters.get((tenant, business_no), ("", ""))
+        return (client is None or by == client) and (channel is None or through == channel)
 
     def audited(self, event: str) -> list[dict[str, Any]]:
         return [fields for name, fields in self.audits if name == event]

@@ -5,7 +5,9 @@ A front door reads its wire format; the intake does the rest, and is the only
 code that hands a message to the hub::
 
     size (413) -> authenticate: signature and nonce, or a WS-Security token (401)
-    -> schema (422) -> tenant allowed (400/403) -> envelope
+    -> the client may send this type (403, ``web.permissions``)
+    -> characters (422, ``web.hygiene``) -> schema (422) -> tenant allowed (400/403)
+    -> envelope (a callback's id derived from its content, ``web.dedupe``)
     -> hub.publish or hub.submit (503) -> audit "inbound.accepted"
 
 Each step raises ``ApiError``; the front door answers it in its own form and
@@ -26,8 +28,11 @@ from bdchub.core.envelope import Envelope
 from bdchub.core.errors import ConfigError, HubError
 from bdchub.core.i18n import _
 
+from . import hygiene
+from .dedupe import ContentId
 from .http import SIGNATURE_HEADERS, ApiError, Request
 from .metrics import InboundMetrics
+from .permissions import Permissions, hub_events, problems
 from .ports import HubPort
 from .signing import (
     AuthFailure,
@@ -48,11 +53,13 @@ ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 class Intake:
     """Checks and hands over what the front doors received. ``inbound`` is the
-    ``inbound:`` block with its defaults filled in (``config_schema.with_defaults``)."""
+    ``inbound:`` block with its defaults filled in (``config_schema.with_defaults``);
+    ``routes`` the config's ``routes:`` section, whose published types are hub events
+    no client may send unless it owns them (``web.permissions``)."""
 
     def __init__(self, hub: HubPort, tenant: str, inbound: Mapping[str, Any], *,
                  metrics: InboundMetrics, nonce_store: NonceStore | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, routes: Any = None):
         self.hub = hub
         self.tenant = tenant
         if not TENANT.match(tenant):
@@ -68,17 +75,25 @@ class Intake:
         keys = [c.app_key for c in self.clients.values()]
         if len(keys) != len(set(keys)):
             raise ConfigError(_("inbound clients must not share an app_key"))
+        refused = problems(inbound["clients"], routes)
+        if refused:
+            raise ConfigError([f"{'.'.join(map(str, path))}: {message}"
+                               for path, message in refused])
+        self.events = hub_events(routes)
+        self.permissions = {name: Permissions.of(inbound["clients"][name])
+                            for name in self.clients}
         if nonce_store is None:
-            if int(inbound["listen"].get("processes", 1)) > 1:
-                # Several processes take requests: a replay may reach another one.
-                nonce_store = StoreNonceStore(hub)
-            else:
-                nonce_store = MemoryNonceStore(int(inbound["nonce_capacity"]))
+            # A replay may reach any process or hub that opens the same store (server
+            # processes, separate `hub run`s, province workers): only a hub whose store
+            # nobody else can open may keep its nonces to itself.
+            nonce_store = (StoreNonceStore(hub) if hub.shares_store()
+                           else MemoryNonceStore(int(inbound["nonce_capacity"])))
         self.nonces = nonce_store
         self.verifier = Verifier(self.clients, self.nonces,
                                  clock_skew=float(inbound["clock_skew"]),
                                  nonce_ttl=float(inbound["nonce_ttl"]), clock=clock)
         self.schemas = Schemas(inbound.get("message_types"))
+        hygiene.warm()
 
     # -- the steps, in the order a request meets them ---------------------------
     def read_body(self, req: Request) -> bytes:
@@ -91,6 +106,8 @@ class Intake:
             client = self.verifier.verify(req.method, req.target, headers, req.body)
         except AuthFailure as failure:
             raise self._auth_error(req, failure) from None
+        except HubError as exc:
+            raise _nonces_unavailable(exc) from None
         req.client = client
         return client
 
@@ -102,6 +119,8 @@ class Intake:
             client = self.verifier.verify_token(token)
         except AuthFailure as failure:
             raise self._auth_error(req, failure) from None
+        except HubError as exc:
+            raise _nonces_unavailable(exc) from None
         req.client = client
         return client
 
@@ -120,6 +139,45 @@ class Intake:
             message = _("the request signature is not valid")
         return ApiError(401, "bad_signature", message, reason=failure.reason,
                         headers=[("WWW-Authenticate", 'HMAC-SHA256 realm="bdc-hub"')])
+
+    def permit(self, req: Request, type_: str) -> None:
+        """The client may send ``type_`` (403 ``type_forbidden`` if not). A request
+        without a client (an ``auth: none`` endpoint, for loopback tools) has none to ask."""
+        client = req.client
+        if client is None or self.permissions[client.name].may_send(type_, self.events):
+            return
+        event = type_ in self.events
+        raise ApiError(403, "type_forbidden",
+                       _("client {client} may not send {type} messages; they come only from "
+                         "the systems that own them", client=client.name, type=type_)
+                       if event else _("client {client} may not send {type} messages",
+                                       client=client.name, type=type_),
+                       reason="hub_event" if event else "not_permitted",
+                       audit_fields={"type": type_})
+
+    def read_scope(self, req: Request) -> dict[str, str]:
+        """The cases the client may read, as the hub's progress queries take it: its own
+        (``client``), its channel's (``channel``) or every one of the tenant (``{}``).
+        A client that may read none is refused (403 ``read_forbidden``)."""
+        client = req.client
+        reads = self.permissions[client.name].reads if client is not None else "none"
+        if reads == "own":
+            return {"client": client.name}  # type: ignore[union-attr]
+        if reads == "channel":
+            return {"channel": client.channel}  # type: ignore[union-attr]
+        if reads == "tenant":
+            return {}
+        raise ApiError(403, "read_forbidden",
+                       _("client {client} may not read cases",
+                         client=client.name if client else "-"))
+
+    def check_text(self, body: dict[str, Any]) -> None:
+        """No control or invisible formatting characters anywhere in the body."""
+        found = hygiene.violations(body)
+        if found:
+            raise ApiError(422, "schema_violation",
+                           _("the message holds characters that are not allowed"),
+                           violations=found, reason="forbidden_characters")
 
     def check_schema(self, name: str, body: dict[str, Any]) -> None:
         found = self.schemas.validate(name, body)
@@ -153,12 +211,22 @@ class Intake:
         return tenant
 
     def admit(self, req: Request, type_: str, body: dict[str, Any], *, schema: str | None = None,
-              source: str = "", headers: Mapping[str, str] | None = None) -> Envelope:
-        """Schema, tenant and envelope of a message the hub may take; nothing handed over yet."""
+              source: str = "", headers: Mapping[str, str] | None = None,
+              dedupe: ContentId | None = None) -> Envelope:
+        """Characters, schema, tenant and envelope of a message the hub may take;
+        nothing handed over yet. With ``dedupe`` the id is derived from the content,
+        so the same callback posted again is the same message."""
+        self.permit(req, type_)
+        self.check_text(body)
         if schema:
             self.check_schema(schema, body)
         tenant = self.choose_tenant(req, body)
         client = req.client
+        identity: dict[str, str] = {}
+        if dedupe is not None:
+            identity["id"] = dedupe.message_id(
+                (type_, client.name if client else "", req.method, req.endpoint, tenant,
+                 *req.params, req.query), body)
         business_no = body.get("business_no")
         envelope_headers = {"inbound.endpoint": req.endpoint}
         if client is not None:
@@ -168,7 +236,7 @@ class Intake:
         return Envelope(type=type_, tenant=tenant, body=body,
                         business_no=business_no if isinstance(business_no, str) else "",
                         source=source or (f"web:{client.name}" if client else "web"),
-                        headers=envelope_headers)
+                        headers=envelope_headers, **identity)
 
     def hand_over(self, req: Request, envelope: Envelope, *, route: str | None = None) -> None:
         """Publish ``envelope`` (or queue it for ``route``) durably, then audit it accepted."""
@@ -180,10 +248,7 @@ class Intake:
         except HubError as exc:
             log.warning("hand-over of %s to %s failed: %s", envelope.type, route or "the broker",
                         exc)
-            raise ApiError(503, "unavailable",
-                           _("the hub cannot take the message now; nothing was accepted, "
-                             "try again later"), reason="publish_failed",
-                           headers=[("Retry-After", "5")]) from None
+            raise _unavailable("publish_failed") from None
         client = req.client
         self.audit("inbound.accepted", {
             "message_id": envelope.id, "type": envelope.type, "tenant": envelope.tenant,
@@ -192,9 +257,11 @@ class Intake:
 
     def accept(self, req: Request, type_: str, body: dict[str, Any], *,
                schema: str | None = None, source: str = "",
-               headers: Mapping[str, str] | None = None, route: str | None = None) -> Envelope:
+               headers: Mapping[str, str] | None = None, route: str | None = None,
+               dedupe: ContentId | None = None) -> Envelope:
         """``admit`` then ``hand_over``: the message is the hub's once this returns."""
-        envelope = self.admit(req, type_, body, schema=schema, source=source, headers=headers)
+        envelope = self.admit(req, type_, body, schema=schema, source=source, headers=headers,
+                              dedupe=dedupe)
         self.hand_over(req, envelope, route=route)
         return envelope
 
@@ -215,6 +282,7 @@ class Intake:
         if err.violations:
             # Paths and keywords only: a violation message may quote the offending value.
             fields["violations"] = [v["path"] for v in err.violations[:50]]
+        fields.update(err.audit_fields)
         self.audit("inbound.rejected", fields)
 
     def audit(self, event: str, fields: dict[str, Any]) -> None:
@@ -223,6 +291,18 @@ class Intake:
             greenloop.blocking(self.hub.audit, event, **fields)
         except Exception:  # noqa: BLE001 - the answer must still go out; ops see the log
             log.exception("audit of %s failed", event)
+
+
+def _unavailable(reason: str) -> ApiError:
+    return ApiError(503, "unavailable",
+                    _("the hub cannot take the message now; nothing was accepted, "
+                      "try again later"), reason=reason, headers=[("Retry-After", "5")])
+
+
+def _nonces_unavailable(exc: HubError) -> ApiError:
+    # Without the store a replay cannot be told from a first request: refuse both, for now.
+    log.warning("request nonces cannot be checked: %s", exc)
+    return _unavailable("nonce_store")
 
 
 def _secret(value: str, client: str) -> str:

@@ -27,13 +27,19 @@ class HubPort(Protocol):
         """Durably queue ``envelope`` for one route (endpoint routes without ``reply``)."""
         ...
 
-    def progress_by_business_no(self, tenant: str, business_no: str
+    def progress_by_business_no(self, tenant: str, business_no: str, *,
+                                client: str | None = None, channel: str | None = None
                                 ) -> list[dict[str, Any]] | dict[str, Any] | None:
-        """Progress of one business: one answer, a list of records, or None / [] when unknown."""
+        """Progress of one business: one answer, a list of records, or None / [] when unknown.
+        With ``client`` (``channel``) only a case that client (a client of that channel)
+        submitted is answered."""
         ...
 
-    def progress_by_applicant(self, tenant: str, id_number: str) -> list[dict[str, Any]]:
-        """Progress records of every business where ``id_number`` is an applicant."""
+    def progress_by_applicant(self, tenant: str, id_number: str, *,
+                              client: str | None = None,
+                              channel: str | None = None) -> list[dict[str, Any]]:
+        """Progress records of every business where ``id_number`` is an applicant
+        (with ``client`` / ``channel``: of those it submitted, as above)."""
         ...
 
     def audit(self, event: str, **fields: Any) -> None:
@@ -43,6 +49,12 @@ class HubPort(Protocol):
     def endpoints(self) -> list[dict[str, Any]]:
         """Inbound endpoints declared by routes (``from: {endpoint: …}``), served
         besides those of ``inbound.endpoints``: ``route``, ``path``, ``method`` …"""
+        ...
+
+    def shares_store(self) -> bool:
+        """Whether another process or hub may open this hub's store (anything but an
+        in-memory store): what the web layer must remember across requests, such as
+        nonces, then lives there (``remember_nonce``)."""
         ...
 
     def remember_nonce(self, digest: str, expires_at: float, now: float) -> bool:

@@ -23,5 +23,6 @@ for _name, _module in (
     ("enrich", "enrich"), ("to", "to"), ("split", "split"), ("await", "await_"),
     ("publish", "publish"), ("wire_tap", "wire_tap"), ("throttle", "throttle"),
     ("set", "set"), ("require_materials", "domain.require_materials"),
+    ("require_stage", "domain.require_stage"), ("match_name", "domain.match_name"),
 ):
     STEP_KINDS.register(_name, f"bdchub.routes.steps.{_module}:KIND")

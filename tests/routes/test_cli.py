@@ -47,6 +47,7 @@ def _work(config: Path, until) -> None:
 
 def test_send_publishes_the_file_and_trace_prints_each_step(tmp_path):
     config = _config(tmp_path, {"submit": {"ok": True}})
+    Hub.from_config(load(config)).close()  # the hub's first start makes its data key
     body = tmp_path / "app.json"
     body.write_text(json.dumps(application("C-1"), ensure_ascii=False))
     runner = CliRunner()
@@ -139,3 +140,30 @@ def test_trace_prints_the_verification_records_masked(tmp_path):
     assert "李四" not in traced.output and "11010519850202002X" not in traced.output
     other = CliRunner().invoke(trace_command, ["-c", str(path), "--tenant", "320612", "C-9"])
     assert other.exit_code == 1  # another county's records stay out
+
+
+def test_a_one_shot_command_that_finds_no_data_key_says_where_it_looked_and_makes_none(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv("BDCHUB_DATA_KEY", raising=False)
+    config = _config(tmp_path, {"submit": {"ok": True}})
+    # The hub ran with its data folder elsewhere (HUB_DATA_DIR in its service unit).
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "service-data"))
+    hub = Hub.from_config(load(config))
+    hub.send("application.submitted", application("C-11"))
+    hub.close()
+    monkeypatch.delenv("HUB_DATA_DIR")  # the operator's shell, without it
+    body = tmp_path / "app.json"
+    body.write_text(json.dumps(application("C-12"), ensure_ascii=False))
+    runner = CliRunner()
+    for args in (["trace", "-c", str(config), "C-11"], ["dlq", "list", "-c", str(config)],
+                 ["send", "-c", str(config), "application.submitted", str(body)]):
+        result = runner.invoke(hub_cli, ["--lang", "en", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("Error: no data key")
+        for hint in ("BDCHUB_DATA_KEY", "store.key_file", "HUB_DATA_DIR",
+                     str(tmp_path / "data" / "store.key")):
+            assert hint in result.output
+    assert not (tmp_path / "data" / "store.key").exists()
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "service-data"))
+    found = runner.invoke(hub_cli, ["--lang", "en", "dlq", "list", "-c", str(config)])
+    assert found.exit_code == 0 and "no dead letters" in found.output

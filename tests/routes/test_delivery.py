@@ -361,9 +361,11 @@ def test_hub_is_what_the_web_layer_expects_and_audits_to_a_chained_log(tmp_path)
     assert isinstance(hub, HubPort)
     hub.audit("inbound.accepted", id="m-1", business_no="B-1", client="window")
     hub.audit("inbound.accepted", id="m-2", business_no="B-2", client="window")
-    log = AuditLog(tmp_path / "data" / "audit.jsonl")
+    log = AuditLog(tmp_path / "data" / "audit.jsonl", key=hub.audit_key())
     assert [r["object"] for r in log.records()] == ["m-1", "m-2"]
     assert log.verify() == []
+    # Keyed without being asked to: the chain does not check out without the key.
+    assert AuditLog(log.path).verify() != []
 
 
 def test_dead_letter_errors_are_shown_with_id_numbers_masked_and_kept_whole_in_the_store():
