@@ -59,7 +59,7 @@ from bdchub.core.cliopts import CONFIG_OPTION
 from bdchub.core.envelope import Envelope
 from bdchub.core.errors import ConfigError
 from bdchub.core.i18n import _
-from bdchub.core.ids import derive_id
+from bdchub.core.ids import derive_id, event_id
 
 from .pollers import _expr
 
@@ -296,8 +296,9 @@ class Reconciler:
                 self.publish(Envelope(
                     type=self.type, tenant=case.tenant, business_no=case.business_no,
                     body=dict(event), source=SOURCE, headers={"reconciled": "true"},
-                    id=derive_id(SOURCE, case.tenant, case.business_no,
-                                 str(self.key.search(event)))))
+                    # The id the callback of this event gets too (``event_id``):
+                    # a late callback after this is absorbed, not reported twice.
+                    id=event_id(self.type, case.tenant, self.key.search(event))))
                 self.metrics.published.inc()
         except BaseException:
             # Not all of it went out: the next pass asks again (the same ids are absorbed).

@@ -10,6 +10,7 @@ parent's UUIDv7 millisecond prefix, so derived ids still sort by time.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 
 
@@ -25,3 +26,14 @@ def derive_id(parent: str, *parts: object) -> str:
     rand = tail & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     return str(uuid.UUID(int=value))
+
+
+def event_id(type_: str, tenant: str, key: object) -> str:
+    """The id of an event a department reports, whichever way it reaches the hub
+    (its callback, the reconciler's query): a pure function of the message type,
+    the tenant and what identifies the event at its source (the registration
+    system's event sequence ``XH``), so the second arrival of one event is the
+    same message and the routes' idempotency records absorb it."""
+    canonical = json.dumps(key, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                           default=str)
+    return derive_id("event", type_, tenant, canonical)

@@ -225,8 +225,8 @@ class Intake:
         identity: dict[str, str] = {}
         if dedupe is not None:
             identity["id"] = dedupe.message_id(
-                (type_, client.name if client else "", req.method, req.endpoint, tenant,
-                 *req.params, req.query), body)
+                type_, tenant, (type_, client.name if client else "", req.method, req.endpoint,
+                                tenant, *req.params, req.query), body)
         business_no = body.get("business_no")
         envelope_headers = {"inbound.endpoint": req.endpoint}
         if client is not None:

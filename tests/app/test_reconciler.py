@@ -106,6 +106,10 @@ def test_missed_stage_changes_are_asked_for_and_published_once_each(store):
         ("legacy.stage_changed", "02", "B-3", "reconciler"),
         ("legacy.stage_changed", "03", "B-3", "reconciler")]
     assert rec.metrics.published._value.get() == 2
+    # The ids the callbacks of these events get (dedupe_key XH): a late one is absorbed.
+    from bdchub.core.ids import event_id
+    assert [e.id for e in published] == [event_id("legacy.stage_changed", TENANT, xh)
+                                         for xh in (9, 12)]
     # Asked again before the route caught up: the same events under the same ids.
     first = [e.id for e in published]
     rec._asked.clear()

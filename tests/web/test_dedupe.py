@@ -68,6 +68,19 @@ def test_a_declared_key_names_the_callback_whatever_else_changed(make_app, hub):
     assert first.get_json()["id"] == resent.get_json()["id"] != other.get_json()["id"]
 
 
+def test_a_declared_key_gives_the_id_the_event_has_on_every_path(make_app, hub):
+    # The reconciler publishes a missed event under event_id too: a callback that
+    # arrives late, after the reconciliation, is then the same message.
+    from bdchub.core.ids import event_id
+
+    from .conftest import TENANT
+
+    client = SignedClient(callback_app(make_app, dedupe_key="XH"))
+    answer = client.post(PATH, EVENT)
+
+    assert answer.get_json()["id"] == event_id("legacy.stage_changed", TENANT, 17)
+
+
 def test_a_body_without_the_declared_key_falls_back_to_its_content(make_app, hub):
     client = SignedClient(callback_app(make_app, dedupe_key="XH"))
     body = {k: v for k, v in EVENT.items() if k != "XH"}
