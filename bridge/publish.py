@@ -390,7 +390,9 @@ def open_hub(config_path: str | os.PathLike[str]) -> Any:
     from bdchub.core.config import load
     from bdchub.routes.runtime import Hub
 
-    return Hub.from_config(load(config_path), build_connectors=False)
+    # A one-shot command never makes a data key: one made here could not open
+    # what the running hub sealed (and its messages could not be opened there).
+    return Hub.from_config(load(config_path), build_connectors=False, create_key=False)
 
 
 class Watch:

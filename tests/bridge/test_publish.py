@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
@@ -345,3 +346,19 @@ def test_hub_run_watch_publishes_the_configured_diode_inbox(tmp_path, hub):
     finally:
         watch.stop()
     assert published(hub)[0].type == FILE_RECEIVED
+
+
+def test_a_publishing_bridge_command_makes_no_data_key(tmp_path, monkeypatch):
+    # What it sealed with a key of its own the running hub could never open.
+    from bdchub.core.errors import ConfigError
+
+    monkeypatch.delenv("BDCHUB_DATA_KEY", raising=False)
+    monkeypatch.delenv("HUB_DATA_DIR", raising=False)
+    config = tmp_path / "hub.yaml"
+    config.write_text(yaml.safe_dump({
+        "tenant": "320684", "connectors": {}, "routes": {},
+        "broker": {"url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"},
+        "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"}}))
+    with pytest.raises(ConfigError, match="BDCHUB_DATA_KEY"):
+        bridge_publish.open_hub(config)
+    assert not list(tmp_path.rglob("*.key"))
