@@ -179,6 +179,12 @@ class FerryWatch(Watch):
 
     # -- one pass ----------------------------------------------------------------
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the passes, then write the audit log's closing checkpoint: a watch
+        that stopped cleanly is told apart from one that died."""
+        super().stop(timeout)
+        self.audit.close()
+
     def scan(self) -> FerryPass:
         """Claim what has settled, then import and publish every claimed image
         in name order; a publishing failure ends the pass, so batches are

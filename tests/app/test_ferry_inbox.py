@@ -269,6 +269,10 @@ def test_the_ferry_inbox_runs_under_the_hub_service(tmp_path: Path, ferry: Ferry
     assert len(delivered) == 1
     pdf = delivered[0] / "data" / "files" / "附件" / "宗地图.pdf"
     assert hashlib.sha256(pdf.read_bytes()).hexdigest() == hashlib.sha256(PDF).hexdigest()
+    # A clean stop ends the watch's audit log with its closing checkpoint.
+    records = [json.loads(line) for line in
+               (tmp_path / "data" / "ferry" / "audit.jsonl").read_text().splitlines()]
+    assert records[-1]["event"] == "audit.closed"
 
 
 def test_a_name_starting_with_a_dot_is_never_taken(site: Site):
