@@ -140,10 +140,3 @@ def problems(clients: Any, routes: Any) -> list[tuple[tuple[str | int, ...], str
                     origin=_("published by route {routes}", routes=", ".join(routes_of))
                     if routes_of else _("emitted by the hub's own routes"))))
     return out
-
-
-def check_section(checker: Any, inbound: Any) -> None:
-    """The ``inbound:`` section's check (``core.config.Section.check``)."""
-    if isinstance(inbound, Mapping):
-        for path, message in problems(inbound.get("clients"), checker.config.get("routes")):
-            checker.add(path, message)

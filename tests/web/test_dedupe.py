@@ -127,3 +127,21 @@ def test_a_retried_soap_stage_change_is_the_same_message(client, hub):
     assert (first.status_code, again.status_code) == (200, 200)
     assert hub.published[0].id == hub.published[1].id
     assert again.get_data().count(hub.published[0].id.encode()) == 1
+
+
+def test_hub_check_reports_a_dedupe_key_that_is_not_jmespath_at_its_line():
+    from bdchub.core.config import check_text
+
+    text = """\
+tenant: "320684"
+connectors: {}
+routes: {}
+inbound:
+  endpoints:
+    - {method: POST, path: /x, route: r, reply: false, type: a.b, dedupe_key: "XH["}
+"""
+    with pytest.raises(ConfigError) as err:
+        check_text(text, "config.yaml")
+    assert any(p.startswith("config.yaml:6:") and "inbound.endpoints[0].dedupe_key" in p
+               and "JMESPath" in p for p in err.value.problems)
+
