@@ -247,31 +247,3 @@ def endpoint_defaults(endpoint: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("type", "inbound." + "".join(c if c.isalnum() else "_"
                                                 for c in str(out["route"]).lower()))
     return out
-
-
-def check_section(checker: Any, inbound: Any) -> None:
-    """The ``inbound:`` section's check (``core.config.Section.check``): what a
-    schema cannot say, at its line — clients given hub events they do not own
-    (``web.permissions``), and endpoints' ``dedupe_key`` expressions."""
-    import jmespath
-    from jmespath.exceptions import JMESPathError
-
-    from bdchub.core.i18n import _
-
-    from .permissions import problems
-
-    if not isinstance(inbound, dict):
-        return
-    for path, message in problems(inbound.get("clients"), checker.config.get("routes")):
-        checker.add(path, message)
-    endpoints = inbound.get("endpoints")
-    for i, endpoint in enumerate(endpoints if isinstance(endpoints, list) else []):
-        key = endpoint.get("dedupe_key") if isinstance(endpoint, dict) else None
-        if not isinstance(key, str):
-            continue
-        try:
-            jmespath.compile(key)
-        except JMESPathError as exc:
-            checker.add(("inbound", "endpoints", i, "dedupe_key"),
-                        _("'{expr}' is not a valid JMESPath expression: {error}", expr=key,
-                          error=str(exc).splitlines()[0]))

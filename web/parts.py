@@ -4,4 +4,4 @@ the ``bdchub.parts`` entry-point group (see ``core.registry``)."""
 from bdchub.core.config import register_section
 
 register_section("inbound", "bdchub.web.config_schema:INBOUND_SCHEMA",
-                 check="bdchub.web.config_schema:check_section")
+                 check="bdchub.web.config_check:check_section")
