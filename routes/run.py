@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bdchub.core.envelope import Envelope, Hop
@@ -39,6 +40,15 @@ if TYPE_CHECKING:
 class Outgoing:
     envelope: Envelope
     queue: str | None = None  # None: by type on the topic exchange
+
+
+def now_iso(ts: float) -> str:
+    """``_now`` of expressions: ``ts`` as the hub's local time, ISO 8601 to the second
+    with its offset (``2026-03-01T10:00:00+08:00``), the form the registration
+    systems' own times take, so text comparisons with them order as time does.
+    A JMESPath ``now()`` would need its options passed to every ``search`` of every
+    step kind, connector and poller; a variable reaches them all as data does."""
+    return datetime.fromtimestamp(ts, tz=UTC).astimezone().isoformat(timespec="seconds")
 
 
 # Outcomes of a run that did not get through its steps: the body it stopped
@@ -101,9 +111,12 @@ class Run:
         return progress
 
     def data(self) -> dict[str, Any]:
+        """What every expression of the route sees: the body and the message's own
+        fields, and ``_now`` from the run's clock (a test's fake clock included)."""
         return {**self.body, "_type": self.type, "_tenant": self.tenant,
                 "_business_no": self.business_no, "_id": self.received.id,
-                "_source": self.source, "_headers": self.headers}
+                "_source": self.source, "_headers": self.headers,
+                "_now": now_iso(self.clock())}
 
     def key(self, step: Step, suffix: str = "") -> str:
         return f"{self.origin}:{self.route.name}:{step.id}{suffix}"
