@@ -8,10 +8,14 @@
 
 ``config`` is the parsed config.yaml; its ``connectors:`` mapping is name ->
 block. Each connector is built as the hub would build it, opened (SOAP loads
-its WSDL here), probed with its ``health()`` and closed; probes run in
-parallel, each bounded by its block's ``timeout``. A block that cannot even
-be built (unknown type, missing file) gives a ``down`` row saying why instead
-of stopping the others. Endpoints are shown without passwords.
+its WSDL here and caches a remote one in the data folder, where ``hub check``
+reads it to check the calls made of it), probed with its ``health()`` and
+closed; probes run in parallel, each bounded by its block's ``timeout``. A
+block that cannot even be built (unknown type, missing file) gives a ``down``
+row saying why instead of stopping the others. Endpoints are shown without
+passwords. ``hub check --ping`` exits 1 when a row is down; a call of an
+operation or parameter the WSDL does not have is a configuration problem
+(exit 2), found by the check that follows the probes, not a down row.
 """
 
 from __future__ import annotations

@@ -8,15 +8,26 @@ in theirs. Unknown names fail at load time with a "did you mean".
 
 This module also owns the ``connectors:`` config section: each block is
 checked against its type's own schema (``schema_for``), and
-``operation_problem`` says whether a connector has an operation, for the
-route compiler and the pollers.
+``call_problems`` says what is wrong with one call of a connector (its name,
+its operation, its payload's keys), for the route compiler, the pollers and
+the reconciler.
+
+A type that knows more about its endpoint than its block declares (SOAP: the
+operations and parameters of its WSDL) contributes its own check with a
+classmethod ``config_check(name, block, base_dir)`` returning an object with
+any of ``block() -> [CallProblem]`` (paths below the block), ``call(operation,
+payload_keys) -> [CallProblem]`` (paths below the call: ``operation``,
+``payload.KEY``) and ``notice() -> str | None`` (what ``hub check`` could not
+check, or against what), or None. ``base_dir`` is the config's folder. Only a
+block of that type loads the type's module, so a config without SOAP never
+imports zeep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bdchub.core.i18n import _
 from bdchub.core.registry import Registry
@@ -90,6 +101,16 @@ COMMON_SCHEMA: dict[str, Any] = {
 }
 
 
+class CallProblem(NamedTuple):
+    """A problem a connector type found in its block or in one call of it: the key
+    path below the block or the call, the message, and whether the key itself (a
+    payload's parameter name) is what is wrong rather than its value."""
+
+    path: tuple[str | int, ...]
+    message: str
+    key: bool = False
+
+
 def register(type_name: str, target: str | type[Connector]) -> None:
     """Register ``type_name`` -> ``"module:Class"`` (imported on first use) or a class."""
     CONNECTOR_TYPES.register(type_name, target)
@@ -155,8 +176,49 @@ def check_section(checker: Checker, connectors: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - a type that cannot load is a config problem
             checker.add((*path, "type"), str(exc))
             continue
-        checker.schema(block, schema, path)
+        if checker.schema(block, schema, path):
+            check = config_check(name, block, config_folder(checker))
+            for problem in getattr(check, "block", lambda: [])():
+                checker.add((*path, *problem.path), problem.message, key=problem.key)
         checker.report.connectors.append((name, type_name))
+
+
+def config_folder(checker: Any) -> Path | None:
+    """The folder of the config file being checked (relative WSDL paths, the data
+    folder); None for a config that is no file (``check_text``), where relative
+    paths resolve against the working directory as the connectors' would."""
+    source = getattr(checker, "source", None)
+    file = getattr(source, "file", None)
+    if file and Path(file).is_file():
+        return Path(file).resolve().parent
+    return None
+
+
+def config_check(name: str, block: Any, base_dir: Path | None) -> Any:
+    """The type's own check of ``block`` (see the module docstring), or None."""
+    if not isinstance(block, Mapping) or not isinstance(block.get("type"), str) \
+            or block["type"] not in CONNECTOR_TYPES:
+        return None
+    try:
+        cls = get(block["type"])
+    except Exception:  # noqa: BLE001 - a type that cannot load is reported by check_section
+        return None
+    hook = getattr(cls, "config_check", None)
+    return hook(name, block, base_dir) if hook is not None else None
+
+
+def check_notices(connectors: Any, base_dir: Path | None) -> list[str]:
+    """What ``hub check`` says besides problems: calls it could not check, or
+    checked against something other than the config (a cached WSDL)."""
+    if not isinstance(connectors, Mapping):
+        return []
+    notices = []
+    for name, block in connectors.items():
+        check = config_check(name, block, base_dir)
+        notice = getattr(check, "notice", lambda: None)()
+        if notice:
+            notices.append(notice)
+    return notices
 
 
 def operations_of(block: Any) -> list[str]:
@@ -169,19 +231,39 @@ def operations_of(block: Any) -> list[str]:
     return sorted(ops)
 
 
+def call_problems(connectors: Mapping[str, Any], name: str, operation: str,
+                  payload_keys: Iterable[str] = (), *,
+                  base_dir: Path | None = None) -> list[CallProblem]:
+    """What is wrong with calling ``operation`` of connector ``name`` with a payload
+    of ``payload_keys`` (the keys of a field mapping; none for a payload that is
+    the body or one expression), at paths below the call: ``connector``,
+    ``operation``, ``payload.KEY``.
+
+    Declared operations are checked here; a type with a ``config_check`` checks
+    its calls itself (a SOAP WSDL's operations and their parameters)."""
+    if name not in connectors:
+        return [CallProblem(("connector",), _("no connector named '{name}' under connectors:"
+                                              "{hint}", name=name,
+                                              hint=did_you_mean(name, connectors)))]
+    block = connectors[name]
+    check = config_check(name, block, base_dir)
+    if check is not None and hasattr(check, "call"):
+        return list(check.call(operation, list(payload_keys)))
+    ops = operations_of(block)
+    if ops and operation not in ops:
+        return [CallProblem(("operation",), _(
+            "connector '{connector}' has no operation '{op}'{hint}; it has: {ops}",
+            connector=name, op=operation, hint=did_you_mean(operation, ops),
+            ops=", ".join(ops)))]
+    return []
+
+
 def operation_problem(connectors: Mapping[str, Any], name: str,
                       operation: str) -> tuple[str, str] | None:
     """What is wrong with calling ``operation`` of connector ``name``, if anything:
-    ``("connector", message)`` or ``("operation", message)``, the key to blame.
-
-    Only declared operations are known here; a type that discovers its
-    operations (a SOAP WSDL) is checked against them when it loads."""
-    if name not in connectors:
-        return "connector", _("no connector named '{name}' under connectors:{hint}",
-                              name=name, hint=did_you_mean(name, connectors))
-    ops = operations_of(connectors[name])
-    if ops and operation not in ops:
-        return "operation", _("connector '{connector}' has no operation '{op}'{hint}; it has: "
-                              "{ops}", connector=name, op=operation,
-                              hint=did_you_mean(operation, ops), ops=", ".join(ops))
+    ``("connector", message)`` or ``("operation", message)``, the key to blame
+    (``call_problems`` without a payload, for callers that need only this)."""
+    for problem in call_problems(connectors, name, operation):
+        if problem.path[0] in ("connector", "operation"):
+            return str(problem.path[0]), problem.message
     return None

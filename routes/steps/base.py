@@ -124,13 +124,17 @@ class Compiling:
     def call(self, spec: Mapping[str, Any], *sub: str | int) -> Call:
         """A connector call, checked against the connectors it names (the one place
         where steps are checked against connectors)."""
-        from bdchub.connectors.registry import operation_problem
+        from bdchub.connectors.registry import call_problems, config_folder
 
-        if self.connectors is not None:
-            found = operation_problem(self.connectors, spec["connector"], str(spec["operation"]))
-            if found is not None:
-                self.problem(found[1], *sub, found[0])
         payload = spec.get("payload")
+        if self.connectors is not None:
+            # Only a field mapping names the parameters; the body or one expression
+            # is known at run time only.
+            keys = list(payload) if isinstance(payload, Mapping) else []
+            for found in call_problems(self.connectors, spec["connector"],
+                                       str(spec["operation"]), keys,
+                                       base_dir=config_folder(self.checker)):
+                self.problem(found.message, *sub, *found.path, key=found.key)
         if isinstance(payload, str):
             payload = self.expr(payload, *sub, "payload")
         elif isinstance(payload, Mapping):

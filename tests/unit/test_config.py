@@ -230,3 +230,52 @@ def test_every_problem_of_the_file_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
         config.check_text(text, "config.yaml")
     assert [p.split(":")[1] for p in err.value.problems] == ["9", "23", "32"]
+
+
+# -- SOAP calls against the service's own WSDL (connectors.wsdl) --------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+WSDL_DIR = ROOT / "schemas" / "wsdl"
+SHIPPED_WSDLS = {"HUB_LEGACY_WSDL": "legacy.wsdl", "HUB_TAX_WSDL": "tax.wsdl",
+                 "HUB_COURT_WSDL": "court.wsdl"}
+
+
+def with_legacy_soap(text: str) -> str:
+    return text.replace("    type: fake\n    timeout: 5\n    responses:\n"
+                        "      submit_application: {YWH: \"202600001\"}\n",
+                        f"    type: soap\n    wsdl: {WSDL_DIR / 'legacy.wsdl'}\n")
+
+
+def test_a_soap_operation_the_wsdl_lacks_is_refused_with_did_you_mean_and_its_line():
+    text = with_legacy_soap(GOOD).replace("operation: submit_application",
+                                          "operation: ReportStageChange")
+    assert only_problem(text) == (
+        "config.yaml:22:44: routes.online_application.steps[1].to.operation: connector "
+        "'legacy' has no operation 'ReportStageChange' in its WSDL (did you mean "
+        "'ReportStageChanges'?); it has: Accept, Advance, QueryProgress, ReceiveCourtOrder, "
+        "ReceiveTaxResult, Refuse, ReportStageChanges, RequestCorrection, SubmitApplication")
+
+
+def test_a_soap_payload_key_the_operation_does_not_take_is_refused_at_the_key():
+    text = with_legacy_soap(GOOD).replace(
+        "{connector: legacy, operation: submit_application, into: legacy}",
+        "{connector: legacy, operation: QueryProgress, into: legacy, payload: {YHW: business_no}}")
+    problem = only_problem(text)
+    assert problem.startswith("config.yaml:22:83: routes.online_application.steps[1].to."
+                              "payload.YHW: ")
+    assert "'QueryProgress' of connector 'legacy' takes no parameter 'YHW' (did you mean " \
+           "'YWH'?); its parameters: YWH" in problem
+
+
+def test_the_shipped_config_fits_the_wsdls_of_the_systems_it_calls(tmp_path: Path):
+    environ = {var: str(WSDL_DIR / name) for var, name in SHIPPED_WSDLS.items()}
+    shipped = ROOT / "config.yaml"
+    config.check(shipped, environ)
+    # It was really checked: one operation misspelt in a copy is refused.
+    broken = tmp_path / "config.yaml"
+    broken.write_text(shipped.read_text(encoding="utf-8").replace(
+        "operation: ReceiveTaxResult", "operation: ReceiveTaxResults"), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        config.check(broken, environ)
+    assert len(info.value.problems) == 1
+    assert "(did you mean 'ReceiveTaxResult'?)" in info.value.problems[0]
