@@ -16,7 +16,7 @@ that are not completed::
       # Optional: ask the registration system and publish what the hub missed.
       connector: legacy
       operation: QueryProgress
-      payload: {YWH: business_no}   # JMESPath over {business_no, tenant, stage}
+      payload: {YWH: business_no}   # JMESPath over {business_no, tenant, stage, status, _now}
       events: HJ                    # the case's stage changes in the answer
       event_stage: "<JMESPath over one event: the stage as the hub names it>"
       key: XH                       # what identifies an event
@@ -32,7 +32,8 @@ and the event's ``key`` so that a second pass publishing the same event is
 absorbed by the routes. A case still at its stage there is the registration
 system's delay, not a lost callback: it stays on the list. ``submitted`` is
 the name of an application (a case with a registration type) of which no
-stage is known yet.
+stage is known yet. The query and what is made of its answer are
+``app.case_query``'s, shared with the per-case poller.
 
 The reconciler is a singleton input (``app.inputs.singleton_inputs``): one
 process of a deployment runs it.
@@ -50,18 +51,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
-import jmespath
-from jmespath.exceptions import JMESPathError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from bdchub.connectors.base import CallContext
 from bdchub.core.cliopts import CONFIG_OPTION
 from bdchub.core.envelope import Envelope
 from bdchub.core.errors import ConfigError
 from bdchub.core.i18n import _
-from bdchub.core.ids import derive_id, event_id
 
-from .pollers import _expr
+from . import case_query
+from .case_query import CaseQuery, case_data, check_query
 
 log = logging.getLogger("bdchub.reconcile")
 
@@ -70,8 +68,6 @@ DEFAULT_LIMIT = 100
 #: The stage name of an application of which the registration system has said nothing yet.
 SUBMITTED = "submitted"
 SOURCE = "reconciler"
-
-_EXPR = {"type": "string", "minLength": 1, "description": "a JMESPath expression"}
 
 #: The ``reconcile:`` section (registered by ``app.parts``).
 SCHEMA: dict[str, Any] = {
@@ -88,43 +84,16 @@ SCHEMA: dict[str, Any] = {
                    "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
                    "description": "seconds a case may stay at each stage (progress stage "
                                   "names; 'submitted': forwarded, nothing heard yet)"},
-        "connector": {"type": "string", "description": "the registration system's connector"},
-        "operation": {"type": "string", "description": "its progress query"},
-        "payload": {"type": "object", "additionalProperties": {"type": "string"},
-                    "description": "parameter -> JMESPath over {business_no, tenant, stage}"},
-        "events": {**_EXPR, "description": "the case's stage changes in the answer"},
-        "event_stage": {**_EXPR, "description": "an event's stage, as progress names it"},
-        "key": {**_EXPR, "description": "what identifies an event (message ids derive from it)"},
-        "publish": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
-                    "description": "message type the missed events are published as (the "
-                                   "callback's)"},
+        **case_query.PROPERTIES,
     },
-    "dependentRequired": {"connector": ["operation", "events", "event_stage", "key", "publish"]},
+    "dependentRequired": {"connector": [k for k in case_query.REQUIRED if k != "connector"]},
 }
 
 
 def check_section(checker: Any, block: Any) -> None:
     """The query's connector and operation exist and its expressions parse."""
-    from bdchub.connectors.registry import operation_problem
-
-    if not isinstance(block, Mapping):
-        return
-    if isinstance(block.get("connector"), str):
-        connectors = checker.config.get("connectors")
-        problem = operation_problem(connectors if isinstance(connectors, Mapping) else {},
-                                    block["connector"], str(block.get("operation")))
-        if problem is not None:
-            checker.add(("reconcile", problem[0]), problem[1])
-    exprs = [(k, block.get(k)) for k in ("events", "event_stage", "key")]
-    exprs += [(("payload", k), v) for k, v in (block.get("payload") or {}).items()]
-    for where, text in exprs:
-        if isinstance(text, str):
-            try:
-                jmespath.compile(text)
-            except JMESPathError as exc:
-                path = ("reconcile", *(where if isinstance(where, tuple) else (where,)))
-                checker.add(path, _("'{expr}' is not a valid JMESPath expression: {error}",
-                                    expr=text, error=str(exc).splitlines()[0]))
+    if isinstance(block, Mapping):
+        check_query(checker, block, ("reconcile",))
 
 
 @dataclass(frozen=True)
@@ -210,19 +179,8 @@ class Reconciler:
         self.publish = publish
         self.clock = clock
         self.metrics = metrics or default_metrics()
-        self.connector: Any = None
-        if block.get("connector"):
-            self.connector = connectors.get(block["connector"])
-            if self.connector is None:
-                raise ConfigError(_("reconcile: no connector named '{connector}'",
-                                    connector=block["connector"]))
-            self.operation = str(block["operation"])
-            self.payload = {k: _expr(v, f"reconcile.payload.{k}")
-                            for k, v in (block.get("payload") or {}).items()}
-            self.events = _expr(block["events"], "reconcile.events")
-            self.event_stage = _expr(block["event_stage"], "reconcile.event_stage")
-            self.key = _expr(block["key"], "reconcile.key")
-            self.type = str(block["publish"])
+        self.query = (CaseQuery(block, connectors=connectors, where="reconcile")
+                      if block.get("connector") else None)
         # When each case was last asked about, and at which stage (this process only:
         # a restarted reconciler asks once more, which is harmless).
         self._asked: dict[tuple[str, str], tuple[str, float]] = {}
@@ -269,36 +227,31 @@ class Reconciler:
 
     def _reconciled(self, case: Stuck, now: float) -> bool:
         """Ask the registration system about ``case``; True when what it missed was published."""
-        if self.connector is None:
+        if self.query is None:
             return False
         asked = self._asked.get((case.tenant, case.business_no))
         if asked is not None and asked[0] == case.stage and now - asked[1] < case.expected:
             return False
         self._asked[(case.tenant, case.business_no)] = (case.stage, now)
-        data = {"business_no": case.business_no, "tenant": case.tenant,
-                "stage": "" if case.stage == SUBMITTED else case.stage}
-        payload = {k: expr.search(data) for k, expr in self.payload.items()}
+        stage = "" if case.stage == SUBMITTED else case.stage
+        data = case_data({"tenant": case.tenant, "business_no": case.business_no,
+                          "stage": stage, "status": case.status}, now)
         try:
-            answer = self.connector.call(self.operation, payload, CallContext(
-                message_id=derive_id(SOURCE, case.tenant, case.business_no),
-                business_no=case.business_no, tenant=case.tenant))
+            answer = self.query.ask(data, SOURCE)
         except Exception as exc:  # noqa: BLE001 - one case's failure leaves the others
             self.metrics.queries.labels("failed").inc()
             log.warning(_("case {business_no}: the progress query failed: {error}",
                           business_no=case.business_no, error=exc))
             return False
-        missed = self._missed(case, answer)
+        missed = self.query.missed(answer, stage)
         if not missed:
             self.metrics.queries.labels("unchanged").inc()
             return False
         try:
-            for event in missed:
-                self.publish(Envelope(
-                    type=self.type, tenant=case.tenant, business_no=case.business_no,
-                    body=dict(event), source=SOURCE, headers={"reconciled": "true"},
-                    # The id the callback of this event gets too (``event_id``):
-                    # a late callback after this is absorbed, not reported twice.
-                    id=event_id(self.type, case.tenant, self.key.search(event))))
+            # Under the ids their callbacks get too: a late callback is absorbed.
+            for env in self.query.envelopes(case.tenant, case.business_no, missed,
+                                            source=SOURCE, headers={"reconciled": "true"}):
+                self.publish(env)
                 self.metrics.published.inc()
         except BaseException:
             # Not all of it went out: the next pass asks again (the same ids are absorbed).
@@ -307,20 +260,6 @@ class Reconciler:
         self.metrics.queries.labels("moved").inc()
         log.info("case %s: %d missed stage change(s) published", case.business_no, len(missed))
         return True
-
-    def _missed(self, case: Stuck, answer: Any) -> list[Mapping[str, Any]]:
-        """The events after the last one at the stage the hub knows."""
-        events = self.events.search(answer) if answer is not None else None
-        if isinstance(events, Mapping):
-            events = [events]
-        events = [e for e in (events or []) if isinstance(e, Mapping)]
-        if case.stage == SUBMITTED:
-            return events  # nothing was heard: every change was missed
-        at = [i for i, e in enumerate(events) if self.event_stage.search(e) == case.stage]
-        if not at:
-            # The hub's stage is not in the system's history: no telling what it missed.
-            return []
-        return events[at[-1] + 1:]
 
     # -- the input protocol
     def start(self) -> None:

@@ -194,3 +194,20 @@ def test_finish_with_nothing_to_record_writes_no_row(tmp_path):
                       business_no="", type="inbound.sync", record_processed=True)
     assert store.finish(recorded) is True
     assert store.is_processed("m-2", "sync")
+
+
+def test_progress_that_reports_nothing_new_leaves_the_row_and_its_time_as_they_were(store):
+    # A poll (or a repeated report) of the stage the case is at must not make it look
+    # moved: updated_at is when the case last changed, what the reconciler waits on.
+    store.finish(_finish("m-1", at=100.0, progress={"stage": "review", "status": "in_progress",
+                                                    "last_type": "legacy.stage_changed"}))
+    store.finish(_finish("m-2", at=200.0, progress={"stage": "review", "status": "in_progress",
+                                                    "last_type": "legacy.stage_changed"}))
+    store.finish(_finish("m-3", at=250.0, progress={"stage": "review"}))  # empty: kept as is
+    assert store.progress("320684", "B-1")["updated_at"] == 100.0
+    assert [r["business_no"] for r in store.stale_progress("review", 150.0)] == ["B-1"]
+    store.finish(_finish("m-4", at=300.0, progress={"stage": "registration",
+                                                    "last_type": "legacy.stage_changed"}))
+    row = store.progress("320684", "B-1")
+    assert (row["stage"], row["status"], row["updated_at"]) == ("registration", "in_progress",
+                                                                300.0)
