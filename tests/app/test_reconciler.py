@@ -196,14 +196,16 @@ def test_hub_stuck_lists_the_stuck_cases_as_text_and_json(tmp_path):
 
 
 def test_the_reconcile_section_is_checked():
+    import re
+
     text = (ROOT / "config.yaml").read_text(encoding="utf-8")
-    bad = text.replace("  connector: legacy\n  operation: QueryProgress\n",
-                       "  connector: legasy\n  operation: QueryProgress\n", 1)
+    start = text.index("\nreconcile:\n")
+    head, block = text[:start], text[start:]
+    bad = head + block.replace("  connector: legacy\n", "  connector: legasy\n", 1)
     with pytest.raises(ConfigError) as err:
         config_mod.check_text(bad, "config.yaml", environ={})
     assert "reconcile.connector: no connector named 'legasy'" in str(err.value)
-    bad = text.replace("  operation: QueryProgress\n  payload: {YWH: business_no}\n",
-                       "  payload: {YWH: business_no}\n", 1)
+    bad = head + re.sub(r"\n  operation: .*\n", "\n", block, count=1)
     with pytest.raises(ConfigError, match="operation"):
         config_mod.check_text(bad, "config.yaml", environ={})
 
