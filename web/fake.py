@@ -31,6 +31,7 @@ class FakeHub:
         self._progress: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._submitters: dict[tuple[str, str], tuple[str, str]] = {}  # (client, channel)
         self._nonces: dict[str, float] = {}
+        self._records: Any = None
         self._lock = threading.Lock()
 
     # -- HubPort ---------------------------------------------------------
@@ -88,6 +89,15 @@ class FakeHub:
                 return False
             self._nonces[digest] = expires_at
             return True
+
+    def request_records(self) -> Any:
+        """A store of its own in memory: the records' real queries, nothing on disk."""
+        with self._lock:
+            if self._records is None:
+                from bdchub.core.store import Store
+
+                self._records = Store("sqlite://", group_commit=False)
+            return self._records
 
     # -- test helpers ----------------------------------------------------
     def add_progress(self, tenant: str, business_no: str, record: dict[str, Any], *,

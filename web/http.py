@@ -43,7 +43,7 @@ SIGNATURE_HEADERS = {"x-app-key": "HTTP_X_APP_KEY", "x-timestamp": "HTTP_X_TIMES
 
 STATUS_LINES = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request",
                 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
-                405: "405 Method Not Allowed", 413: "413 Content Too Large",
+                405: "405 Method Not Allowed", 409: "409 Conflict", 413: "413 Content Too Large",
                 415: "415 Unsupported Media Type", 422: "422 Unprocessable Content",
                 500: "500 Internal Server Error", 502: "502 Bad Gateway",
                 503: "503 Service Unavailable", 504: "504 Gateway Timeout"}

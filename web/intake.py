@@ -8,7 +8,9 @@ code that hands a message to the hub::
     -> the client may send this type (403, ``web.permissions``)
     -> characters (422, ``web.hygiene``) -> schema (422) -> tenant allowed (400/403)
     -> envelope (a callback's id derived from its content, ``web.dedupe``)
-    -> hub.publish or hub.submit (503) -> audit "inbound.accepted"
+    -> idempotency records held (``web.idempotency``: a repeat answers its first
+       answer, 409 for a reused key) -> hub.publish or hub.submit (503)
+    -> audit "inbound.accepted"
 
 Each step raises ``ApiError``; the front door answers it in its own form and
 ``reject`` counts and audits it. Nothing reaches the hub unless every step passed.
@@ -31,6 +33,7 @@ from bdchub.core.i18n import _
 from . import hygiene
 from .dedupe import ContentId
 from .http import SIGNATURE_HEADERS, ApiError, Request
+from .idempotency import Idempotency
 from .metrics import InboundMetrics
 from .permissions import Permissions, hub_events, problems
 from .ports import HubPort
@@ -93,6 +96,8 @@ class Intake:
                                  clock_skew=float(inbound["clock_skew"]),
                                  nonce_ttl=float(inbound["nonce_ttl"]), clock=clock)
         self.schemas = Schemas(inbound.get("message_types"))
+        self.idempotency = Idempotency(hub.request_records, inbound["idempotency"],
+                                       clock=clock)
         hygiene.warm()
 
     # -- the steps, in the order a request meets them ---------------------------
@@ -259,9 +264,16 @@ class Intake:
                schema: str | None = None, source: str = "",
                headers: Mapping[str, str] | None = None, route: str | None = None,
                dedupe: ContentId | None = None) -> Envelope:
-        """``admit`` then ``hand_over``: the message is the hub's once this returns."""
+        """``admit``, the idempotency records, then ``hand_over``: the message is the
+        hub's once this returns. A repeat of a request already answered raises
+        ``web.idempotency.Replay`` with that answer instead, and nothing is handed over."""
         envelope = self.admit(req, type_, body, schema=schema, source=source, headers=headers,
                               dedupe=dedupe)
+        try:
+            self.idempotency.claim(req, envelope)
+        except HubError as exc:
+            log.warning("idempotency records unavailable: %s", exc)
+            raise _unavailable("idempotency_unavailable") from None
         self.hand_over(req, envelope, route=route)
         return envelope
 

@@ -20,9 +20,10 @@ _COMPONENT = "#/components/schemas/"
 
 ERROR_CODES = ["schema_violation", "malformed_json", "too_large", "bad_signature",
                "replayed_nonce", "unknown_type", "unsupported_media_type", "tenant_forbidden",
-               "not_found", "method_not_allowed", "bad_request", "unavailable",
-               "upstream_error", "timeout", "internal_error",
-               "malformed_xml", "unsafe_xml", "version_mismatch"]
+               "type_forbidden", "read_forbidden", "not_found", "method_not_allowed",
+               "bad_request", "idempotency_key_reused", "business_no_reused", "in_progress",
+               "unavailable", "upstream_error", "timeout", "internal_error",
+               "header_too_large", "malformed_xml", "unsafe_xml", "version_mismatch"]
 
 
 def _target(ref: str, owner: str) -> str:
@@ -120,19 +121,36 @@ COMMON_ERRORS = {
     "503": "the hub could not take the message durably; retry later (unavailable)",
 }
 
+#: What a write may answer besides (``web.idempotency``).
+CONFLICT = ("idempotency_key_reused: the Idempotency-Key was used for another request; "
+            "business_no_reused: this client already submitted the application's business "
+            "number with other content (corrected materials go to .../materials); "
+            "in_progress: the first request with this key is still being handed over "
+            "(Retry-After)")
+
+ACCEPTED_HEADERS = {
+    "Idempotent-Replayed": {"schema": {"const": "true"},
+                            "description": "this is the answer of an earlier request with the "
+                                           "same Idempotency-Key (or, for an application, "
+                                           "business number); nothing was forwarded again"},
+}
+
 
 def _submit_op(summary: str, schema: str, op_id: str, *, params: list | None = None) -> dict:
     return {
         "summary": summary,
         "operationId": op_id,
-        "parameters": [{"$ref": "#/components/parameters/Tenant"}, *(params or [])],
+        "parameters": [{"$ref": "#/components/parameters/Tenant"},
+                       {"$ref": "#/components/parameters/IdempotencyKey"}, *(params or [])],
         "requestBody": {"required": True, "content": _json(_ref(schema))},
         "responses": {
             "202": {"description": "accepted: handed durably to the hub",
                     "headers": {"Location": {"schema": {"type": "string"},
-                                             "description": "progress of the business"}},
+                                             "description": "progress of the business"},
+                                **ACCEPTED_HEADERS},
                     "content": _json(_ref("Accepted"))},
             **{code: _error(text) for code, text in COMMON_ERRORS.items()},
+            "409": _error(CONFLICT),
         },
     }
 
@@ -236,6 +254,7 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
                      "operationId": "soapInbound",
                      "description": "Authenticated with the same signed headers, or a WS-Security "
                                     "UsernameToken with PasswordDigest.",
+                     "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
                      "requestBody": {"required": True,
                                      "content": {"text/xml": {"schema": {"type": "string"}}}},
                      "responses": {"200": {"description": "SOAP response",
@@ -253,7 +272,9 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
             ok = {"200": {"description": "the route's reply body",
                           "content": _json({"type": "object"})}}
         else:
-            ok = {"202": {"description": "queued for the route", "content": _json(_ref("Accepted"))}}
+            ok = {"202": {"description": "queued for the route", "headers": ACCEPTED_HEADERS,
+                          "content": _json(_ref("Accepted"))},
+                  "409": _error(CONFLICT)}
         op = {
             "summary": f"Route {endpoint['route']}",
             "operationId": "route_" + re.sub(r"[^A-Za-z0-9_]", "_", endpoint["route"]) + "_"
@@ -262,6 +283,8 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
         }
         params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                   for p in re.findall(r"\{([^}]+)\}", endpoint["path"])]
+        if not endpoint.get("reply", True):
+            params.append({"$ref": "#/components/parameters/IdempotencyKey"})
         if params:
             op["parameters"] = params
         if endpoint.get("auth") == "none":
@@ -284,7 +307,10 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
                 "seconds), X-Nonce (8-64 of [A-Za-z0-9_-], single use), X-Signature = hex "
                 "HMAC-SHA256(app_secret, app_key\\ntimestamp\\nnonce\\nMETHOD\\npath\\n"
                 "sha256_hex(body)) where path includes ?query when present. Act for a tenant "
-                "(6-digit division code) with X-Tenant, ?tenant= or the body's tenant field."),
+                "(6-digit division code) with X-Tenant, ?tenant= or the body's tenant field.\n\n"
+                "Every write takes an Idempotency-Key header; an application is also known "
+                "by its client and business number, so sending it again answers the first "
+                "answer. See docs/inbound-api.md."),
         },
         "paths": paths,
         "components": {
@@ -292,7 +318,15 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
             "parameters": {"Tenant": {
                 "name": "X-Tenant", "in": "header", "required": False,
                 "description": "6-digit division code of the county acted for; default the hub's",
-                "schema": {"type": "string", "pattern": r"^\d{6}$"}}},
+                "schema": {"type": "string", "pattern": r"^\d{6}$"}},
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "description": "a key of the client's choosing, new for every logical "
+                                   "request and the same on its retries (IETF draft "
+                                   "httpapi-idempotency-key-header): a repeat within the "
+                                   "retention (default one day) answers the first answer "
+                                   "and forwards nothing; with another body 409",
+                    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"}}},
             "securitySchemes": {
                 name: {"type": "apiKey", "in": "header", "name": header}
                 for name, header in (("AppKey", "X-App-Key"), ("Timestamp", "X-Timestamp"),

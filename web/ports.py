@@ -62,3 +62,9 @@ class HubPort(Protocol):
         every process serving this hub sees it. False when it is recorded and
         unexpired already: a replay, whichever process saw it first."""
         ...
+
+    def request_records(self) -> Any:
+        """Where inbound writes are kept by idempotency key (``web.idempotency.
+        RecordStore``: claim, settle, release): the store every process serving this
+        hub shares, so a repeat is recognised whichever process it reaches."""
+        ...

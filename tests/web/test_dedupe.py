@@ -10,7 +10,7 @@ import pytest
 
 from bdchub.core.errors import ConfigError
 
-from .conftest import PROVINCE_KEY, PROVINCE_SECRET, SignedClient
+from .conftest import APPOINTMENT, PROVINCE_KEY, PROVINCE_SECRET, SignedClient
 from .test_soap import STAGE_CHANGE, call, envelope, username_token
 
 PATH = "/api/v1/inbound/legacy/stage-changes"
@@ -96,13 +96,16 @@ def test_dedupe_none_makes_every_request_a_new_message(make_app, hub):
     assert client.post(PATH, EVENT).get_json()["id"] != client.post(PATH, EVENT).get_json()["id"]
 
 
-def test_request_reply_endpoints_and_submissions_keep_fresh_ids(make_app, hub, application):
+def test_submissions_without_an_idempotency_key_keep_fresh_ids(make_app, hub):
+    # Applications are kept by business number (tests/web/test_idempotency.py); an
+    # appointment without a key is a new request each time.
     client = SignedClient(make_app())
 
-    first = client.post("/api/v1/applications", application)
-    again = client.post("/api/v1/applications", application)
+    first = client.post("/api/v1/appointments", APPOINTMENT)
+    again = client.post("/api/v1/appointments", APPOINTMENT)
 
     assert first.get_json()["id"] != again.get_json()["id"]
+    assert len(hub.published) == 2
 
 
 def test_a_dedupe_key_that_is_not_jmespath_stops_the_app_at_start(make_app):
