@@ -99,22 +99,42 @@ def prepare_departments(sb: Any, samples: dict[str, Any]) -> None:
 
 @pytest.fixture
 def flows(clean_sandbox: Any, tmp_path: Path) -> Iterator[Flows]:
+    yield from _flows(clean_sandbox, tmp_path)
+
+
+@pytest.fixture
+def polled_flows(clean_sandbox: Any, tmp_path: Path) -> Iterator[Flows]:
+    """``flows`` with a registration system that does not call back: the shipped
+    per-case poller (``pollers.legacy_progress``) enabled instead, every 0.2 s."""
+    yield from _flows(clean_sandbox, tmp_path, legacy_callback=False,
+                      env={"HUB_LEGACY_POLL_SECONDS": "0.2"},
+                      enable=("pollers", "legacy_progress"))
+
+
+def _flows(sb: Any, tmp_path: Path, *, legacy_callback: bool = True,
+           env: dict[str, str] | None = None,
+           enable: tuple[str, ...] = ()) -> Iterator[Flows]:
     from bdchub.app.service import HubService
     from bdchub.core.config import load
     from bdchub.demo import samples as samples_mod
     from bdchub.demo.environment import free_port, sandbox_environ
 
-    sb = clean_sandbox
     sb.configure(auto_advance=0.1, tax_clearance_delay=0.3)
-    env = sandbox_environ(sb, inbound_port=free_port(), data_dir=tmp_path / "data",
-                          HUB_COURT_POLL_SECONDS="0.2")
+    environ = sandbox_environ(sb, inbound_port=free_port(), data_dir=tmp_path / "data",
+                              HUB_COURT_POLL_SECONDS="0.2", **(env or {}))
     (tmp_path / "data").mkdir()
-    config = load(CONFIG, environ=env)
+    config = load(CONFIG, environ=environ)
     config["__dir__"] = str(tmp_path)
+    if enable:
+        block = config
+        for key in enable:
+            block = block[key]
+        block["enabled"] = True
     service = HubService.from_config(config, tick_interval=0.1)
     service.start()
     try:
-        sb.legacy_set_callback(service.url + "/api/v1/inbound/legacy/stage-changes")
+        if legacy_callback:
+            sb.legacy_set_callback(service.url + "/api/v1/inbound/legacy/stage-changes")
         sb.tax_set_callback(service.url + "/api/v1/inbound/tax/clearances")
         samples = samples_mod.build(sb.data, tag=uuid.uuid4().hex[:4].upper())
         prepare_departments(sb, samples)

@@ -226,6 +226,28 @@ def test_every_stage_change_is_fanned_out_to_county_province_and_national(flows)
         assert seqs == sorted(seqs)
 
 
+def test_a_registration_system_that_cannot_call_back_is_polled_case_by_case(polled_flows):
+    flows = polled_flows
+    body = flows.samples["first"]
+    no = body["business_no"]
+    flows.submit("national_window", body)
+    flows.wait(lambda: flows.stage(no) == "archive", timeout=30, what="archive, by polling")
+    for window in ("window_county", "window_province", "window_national"):
+        flows.wait(lambda w=window: [r["body"]["stage"] for r in flows.received(
+            w, path="/progress", where=lambda b: b.get("business_no") == no)] == STAGES,
+            what=f"every stage once at {window}")
+    [poller] = [p for p in flows.service.pollers.items if p.name == "legacy_progress"]
+    flows.wait(lambda: poller.schedule.states("legacy_progress").get(
+        (flows.hub.tenant, no)) == "ended", what="the case ended, asked about no more")
+    assert flows.received("legacy", operation="QueryProgress", where=_of(no))
+    # The system's callback of a change the poll brought, coming late after all: it is
+    # the message the poll published, already handled.
+    event = flows.sb.legacy_application(no)["history"][2]
+    answer = flows.post("legacy", "/api/v1/inbound/legacy/stage-changes", event)
+    assert answer.status_code == 202, answer.text
+    assert flows.hub.store.is_processed(answer.json()["id"], "legacy_stage_change")
+
+
 # -- d. court judgments and seizures -----------------------------------------
 
 def test_court_seizure_is_pulled_validated_sent_to_legacy_and_acknowledged(flows):
