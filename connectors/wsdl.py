@@ -330,8 +330,11 @@ class WsdlCheck:
         return found[operation].inputs, found[operation].outputs
 
     def call(self, operation: str, payload_keys: Iterable[str] = ()) -> list[CallProblem]:
-        """Problems of calling ``operation`` with a payload of ``payload_keys``, at
-        paths below the call: ``operation``, ``payload.KEY``."""
+        """Problems of calling ``operation`` (the WSDL's, or a name of the block's
+        profile) with a payload of ``payload_keys`` as the service receives them,
+        at paths below the call: ``operation``, ``payload.KEY``. A profile that maps
+        the payload makes a caller's keys its own words: ``connectors.profile.
+        VendorCheck`` leaves those out and asks here about the mapping's keys."""
         state, found = self._read()
         if state != "ok":
             return []
@@ -344,8 +347,6 @@ class WsdlCheck:
                 return []  # blamed where the profile names it (``block``)
             return [CallProblem(("operation",), _no_operation(
                 self.name, operation, {*found, *self._profile()}))]
-        if spec.get("payload") is not None:
-            return []  # the profile maps the payload: its vendor keys are checked with the block
         return self._parameters(found[vendor], payload_keys, ("payload",))
 
     def _parameters(self, op: Operation, keys: Iterable[Any],
@@ -363,7 +364,7 @@ class WsdlCheck:
 
     def block(self) -> list[CallProblem]:
         """The block's own problems: its WSDL, service and port, the vendor
-        operations and payload keys of its profile, and the probe's call."""
+        operations of its profile, and the probe's operation."""
         state, found = self._read()
         if state == "problems":
             return list(found)
@@ -379,13 +380,13 @@ class WsdlCheck:
                     else ("operations", name)
                 problems.append(CallProblem(where, _no_operation(self.name, vendor, found),
                                             key="operation" not in spec))
-            elif isinstance(spec.get("payload"), Mapping):
-                problems += self._parameters(found[vendor], spec["payload"],
-                                             ("operations", name, "payload"))
         probe = self.config.get("probe")
         if isinstance(probe, Mapping) and isinstance(probe.get("operation"), str):
             payload = probe.get("payload")
-            keys = list(payload) if isinstance(payload, Mapping) else []
+            spec = self._profile().get(probe["operation"])
+            mapped = isinstance(spec, Mapping) and spec.get("payload") is not None
+            # Through a profile's mapping the probe's payload is in the county's words.
+            keys = list(payload) if isinstance(payload, Mapping) and not mapped else []
             for problem in self.call(probe["operation"], keys):
                 problems.append(problem._replace(path=("probe", *problem.path)))
         return problems
