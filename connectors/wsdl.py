@@ -138,8 +138,14 @@ class _Offline(Transport):
 
 
 def _offline_transport(cache_path: Path | None) -> _Offline:
-    cache = (SqliteCache(path=str(cache_path), timeout=None)
-             if cache_path is not None and cache_path.is_file() else None)
+    cache = None
+    if cache_path is not None and cache_path.is_file():
+        try:
+            cache = SqliteCache(path=str(cache_path), timeout=None)
+        except Exception as exc:  # noqa: BLE001 - sqlite3 errors of a damaged file
+            # A damaged cache is as good as none: remote documents are then not at hand.
+            log.warning(_("the WSDL cache {path} cannot be read: {error}", path=cache_path,
+                          error=exc))
     return _Offline(cache=cache)
 
 
@@ -289,7 +295,8 @@ class WsdlCheck:
         except Exception as exc:  # noqa: BLE001 - zeep, lxml and OS errors of a bad document
             if is_remote(location):
                 # The cached copy is the problem, not the config: read it anew with --ping.
-                log.warning("cached WSDL of %s unreadable: %s", location, exc)
+                log.warning(_("the cached copy of the WSDL at {url} cannot be read: {error}",
+                              url=location, error=exc))
                 return "unavailable", location
             return "problems", [CallProblem(("wsdl",), _(
                 "connector '{name}': the WSDL {path} cannot be read: {error}",

@@ -304,6 +304,16 @@ def test_a_soap_connector_caches_the_remote_wsdl_it_loads_for_the_next_check(
     assert "routes.submit.steps[0].to.payload.DJLXX" in problem
 
 
+def test_a_damaged_cache_is_no_config_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "wsdl-cache.db").write_bytes(b"not a database" * 100)
+    config.check(write(tmp_path, CONFIG), {})  # the local WSDL is read all the same
+    remote = write(tmp_path, CONFIG.replace("operation: SubmitApplication", "operation: TjSqx"),
+                   wsdl=f"http://127.0.0.1:{closed_port()}/ws?wsdl")
+    config.check(remote, {})  # nothing at hand to check the remote one against
+
+
 # -- exit codes ---------------------------------------------------------------------
 
 def test_ping_exits_1_when_a_connector_is_down_and_the_help_and_readme_say_so(
