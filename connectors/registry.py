@@ -257,13 +257,3 @@ def call_problems(connectors: Mapping[str, Any], name: str, operation: str,
             ops=", ".join(ops)))]
     return []
 
-
-def operation_problem(connectors: Mapping[str, Any], name: str,
-                      operation: str) -> tuple[str, str] | None:
-    """What is wrong with calling ``operation`` of connector ``name``, if anything:
-    ``("connector", message)`` or ``("operation", message)``, the key to blame
-    (``call_problems`` without a payload, for callers that need only this)."""
-    for problem in call_problems(connectors, name, operation):
-        if problem.path[0] in ("connector", "operation"):
-            return str(problem.path[0]), problem.message
-    return None
