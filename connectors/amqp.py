@@ -25,8 +25,14 @@ Operations:
 - ``get``: one message if there is one (``None`` otherwise), without waiting.
 - ``consume``: one message, waiting up to the call's time (``None`` if none came).
 
+An operation takes the profile keys of every connector type
+(``connectors.profile``): ``payload`` maps what is published; ``success``,
+``response`` and ``reply`` judge and map what ``get``/``consume`` take (a
+publish has no reply to judge).
+
 ``get`` and ``consume`` acknowledge the message before returning it: the
-caller owns it from then on. Routes that need at-least-once from a remote
+caller owns it from then on; a refusal in it is raised with the peer's
+message and not taken again. Routes that need at-least-once from a remote
 queue use the broker inbound of the message core, which acknowledges after
 the route finished, not this connector.
 
@@ -50,6 +56,7 @@ from kombu.exceptions import KombuError, OperationalError
 from bdchub.core.errors import ConnectorError, PermanentError, RecoverableError, TimeoutError_
 from bdchub.core.i18n import _
 
+from . import profile
 from .base import CallContext, Connector, Health
 
 ACTIONS = ("publish", "get", "consume")
@@ -61,6 +68,7 @@ class AmqpConnector(Connector):
         "type": "object",
         "additionalProperties": False,
         "required": ["url"],
+        "$defs": profile.DEFS,
         "properties": {
             "url": {"type": "string", "pattern": "^amqps?://",
                     "description": "amqp://user:password@host:port/vhost (amqps for TLS)"},
@@ -103,9 +111,13 @@ class AmqpConnector(Connector):
                         "properties": {"type": "boolean", "default": False,
                                        "description": "get/consume: return {body, headers, "
                                                       "properties, routing_key}"},
+                        # payload maps what is published; reply, response and success
+                        # judge and map what get/consume take (publish has no reply).
+                        **profile.OPERATION_PROPERTIES,
                     },
                 },
             },
+            **profile.BLOCK_PROPERTIES,
         },
     }
 
@@ -115,6 +127,7 @@ class AmqpConnector(Connector):
         self._pool: Any = None
         self._lock = threading.Lock()
         self._declared: set[tuple[str, str, str]] = set()
+        self._profile: profile.Profile | None = None
 
     @property
     def endpoint(self) -> str:
@@ -146,6 +159,7 @@ class AmqpConnector(Connector):
     def open(self) -> None:
         with self._lock:
             if self._pool is None:
+                self._profile = profile.Profile(self.name, self.config)
                 self._connection = self._new_connection(self.timeout)
                 self._pool = self._connection.Pool(limit=int(self.config.get("pool", 4)))
 
@@ -175,6 +189,8 @@ class AmqpConnector(Connector):
             spec = {"action": operation}
         if self._pool is None:
             self.open()
+        assert self._profile is not None
+        op = self._profile.operation(operation)
         remaining = context.remaining(self.timeout)
         if remaining <= 0:
             raise TimeoutError_(_("connector {name}: the call's deadline has passed",
@@ -190,7 +206,7 @@ class AmqpConnector(Connector):
             conn.connect_timeout = max(0.001, context.remaining(self.timeout))
             conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
             action = getattr(self, "_" + spec["action"])
-            return action(conn, spec, payload, context)
+            result = action(conn, spec, op.request(payload), context)
         except ConnectorError:
             broken = True
             raise
@@ -206,6 +222,11 @@ class AmqpConnector(Connector):
                     pass
                 self._declared = {d for d in self._declared if d[0] != id(conn)}
             conn.release()
+        if spec["action"] == "publish" or result is None:
+            return result
+        # What was taken is the caller's already (acknowledged): a refusal in it is
+        # raised with the peer's own message, never retried into a second take.
+        return op.result(result, connector=self.name)
 
     def _exchange(self, spec: dict[str, Any]) -> kombu.Exchange:
         name = spec.get("exchange", self.config.get("exchange", ""))
@@ -355,6 +376,11 @@ class AmqpConnector(Connector):
             return RecoverableError(_("connector {name}: broker connection failed: {error}",
                                       name=self.name, error=text), **where)
         return PermanentError(_("connector {name}: {error}", name=self.name, error=text), **where)
+
+    @classmethod
+    def config_check(cls, name: str, block: Any, base_dir: Any) -> profile.ProfileCheck:
+        """``hub check`` of the block's profile (the hook of ``connectors.registry``)."""
+        return profile.ProfileCheck(name, block)
 
     # ---------------------------------------------------------------- health
     def health(self) -> Health:

@@ -32,7 +32,11 @@ recoverable. HTTP statuses are classified as in ``connectors.http``.
 ``success`` handles APIs that answer HTTP 200 with an error code inside the
 body (common on government platforms): when the value at ``path`` is not in
 ``ok`` the call fails, recoverable if the value is in ``recoverable``, else
-permanent, with the text at ``message_path``.
+permanent, with the text at ``message_path``. It, ``payload``, ``reply``
+(a mapping; or ``json``/``text``/``none`` as above), ``response`` and
+``records`` are the profile keys SOAP and AMQP blocks share
+(``connectors.profile``): ``payload`` maps the canonical payload before
+``path``, ``query`` and ``body`` read it.
 
 Each request carries ``context.idempotency_key`` in the ``idempotency_header``
 (default ``Idempotency-Key``) so a retried POST is not applied twice.
@@ -54,11 +58,11 @@ from bdchub.core.errors import (
     ConfigError,
     ConnectorError,
     PermanentError,
-    RecoverableError,
     TimeoutError_,
 )
 from bdchub.core.i18n import _
 
+from . import profile
 from .auth import AUTH_SCHEMA, Auth, make_auth
 from .base import CallContext, Connector, Health
 from .http import (
@@ -83,19 +87,6 @@ _MAPPING: dict[str, Any] = {
     "additionalProperties": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/mapping"}]},
 }
 
-SUCCESS_SCHEMA: dict[str, Any] = {
-    "type": "object", "additionalProperties": False, "required": ["path", "ok"],
-    "description": "business result code inside a 2xx reply",
-    "properties": {
-        "path": {"type": "string", "description": "JMESPath of the result code"},
-        "ok": {"type": "array", "items": {"type": ["string", "integer", "boolean"]},
-               "minItems": 1, "description": "codes that mean success"},
-        "recoverable": {"type": "array", "items": {"type": ["string", "integer"]},
-                        "description": "codes worth retrying (e.g. busy)"},
-        "message_path": {"type": "string", "description": "JMESPath of the error text"},
-    },
-}
-
 OPERATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -112,11 +103,15 @@ OPERATION_SCHEMA: dict[str, Any] = {
                                 "none otherwise; null: no body"},
         "body_format": {"enum": ["json", "form"], "default": "json"},
         "headers": HEADERS_SCHEMA,
-        "response": {"type": "string", "description": "JMESPath over the JSON reply"},
-        "reply": {"enum": ["json", "text", "none"], "default": "json"},
         "expect": {"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599},
                    "minItems": 1, "description": "statuses that mean success; default any 2xx"},
-        "success": SUCCESS_SCHEMA,
+        **profile.OPERATION_PROPERTIES,
+        # The profile's reply mapping, or (as before profiles) how the body is read.
+        "reply": {"anyOf": [{"enum": ["json", "text", "none"]},
+                            profile.OPERATION_PROPERTIES["reply"]],
+                  "default": "json",
+                  "description": "json (the default), text or none: how the body is read; "
+                                 "a mapping: canonical field -> JMESPath over the JSON reply"},
     },
 }
 
@@ -128,7 +123,7 @@ class RestConnector(Connector):
         "type": "object",
         "additionalProperties": False,
         "required": ["base_url"],
-        "$defs": {"mapping": _MAPPING},
+        "$defs": {"mapping": _MAPPING, **profile.DEFS},
         "properties": {
             "base_url": {"type": "string", "pattern": "^https?://",
                          "description": "http(s)://host[:port][/prefix]"},
@@ -139,7 +134,7 @@ class RestConnector(Connector):
             "idempotency_header": {"type": "string", "default": "Idempotency-Key",
                                    "description": "header carrying context.idempotency_key; "
                                                   "empty string: not sent"},
-            "success": SUCCESS_SCHEMA,
+            **profile.BLOCK_PROPERTIES,
             "health": {
                 "type": "object", "additionalProperties": False,
                 "description": "probe; default HEAD base_url (up if it answers below 500)",
@@ -162,6 +157,7 @@ class RestConnector(Connector):
         self.session: requests.Session | None = None
         self.auth: Auth | None = None
         self._ops: dict[str, dict[str, Any]] = {}
+        self._profile: profile.Profile | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------- lifecycle
@@ -169,6 +165,7 @@ class RestConnector(Connector):
         with self._lock:
             if self.session is not None:
                 return
+            self._profile = profile.Profile(self.name, self.config)
             self._ops = {op: self._compile(op, spec)
                          for op, spec in (self.config.get("operations") or {}).items()}
             session = make_session(self)
@@ -208,8 +205,6 @@ class RestConnector(Connector):
             compiled["_body"] = None if spec["body"] is None else mapping(spec["body"], "body")
         else:
             compiled["_body"] = jmespath.compile("@") if method in _WITH_BODY else None
-        if spec.get("response"):
-            compiled["_response"] = expr(spec["response"], "response")
         return compiled
 
     def operations(self) -> list[str]:
@@ -226,9 +221,11 @@ class RestConnector(Connector):
                                    name=self.name, op=operation,
                                    known=", ".join(self.operations()) or "-"),
                                  connector=self.name, operation=operation)
-        request = self._request(operation, spec, payload, context)
+        assert self._profile is not None
+        op = self._profile.operation(operation)
+        request = self._request(operation, spec, op.request(payload), context)
         reply = self._send(operation, request, context, sign=True)
-        return self._result(operation, spec, reply)
+        return self._result(operation, spec, reply, op)
 
     def _request(self, operation: str, spec: dict[str, Any], payload: Any,
                  context: CallContext) -> requests.Request:
@@ -284,7 +281,8 @@ class RestConnector(Connector):
             return reply
         return reply
 
-    def _result(self, operation: str, spec: dict[str, Any], reply: requests.Response) -> Any:
+    def _result(self, operation: str, spec: dict[str, Any], reply: requests.Response,
+                op: profile.Operation) -> Any:
         status = reply.status_code
         expected = spec.get("expect")
         if (status not in expected) if expected else not (200 <= status < 300):
@@ -293,7 +291,7 @@ class RestConnector(Connector):
                           name=self.name, op=operation, status=status, text=_snippet(reply)),
                 connector=self.name, operation=operation,
                 retry_after=parse_retry_after(reply.headers.get("Retry-After")))
-        kind = spec.get("reply", "json")
+        kind = spec.get("reply", "json") if isinstance(spec.get("reply", "json"), str) else "json"
         try:
             content = reply.content
         except requests.RequestException as exc:
@@ -310,24 +308,7 @@ class RestConnector(Connector):
                   "is not valid JSON: {text}", name=self.name, op=operation, status=status,
                   text=_snippet(reply)),
                 connector=self.name, operation=operation, status=status) from exc
-        check = spec.get("success") or self.config.get("success")
-        if check:
-            self._check_success(operation, check, data, status)
-        if "_response" in spec:
-            return spec["_response"].search(data)
-        return data
-
-    def _check_success(self, operation: str, check: dict[str, Any], data: Any, status: int) -> None:
-        code = jmespath.search(check["path"], data)
-        ok = {str(v) for v in check["ok"]}
-        if str(code) in ok or (isinstance(code, bool) and str(code).lower() in ok):
-            return
-        text = jmespath.search(check["message_path"], data) if check.get("message_path") else None
-        message = _("connector {name}: operation {op} failed with code {code}: {text}",
-                    name=self.name, op=operation, code=code, text=text or "")
-        if str(code) in {str(v) for v in check.get("recoverable") or []}:
-            raise RecoverableError(message, connector=self.name, operation=operation, status=status)
-        raise PermanentError(message, connector=self.name, operation=operation, status=status)
+        return op.result(data, connector=self.name, status=status)
 
     # ---------------------------------------------------------------- health
     def health(self) -> Health:
@@ -357,6 +338,11 @@ class RestConnector(Connector):
 
     def classify(self, exc: BaseException) -> ConnectorError:
         return classify_requests_error(exc, connector=self.name)
+
+    @classmethod
+    def config_check(cls, name: str, block: Any, base_dir: Any) -> profile.ProfileCheck:
+        """``hub check`` of the block's profile (the hook of ``connectors.registry``)."""
+        return profile.ProfileCheck(name, block)
 
 
 def _scalar(value: Any) -> str:

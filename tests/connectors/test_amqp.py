@@ -104,3 +104,22 @@ def test_broker_down_is_recoverable_and_health_says_so(metrics, broker_proxy):
         health = conn.health()
     assert not health.up
     assert "guest:**@" in conn.endpoint  # no password in tables and logs
+
+
+def test_a_taken_reply_saying_refused_is_a_permanent_error_with_the_peers_message(
+        amqp_url, queue_name, metrics):
+    """A province's answer queue: what get takes is judged by the success rule and
+    mapped into canonical names, as a SOAP or REST reply is."""
+    block = {"routing_key": queue_name, "operations": {
+        "next_answer": {"action": "get",
+                        "success": {"path": "code", "ok": ["0"], "message_path": "msg"},
+                        "reply": {"business_no": "ywh", "accepted": "code == '0'"}}}}
+    with build(amqp_url, queue_name, metrics, **block) as conn:
+        conn.call("get", None)  # declares the queue and its binding
+        conn.call("publish", {"code": "0", "ywh": "320684-2026-1"})
+        conn.call("publish", {"code": "E7", "msg": "该单元已查封", "ywh": "320684-2026-2"})
+        assert conn.call("next_answer", None) == {"business_no": "320684-2026-1",
+                                                  "accepted": True}
+        with pytest.raises(PermanentError, match="该单元已查封"):
+            conn.call("next_answer", None)
+        assert conn.call("next_answer", None) is None  # nothing left, nothing judged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 
@@ -63,6 +64,29 @@ def test_path_query_body_and_idempotency_key_are_sent_as_mapped(department, metr
     assert result == {"no": "HT-1", "party": {"name": "张三"}}
     assert post["headers"]["Idempotency-Key"] == "msg-1:tax"
     assert "Idempotency-Key" not in get["headers"]
+
+
+def test_a_rest_profile_maps_the_canonical_payload_and_the_reply_like_soap(department, metrics):
+    """One shape for both: ``payload`` makes the vendor's request of a canonical
+    payload, then path/query/body read it; ``reply`` names the answer canonically."""
+    block = {"type": "rest", "base_url": department.url,
+             "records": {"party": {"xm": "name", "zjhm": "id_number"}},
+             "operations": {"file_contract": {
+                 "method": "POST", "path": "/contracts", "expect": [201],
+                 "payload": {"htbh": "filing.filing_no", "mj": "filing.area",
+                             "qlr": {"each": "applicants", "as": "party"}},
+                 "success": {"path": "code", "ok": ["0"], "message_path": "message"},
+                 "response": "data.accepted",
+                 "reply": {"contract_no": "htbh", "holders": {"each": "qlr", "fields": {
+                     "name": "xm"}}}}}}
+    canonical = {"filing": {"filing_no": "HT-7", "area": 89.5},
+                 "applicants": [{"name": "张三", "id_number": "11010519900101123X"}]}
+    with build(block, metrics) as conn:
+        answer = conn.call("file_contract", canonical)
+    assert answer == {"contract_no": "HT-7", "holders": [{"name": "张三"}]}
+    [sent] = department.received
+    assert json.loads(sent["body"]) == {
+        "htbh": "HT-7", "mj": 89.5, "qlr": [{"xm": "张三", "zjhm": "11010519900101123X"}]}
 
 
 def test_a_payload_without_the_path_value_is_a_permanent_error(department, metrics):
