@@ -1,7 +1,7 @@
 """The ``inbound:`` section's check (``core.config.Section.check``): what its
 schema (``web.config_schema``) cannot say, reported at its line — clients given
 hub events they do not own (``web.permissions``), endpoints' ``dedupe_key``
-expressions that are not JMESPath."""
+expressions that are not JMESPath, and ``profile`` records no connector has."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from bdchub.connectors.profile import record_problem
 from bdchub.core.i18n import _
 
 from .permissions import problems
@@ -22,6 +23,11 @@ def check_section(checker: Any, inbound: Any) -> None:
         checker.add(path, message)
     endpoints = inbound.get("endpoints")
     for i, endpoint in enumerate(endpoints if isinstance(endpoints, list) else []):
+        ref = endpoint.get("profile") if isinstance(endpoint, dict) else None
+        problem = record_problem(checker.config.get("connectors"), ref) \
+            if isinstance(ref, str) else None
+        if problem is not None:
+            checker.add(("inbound", "endpoints", i, "profile"), problem)
         key = endpoint.get("dedupe_key") if isinstance(endpoint, dict) else None
         if not isinstance(key, str):
             continue
