@@ -5,6 +5,7 @@
     service = HubService.from_config(core.config.load("config.yaml"))
     service.start()        # workers, then the inputs: inbound server, pollers,
     ...                    # diode inbox, ferry inbox
+    service.reload("config.yaml")   # swap what changed (app.reload), or refuse
     service.stop()         # the reverse: nothing new comes in while work drains
     service.kill()         # or at once; never raises
 
@@ -17,11 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bdchub.core.errors import HubError
+from bdchub.core.i18n import _
+
 from .inputs import InboundServer, Input, singleton_inputs
+from .reload import INPUT_GROUPS, Answer, Reloader, RunFile
 
 log = logging.getLogger("bdchub.service")
 
@@ -54,6 +61,13 @@ class HubService:
 
         self.config = config
         self.hub = hub
+        self.runs_singletons = pollers and inputs is None
+        #: The inbound application of a server this service does not run (``hub run``
+        #: with several processes): a ``web.loopserver.AppSlot`` a reload swaps into.
+        self.app_slot: Any = None
+        self._reloader: Reloader | None = None
+        # A stop waits for a reload under way, and a reload never starts on a stopped hub.
+        self._lock = threading.RLock()
         inbound = with_defaults(config.get("inbound"))
         listen = inbound["listen"]
         self.host = host or str(listen["host"])
@@ -122,6 +136,10 @@ class HubService:
         """Stop taking work (the inputs, last started first), then let the workers
         finish. Never raises: a part that fails to stop is logged and the others
         still stop."""
+        with self._lock:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         while self._started:
             item = self._started.pop()
             try:
@@ -141,3 +159,70 @@ class HubService:
                 item.kill()
         with contextlib.suppress(Exception):
             self.hub.kill()
+
+    # -- reloading (app.reload)
+    def reloader(self, path: str | os.PathLike[str] | None = None, *,
+                 run: RunFile | None = None, **options: Any) -> Reloader:
+        """The reloader of this service, made on first use for ``path`` (default: the
+        file the config was loaded from); ``run``: the process's entry for its answers."""
+        if self._reloader is None:
+            path = path or self.config.get("__file__")
+            if not path:
+                raise HubError(_("this hub was not started from a config file: nothing to "
+                                 "reload from"))
+            self._reloader = Reloader(self, path, run=run, **options)
+        return self._reloader
+
+    def reload(self, path: str | os.PathLike[str] | None = None) -> Answer:
+        """Check the config file again and swap in what changed, or refuse (see
+        ``app.reload``); the answer says which."""
+        with self._lock:
+            return self.reloader(path).reload()
+
+    def build_app(self, hub: Any, config: Mapping[str, Any]) -> Any:
+        """A new inbound application over ``hub`` for ``config``, keeping the nonces
+        seen so far; None when this service serves none."""
+        current = self.inbound_app
+        if current is None:
+            return None
+        from bdchub.web.app import create_app
+
+        return create_app(hub, dict(config), nonce_store=current.nonces)
+
+    @property
+    def inbound_app(self) -> Any:
+        if self.web is not None and self.web.server is not None:
+            return self.web.app
+        return self.app_slot.app if self.app_slot is not None else None
+
+    def serve_app(self, app: Any) -> None:
+        """Answer from the next request on with ``app``, in one step."""
+        if self.web is not None and self.web.server is not None:
+            self.web.server.swap(app)
+            self.web.app = app
+        elif self.app_slot is not None:
+            self.app_slot.app = app
+
+    def stop_inputs(self, groups: Iterable[str]) -> None:
+        """Stop the singleton inputs of ``groups`` (``app.reload.INPUT_GROUPS``) and
+        forget them; a reload starts their successors (``start_input``)."""
+        names = {name for group in groups for name in INPUT_GROUPS.get(group, ())}
+        if not self.runs_singletons or not names:
+            return
+        for item in [i for i in self._started if i.name in names]:
+            try:
+                item.stop()
+            except Exception:  # noqa: BLE001 - the successor starts anyway
+                log.exception("input %s did not stop cleanly", item.name)
+            self._started.remove(item)
+        self.inputs = [i for i in self.inputs if i.name not in names]
+        if "pollers" in names:
+            self.pollers = None
+
+    def start_input(self, item: Input) -> None:
+        """Start one more input (a reload's successor of one ``stop_inputs`` stopped)."""
+        item.start()
+        self.inputs.append(item)
+        self._started.append(item)
+        if item.name == "pollers":
+            self.pollers = getattr(item, "target", None)

@@ -433,6 +433,26 @@ class GuardedProtocol(HttpToolsProtocol):
         self.close_softly()
 
 
+class AppSlot:
+    """An application that can be replaced while a server out of reach serves it
+    (``hub run``'s forked processes each build theirs inside ``web.server.serve``):
+    ``slot.app = new`` is ``LoopServer.swap`` for it. Everything else a server
+    reads of its application (``max_body``, ``runs_inline``, ``config``, ``hub``,
+    ``metrics``) is the current application's; a request is answered by the
+    application it found when it began."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        return self.app(environ, start_response)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "app":  # not set yet (unpickling, copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.app, name)
+
+
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
     """A listening TCP socket on ``host:port`` (``port`` 0: a free one)."""
     family, kind, proto, _name, address = socket.getaddrinfo(
@@ -460,8 +480,6 @@ class LoopServer:
                  sock: socket.socket | None = None, keep_alive: float = 60.0,
                  limits: Mapping[str, Any] | None = None):
         self.app = app
-        self.max_body: int | None = getattr(app, "max_body", None)
-        self._inline = getattr(app, "runs_inline", None)
         if limits is None:
             config = getattr(app, "config", None)
             limits = config.get("limits") if isinstance(config, Mapping) else None
@@ -492,6 +510,13 @@ class LoopServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    def swap(self, app: Any) -> Any:
+        """Serve ``app`` from the next request on (``hub reload``); a request under
+        way is answered by the application it began with. Returns the old one.
+        The connection limits stay those the server started with."""
+        old, self.app = self.app, app
+        return old
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> LoopServer:
@@ -606,21 +631,24 @@ class LoopServer:
             guard.in_flight -= 1
 
     async def _respond(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        environ, unread = await self._environ(scope, receive)
+        app = self.app  # read once: a reload's swap never splits one request
+        if isinstance(app, AppSlot):
+            app = app.app
+        environ, unread = await self._environ(scope, receive, getattr(app, "max_body", None))
         if environ is None:
             return  # the client went away before its body was in
-        if self._inline is not None and self._inline(environ["REQUEST_METHOD"],
-                                                      environ["PATH_INFO"]):
-            status, headers, body = await greenloop.run(_call, self.app, environ,
+        inline = getattr(app, "runs_inline", None)
+        if inline is not None and inline(environ["REQUEST_METHOD"], environ["PATH_INFO"]):
+            status, headers, body = await greenloop.run(_call, app, environ,
                                                         executor=self.executor)
         else:
             status, headers, body = await asyncio.get_running_loop().run_in_executor(
-                self.executor, _call, self.app, environ)
+                self.executor, _call, app, environ)
         if unread:  # a body left unread on the wire: this connection cannot be reused
             headers = [*headers, ("Connection", "close")]
         await _send(send, status, headers, body)
 
-    async def _environ(self, scope: dict[str, Any], receive: Any
+    async def _environ(self, scope: dict[str, Any], receive: Any, limit: int | None
                        ) -> tuple[dict[str, Any] | None, bool]:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         query: bytes = scope.get("query_string") or b""
@@ -646,7 +674,6 @@ class LoopServer:
             text = value.decode("latin-1")
             environ[key] = f"{environ[key]},{text}" if key in environ else text
         length = environ.get("CONTENT_LENGTH")
-        limit = self.max_body
         declared: int | None = None
         if length is not None:
             try:

@@ -93,8 +93,19 @@ class Broker:
     def consume(self, handlers: Mapping[str, Handler], prefetch: Mapping[str, int]) -> None:
         """Hand the messages of each queue in ``handlers`` to its handler on a
         background thread, at most ``prefetch[queue]`` unacknowledged at once.
-        The handler settles each ``Delivery`` then or later, from any thread."""
+        The handler settles each ``Delivery`` then or later, from any thread.
+        Called again, even while consuming, it adds (or resumes) those queues."""
         raise NotImplementedError
+
+    def cancel(self, queue: str) -> None:
+        """Stop handing out the messages of ``queue`` and forget its handler, while
+        the other queues go on (``hub reload`` swapping one route). Deliveries
+        already handed out may still be settled; a message that reaches the
+        consumer afterwards goes back to the queue. ``consume`` again resumes it.
+
+        No-op by default: a broker that cannot stop one queue keeps delivering it,
+        and the hub puts back what arrives for a stopped route.
+        """
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking new deliveries; wait up to ``timeout`` for outstanding acks.

@@ -37,7 +37,8 @@ class KombuBroker(Broker):
 
     One consumer thread owns the consuming connection: deliveries are handed to
     handlers there, and acks are queued back to it (kombu channels are not
-    thread-safe). Every publishing thread has its own connection.
+    thread-safe), as are the queues to start or stop consuming while it runs
+    (``consume``, ``cancel``). Every publishing thread has its own connection.
     """
 
     #: Waits between attempts to declare or publish, until ``publish_timeout``.
@@ -82,8 +83,12 @@ class KombuBroker(Broker):
         self._producers_lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
         self._prefetch: dict[str, int] = {}
-        self._acks: _queue.SimpleQueue[tuple[int, Any, str]] = _queue.SimpleQueue()
+        self._handlers_lock = threading.Lock()
+        # ("consume" | "cancel", queue) for the consumer thread, which owns the channels.
+        self._control: _queue.SimpleQueue[tuple[str, str]] = _queue.SimpleQueue()
+        self._acks: _queue.SimpleQueue[tuple[int, Any, str, str]] = _queue.SimpleQueue()
         self._inflight = 0
+        self._inflight_by: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
         self._gen = 0
         self._thread: threading.Thread | None = None
@@ -115,14 +120,19 @@ class KombuBroker(Broker):
         bindings.append(kombu.binding(self.direct, routing_key=name))
         queue = kombu.Queue(name, bindings=bindings, durable=True, auto_delete=False,
                             queue_arguments=args)
+        # A route reloaded with fewer patterns must stop receiving the others.
+        dropped = sorted(set(self._patterns.get(name, ())) - set(patterns))
         self._queues[name] = queue
         self._patterns[name] = tuple(patterns)
         if not self.virtual:
-            self._retrying(lambda conn: self._declare(conn, queue), what="declare")
+            self._retrying(lambda conn: self._declare(conn, queue, dropped), what="declare")
 
-    def _declare(self, conn: Any, queue: Any) -> None:
+    def _declare(self, conn: Any, queue: Any, dropped: Sequence[str] = ()) -> None:
         with conn.channel() as channel:
-            queue(channel).declare()
+            bound = queue(channel)
+            bound.declare()
+            for pattern in dropped:
+                bound.unbind_from(self.topic, routing_key=pattern)
 
     def _retrying(self, fn: Callable[[Any], Any], *, what: str) -> Any:
         retry = Retry(self.publish_backoff, stop=self._killed, timeout=self.publish_timeout)
@@ -190,26 +200,37 @@ class KombuBroker(Broker):
 
     # -- consuming
     def consume(self, handlers: Mapping[str, Handler], prefetch: Mapping[str, int]) -> None:
-        self._handlers.update(handlers)
-        self._prefetch.update(prefetch)
+        with self._handlers_lock:
+            self._handlers.update(handlers)
+            self._prefetch.update(prefetch)
         if self._thread is None:
             self._stopping.clear()
             self._thread = threading.Thread(target=self._consume_loop, name="broker-consumer",
                                             daemon=True)
             self._thread.start()
+            return
+        for name in handlers:
+            self._control.put(("consume", name))
+
+    def cancel(self, queue: str) -> None:
+        with self._handlers_lock:
+            if self._handlers.pop(queue, None) is None:
+                return
+        self._control.put(("cancel", queue))
 
     @property
     def in_flight(self) -> int:
         return self._inflight
 
-    def _settler(self, gen: int, message: Any) -> Callable[[str], None]:
+    def _settler(self, gen: int, message: Any, name: str) -> Callable[[str], None]:
         def settle(op: str) -> None:
-            self._acks.put((gen, message, op))
+            self._acks.put((gen, message, op, name))
         return settle
 
     def _on_message(self, name: str, gen: int, message: Any) -> None:
         with self._inflight_lock:
             self._inflight += 1
+            self._inflight_by[name] = self._inflight_by.get(name, 0) + 1
         redelivered = bool((message.delivery_info or {}).get("redelivered"))
         body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
         try:
@@ -225,10 +246,15 @@ class KombuBroker(Broker):
             log.error("message on %s cannot be opened (%s); held, not acked", name, exc)
             with self._inflight_lock:
                 self._inflight -= 1
+                self._inflight_by[name] -= 1
             return
-        delivery = Delivery(body, name, redelivered, self._settler(gen, message))
+        delivery = Delivery(body, name, redelivered, self._settler(gen, message, name))
+        handler = self._handlers.get(name)
+        if handler is None:  # cancelled since the broker sent it: back to the queue
+            delivery.reject(requeue=True)
+            return
         try:
-            self._handlers[name](delivery)
+            handler(delivery)
         except Exception:  # a handler bug must not kill the consumer
             log.exception("handler for %s failed", name)
             delivery.reject(requeue=True)
@@ -236,11 +262,12 @@ class KombuBroker(Broker):
     def _flush_acks(self, gen: int) -> None:
         while True:
             try:
-                msg_gen, message, op = self._acks.get_nowait()
+                msg_gen, message, op, name = self._acks.get_nowait()
             except _queue.Empty:
                 return
             with self._inflight_lock:
                 self._inflight -= 1
+                self._inflight_by[name] -= 1
             if msg_gen != gen:
                 continue  # its channel is gone; the broker redelivers it and dedup absorbs it
             if op == "ack":
@@ -259,15 +286,14 @@ class KombuBroker(Broker):
                 gen = self._gen
                 # Deliveries of the previous connection cannot be acked any more.
                 self._flush_acks(gen)
-                consumers = []
-                for name in self._handlers:
-                    channel = conn.channel()
-                    consumer = self._kombu.Consumer(
-                        channel, queues=[self._queues[name]], no_ack=False,
-                        on_message=lambda m, n=name, g=gen: self._on_message(n, g, m),
-                        prefetch_count=self._prefetch.get(name) or 16)
-                    consumer.consume()
-                    consumers.append(consumer)
+                # What was asked before this connection is in the handlers already.
+                while not self._control.empty():
+                    self._control.get_nowait()
+                with self._handlers_lock:
+                    names = list(self._handlers)
+                consumers: dict[str, Any] = {}
+                for name in names:
+                    consumers[name] = self._consumer(conn, name, gen)
                 self.connected.set()
                 retry.reset()
                 self._serve(conn, gen, consumers)
@@ -282,21 +308,57 @@ class KombuBroker(Broker):
                     with contextlib.suppress(Exception):
                         conn.release()
 
-    def _serve(self, conn: Any, gen: int, consumers: list[Any]) -> None:
+    def _consumer(self, conn: Any, name: str, gen: int) -> Any:
+        consumer = self._kombu.Consumer(
+            conn.channel(), queues=[self._queues[name]], no_ack=False,
+            on_message=lambda m, n=name, g=gen: self._on_message(n, g, m),
+            prefetch_count=self._prefetch.get(name) or 16)
+        consumer.consume()
+        return consumer
+
+    def _steer(self, conn: Any, gen: int, consumers: dict[str, Any],
+               retiring: list[tuple[str, Any]]) -> None:
+        """Start and stop the queues asked for since the last pass (consumer thread)."""
+        while True:
+            try:
+                op, name = self._control.get_nowait()
+            except _queue.Empty:
+                break
+            if op == "cancel":
+                consumer = consumers.pop(name, None)
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        consumer.cancel()
+                    # Kept open until its deliveries are settled: acks go through it.
+                    retiring.append((name, consumer.channel))
+            elif name not in consumers and name in self._handlers:
+                consumers[name] = self._consumer(conn, name, gen)
+        for item in list(retiring):
+            name, channel = item
+            if not self._inflight_by.get(name):
+                retiring.remove(item)
+                with contextlib.suppress(Exception):
+                    channel.close()
+
+    def _serve(self, conn: Any, gen: int, consumers: dict[str, Any]) -> None:
         lease_every = max(0.5, self.visibility_timeout / 3)
         next_lease = time.monotonic()
+        retiring: list[tuple[str, Any]] = []
         while not self._stopping.is_set():
             self._flush_acks(gen)
+            if not self._control.empty() or retiring:
+                self._steer(conn, gen, consumers, retiring)
             try:
                 conn.drain_events(timeout=0.005 if self._inflight else 0.2)
             except TimeoutError:
                 pass
             if self.virtual and time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + lease_every
-                self._leases(consumers)
+                self._leases([c.channel for c in consumers.values()]
+                             + [channel for _name, channel in retiring])
         if self._killed.is_set():
             return
-        for consumer in consumers:
+        for consumer in consumers.values():
             with contextlib.suppress(Exception):
                 consumer.cancel()
         deadline = time.monotonic() + self._stop_timeout
@@ -309,12 +371,12 @@ class KombuBroker(Broker):
                     conn.drain_events(timeout=0.01)
         self._flush_acks(gen)
 
-    def _leases(self, consumers: list[Any]) -> None:
-        for i, consumer in enumerate(consumers):
+    def _leases(self, channels: list[Any]) -> None:
+        for i, channel in enumerate(channels):
             with contextlib.suppress(Exception):
-                consumer.channel.renew_leases()
+                channel.renew_leases()
                 if i == 0:  # one table: one sweep is enough
-                    consumer.channel.recover_expired(self.visibility_timeout)
+                    channel.recover_expired(self.visibility_timeout)
 
     _stop_timeout = 30.0
 

@@ -61,15 +61,21 @@ class InMemoryBroker(Broker):
             self._handlers.update(handlers)
             self._prefetch.update(prefetch)
 
-    def _take(self) -> Delivery | None:
+    def cancel(self, queue: str) -> None:
         with self._lock:
-            for name in self._handlers:
+            self._handlers.pop(queue, None)
+
+    def _take(self) -> tuple[Delivery, Handler] | None:
+        # The handler is taken with the message: one cancelled a moment later
+        # still gets what it was handed (the hub puts it back).
+        with self._lock:
+            for name, handler in self._handlers.items():
                 q = self._queues.get(name)
                 limit = self._prefetch.get(name) or 0
                 if q and (not limit or self._unacked[name] < limit):
                     body, redelivered = q.popleft()
                     self._unacked[name] += 1
-                    return Delivery(body, name, redelivered, self._settler(name, body))
+                    return Delivery(body, name, redelivered, self._settler(name, body)), handler
         return None
 
     def _settler(self, name: str, body: bytes) -> Callable[[str], None]:
@@ -83,10 +89,11 @@ class InMemoryBroker(Broker):
 
     def deliver_one(self) -> bool:
         """Hand one ready message to its handler, here. False when none is ready."""
-        delivery = self._take()
-        if delivery is None:
+        taken = self._take()
+        if taken is None:
             return False
-        self._handlers[delivery.queue](delivery)
+        delivery, handler = taken
+        handler(delivery)
         return True
 
     def start_thread(self) -> None:
@@ -99,13 +106,14 @@ class InMemoryBroker(Broker):
 
     def _loop(self) -> None:
         while self._running:
-            delivery = self._take()
-            if delivery is None:
+            taken = self._take()
+            if taken is None:
                 with self._cond:
                     self._cond.wait(0.05)
                 continue
+            delivery, handler = taken
             try:
-                self._handlers[delivery.queue](delivery)
+                handler(delivery)
             except Exception:  # a handler bug must not stop delivery
                 log.exception("handler failed")
                 delivery.reject(requeue=True)
