@@ -510,8 +510,12 @@ class Reloader:
             except Exception as exc:  # noqa: BLE001
                 log.exception("input %s after the reload", item.name)
                 problems.append(_("{name} did not start: {error}", name=item.name, error=exc))
-        for name in sorted(plan.sections - {"connectors", "routes", "inbound", "pollers",
-                                            "reconcile", "bridge"}):
+        # The other sections changed: applied as they are (e.g. masking), or read by
+        # nothing this process runs (the pollers of another process).
+        listed = {"connectors", "routes", *(["inbound"] if ready.app is not None else []),
+                  *(group for group, names in INPUT_GROUPS.items()
+                    if any(item.name in names for item in ready.inputs))}
+        for name in sorted(plan.sections - listed):
             changes.append({"part": "section", "name": name, "change": "applied"})
         return changes, problems
 

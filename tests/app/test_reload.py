@@ -685,3 +685,21 @@ def test_a_cancelled_queue_waits_while_the_others_are_served_and_resumes_where_i
     broker.publish(b"b2", "t.b")
     until(lambda: served == [b"b1", b"a2", b"b2"])  # a1 was settled: never again
     assert [d.body for d in held] == [b"a1"]
+
+
+def test_a_refused_reload_is_logged_in_chinese_by_default_with_every_problem(
+        tmp_path, ledger, caplog, monkeypatch):
+    from bdchub.core import i18n
+
+    broker, store = f"sqla+sqlite:///{tmp_path}/b.db", f"sqlite:///{tmp_path}/s.db"
+    path = write(tmp_path / "config.yaml", config(ledger, broker, store))
+    with running(path) as service:
+        path.write_text(INVALID.format(broker=broker, store=store, ledger=ledger.name),
+                        encoding="utf-8")
+        monkeypatch.delenv("HUB_LANG", raising=False)
+        i18n.set_language(None)
+        with caplog.at_level("ERROR", logger="bdchub.reload"):
+            answer = service.reload()
+    lines = [r.getMessage() for r in caplog.records if r.name == "bdchub.reload"]
+    assert "未重新加载" in lines[0] and str(path) in lines[0]
+    assert [line.strip() for line in lines[1:]] == answer.problems
