@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +32,8 @@ from bdchub.sandbox.soap import (
     to_dict,
 )
 
+from .loopback import Department
+
 NS = "urn:example:djxt:v3"
 WSDL = Path(__file__).resolve().parent / "data" / "djxt.wsdl"
 STATUS_NAMES = {"SQ": "申请", "SL": "受理", "SH": "审核", "DB": "登簿", "SZ": "缮证", "GD": "归档",
@@ -43,71 +44,39 @@ CHANGE_FIELDS = ("Seq", "CaseNo", "StatusCode", "StatusName", "ChangedAt", "Reas
                  "CertNo", "UnitNo", "RegType", "RightType")
 
 
-class Djxt:
-    """The system: cases, their changes, what it received, and its HTTP server."""
+class Djxt(Department):
+    """The system: cases, their changes, what it received, and its HTTP server
+    (the loopback department's, answering this vendor's WSDL and SOAP)."""
 
-    def __init__(self) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.lock = threading.Lock()
         self.cases: dict[str, dict[str, Any]] = {}
         self.changes: list[dict[str, Any]] = []
-        self.received: list[dict[str, Any]] = []
         self.answers: dict[tuple[str, str], bytes] = {}
         self.refused_units: set[str] = set()
         self.callback: tuple[str, str, str] | None = None  # url, app key, app secret
         self.outbox: list[dict[str, Any]] = []  # changes to push once the lock is released
-        self.server: ThreadingHTTPServer | None = None
-
-    # -- server
-    def start(self) -> Djxt:
-        system = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                text = WSDL.read_text(encoding="utf-8").replace(
-                    "http://127.0.0.1:9/djxt", system.url)
-                self._send(200, text.encode(), "text/xml; charset=utf-8")
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                status, content = system.handle(self.rfile.read(length))
-                self._send(status, content, "text/xml; charset=utf-8")
-
-            def _send(self, status: int, content: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/djxt"
+        return super().url + "/djxt"
+
+    def _route(self, h: Any, method: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
+        if method != "POST":
+            text = WSDL.read_text(encoding="utf-8").replace("http://127.0.0.1:9/djxt", self.url)
+            return 200, {"Content-Type": "text/xml; charset=utf-8"}, text.encode()
+        status, content = self.handle(body)
+        return status, {"Content-Type": "text/xml; charset=utf-8"}, content
 
     # -- SOAP
     def handle(self, raw: bytes) -> tuple[int, bytes]:
         try:
-            return self._handle(raw)
+            return self._soap_answer(raw)
         finally:
             self.flush()
 
-    def _handle(self, raw: bytes) -> tuple[int, bytes]:
+    def _soap_answer(self, raw: bytes) -> tuple[int, bytes]:
         try:
             _version, header, payload = parse_envelope(raw)
             operation = etree.QName(payload).localname
