@@ -216,8 +216,7 @@ def test_a_refusal_is_dead_lettered_with_the_systems_message_and_not_delivered(d
     djxt.refused_units.add(APPLICATION["unit_codes"][0])
     legacy = build(djxt, metrics)
     cfg = {"tenant": "320684", "connectors": {"legacy": {"type": "fake"}}, "routes": {
-        "forward": {"from": "application.submitted",
-                    "on_error": {"retry": {"attempts": 1}, "then": "dead_letter"},
+        "forward": {"from": "application.submitted",  # the default error policy: park
                     "steps": [{"to": {"connector": "legacy",
                                       "operation": "submit_application"}}]}}}
     hub = Hub.from_config(cfg, broker="memory://", store="sqlite://",
@@ -226,8 +225,9 @@ def test_a_refusal_is_dead_lettered_with_the_systems_message_and_not_delivered(d
     try:
         hub.send("application.submitted", APPLICATION, business_no=APPLICATION["business_no"])
         hub.run_until_idle()
-        [dead] = hub.dlq_list()
-        assert REFUSED in dead["last_error"]
+        [dead] = hub.dlq_list()  # at once: a refusal is not parked to be tried again
+        assert dead["reason"] == "permanent" and REFUSED in dead["last_error"]
+        assert len(djxt.calls("CreateCase")) == 1
         assert [(h["step"], h["outcome"]) for h in hub.trace(APPLICATION["business_no"])
                 if h["route"] == "forward"][-1][1] == "dead_letter"
     finally:
