@@ -32,8 +32,10 @@ LAZY_COMMANDS = {
     "trace": "bdchub.routes.cli:trace_command",
     "send": "bdchub.routes.cli:send_command",
     "run": "bdchub.app.cli:run_command",
+    "reload": "bdchub.app.cli:reload_command",
     "audit": "bdchub.app.audit_cli:audit_group",
     "stuck": "bdchub.app.reconciler:stuck_command",
+    "test": "bdchub.app.configtest_cli:test_command",
     "demo": "bdchub.demo.cli:demo_command",
 }
 
@@ -89,12 +91,27 @@ def cli() -> None:
 
 @cli.command()
 @CONFIG_OPTION
-@click.option("--ping", is_flag=True, help="also load every connector and probe its health")
+@click.option("--ping", is_flag=True,
+              help="also load every connector (a SOAP connector's WSDL is fetched, cached in "
+                   "the data folder and every call checked against it) and probe its health")
 def check(config_path: str, ping: bool) -> None:
-    """Check the configuration; exit 0, or 2 with every problem found."""
+    """Check the configuration: exit 0 when it is valid, 2 with every problem
+    found (file:line), and with --ping 1 when a connector is down."""
+    from bdchub.connectors.registry import check_notices
     from bdchub.core import config
 
     report = config.check(config_path)
+    rows = []
+    if ping:
+        from rich.console import Console
+
+        from bdchub.connectors import ping as pinger
+
+        loaded = dict(report.config, __dir__=str(Path(config_path).resolve().parent))
+        rows = pinger.ping_all(loaded, base_dir=Path(loaded["__dir__"]))
+        Console(width=None if sys.stdout.isatty() else 160).print(pinger.render(rows))
+        # Again, now against what the connectors fetched (remote WSDLs, cached).
+        report = config.check(config_path)
     click.echo(_("{file}: configuration is valid — tenant {tenant}, {connectors} connectors, "
                  "{routes} routes ({steps} steps)",
                  file=config_path, tenant=report.config.get("tenant"),
@@ -104,17 +121,12 @@ def check(config_path: str, ping: bool) -> None:
         click.echo(f"  {_('connector')} {name} ({type_name})")
     for name, steps in report.routes:
         click.echo(f"  {_('route')} {name}: {_('{n} steps', n=steps)}")
-    if ping:
-        from rich.console import Console
-
-        from bdchub.connectors import ping as pinger
-
-        loaded = config.load(config_path)
-        rows = pinger.ping_all(loaded, base_dir=Path(loaded["__dir__"]))
-        Console(width=None if sys.stdout.isatty() else 160).print(pinger.render(rows))
-        down = [row.name for row in rows if row.status != "up"]
-        if down:
-            raise HubError(_("connectors down: {names}", names=", ".join(down)))
+    for notice in check_notices(report.config.get("connectors"),
+                                Path(config_path).resolve().parent):
+        click.echo(f"  {notice}")
+    down = [row.name for row in rows if row.status != "up"]
+    if down:
+        raise HubError(_("connectors down: {names}", names=", ".join(down)))
 
 
 @cli.command()

@@ -9,8 +9,12 @@
       port: RegistrationSoap12          # or soap_version: "1.2" to pick the port by binding
       address: https://10.1.2.3/ws      # optional: override the WSDL's soap:address
       wsse: {username: hub, password: s3cret, use_digest: true, timestamp: true}
-      operations:                       # optional aliases; any WSDL operation works by name
-        check: {operation: CheckContract, response: Contract}
+      operations:                       # the profile (connectors.profile); any WSDL
+        check_contract:                 # operation works by its own name too
+          operation: CheckContract
+          payload: {ContractNo: contract_no}
+          reply: {status: Contract.Status}
+          success: {path: Result, ok: ["1"], message_path: Message}
       probe: {operation: Ping, payload: {}}
       idempotency: {header: "{urn:vendor:bdc}IdempotencyKey"}   # see below
 
@@ -27,8 +31,10 @@ WSDL must have one). ``operations`` limits it to the operations listed. The
 system must honour it (answer a repeated key with its first answer, create
 nothing again); docs/configuration.md says what to ask of the vendor.
 
-A call's payload is a mapping of the operation's parameters (a non-mapping is
-passed as the single argument). The result is plain JSON-able data:
+A call's payload, after the profile's ``payload`` mapping, is a mapping of the
+operation's parameters (a non-mapping is passed as the single argument). The
+result is plain JSON-able data, judged by the ``success`` rule and mapped by
+``response`` and ``reply`` (``connectors.profile``) after this conversion:
 ``zeep.helpers.serialize_object`` then Decimal -> string (exact; ``decimal:
 float`` to get numbers), date/time -> ISO 8601, bytes -> base64, XML -> text.
 
@@ -58,7 +64,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jmespath
 import requests
 import zeep
 from lxml import etree
@@ -85,7 +90,9 @@ from bdchub.core.errors import (
 )
 from bdchub.core.i18n import _
 from bdchub.core.safexml import declares_dtd
+from bdchub.core.suggest import did_you_mean
 
+from . import profile, wsdl
 from .base import CallContext, Connector, Health
 from .http import (
     HEADERS_SCHEMA,
@@ -136,6 +143,7 @@ class SoapConnector(Connector):
         "type": "object",
         "additionalProperties": False,
         "required": ["wsdl"],
+        "$defs": profile.DEFS,
         "properties": {
             "wsdl": {"type": "string", "description":
                      "WSDL file (relative to the config file) or http(s) URL"},
@@ -186,17 +194,19 @@ class SoapConnector(Connector):
                                                   "worth retrying besides Server/Receiver"},
             "operations": {
                 "type": "object",
-                "description": "aliases: name -> WSDL operation and result mapping",
+                "description": "the profile: name in the county's words -> WSDL operation, "
+                               "payload and reply mappings, success rule "
+                               "(connectors.profile); any WSDL operation works by name too",
                 "additionalProperties": {
                     "type": "object", "additionalProperties": False,
                     "properties": {
-                        "operation": {"type": "string",
-                                      "description": "WSDL operation; default the alias"},
-                        "response": {"type": "string",
-                                     "description": "JMESPath over the serialised result"},
+                        "operation": {"type": "string", "minLength": 1,
+                                      "description": "WSDL operation; default the name"},
+                        **profile.OPERATION_PROPERTIES,
                     },
                 },
             },
+            **profile.BLOCK_PROPERTIES,
             "idempotency": IDEMPOTENCY_SCHEMA,
             "probe": {
                 "type": "object", "additionalProperties": False, "required": ["operation"],
@@ -215,6 +225,7 @@ class SoapConnector(Connector):
         self.binding: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._profile: profile.Profile | None = None
 
     @property
     def endpoint(self) -> str:
@@ -251,6 +262,9 @@ class SoapConnector(Connector):
         with self._lock:
             if self.client is not None:
                 return
+            # Compiled before the WSDL is fetched: a bad mapping is the config's fault
+            # whatever the endpoint's state.
+            self._profile = profile.Profile(self.name, self.config, vendor_key="operation")
             try:
                 self._open()
             except ConnectorError:
@@ -283,6 +297,8 @@ class SoapConnector(Connector):
             self.binding = client.wsdl.services[service_name].ports[port_name].binding
         self.session = session
         self.client = client
+        # What was fetched over the network, kept for hub check to read offline.
+        wsdl.remember(transport.loaded, self.base_dir)
 
     def _cache(self) -> Any:
         cfg = self.config.get("cache") or {}
@@ -349,8 +365,9 @@ class SoapConnector(Connector):
         context = context or CallContext()
         if self.client is None:
             self.open()
-        alias = (self.config.get("operations") or {}).get(operation) or {}
-        real = alias.get("operation", operation)
+        assert self._profile is not None
+        op = self._profile.operation(operation)
+        real = op.vendor
         remaining = context.remaining(self.timeout)
         if remaining <= 0:
             raise TimeoutError_(_("connector {name}: the call's deadline has passed",
@@ -358,9 +375,12 @@ class SoapConnector(Connector):
         try:
             method = self.service[real]
         except (AttributeError, KeyError) as exc:
-            raise PermanentError(_("connector {name} has no operation {op}; known: {known}",
-                                   name=self.name, op=real, known=", ".join(self.operations())),
+            known = sorted(self.binding._operations) if self.binding is not None else []
+            raise PermanentError(_("connector {name} has no operation {op}{hint}; known: {known}",
+                                   name=self.name, op=real, hint=did_you_mean(real, known),
+                                   known=", ".join(self.operations())),
                                  connector=self.name, operation=operation) from exc
+        payload = op.request(payload)
         self._local.timeout = remaining
         self._local.status = None
         self._local.headers = {}
@@ -382,9 +402,7 @@ class SoapConnector(Connector):
             self._local.timeout = None
             self._local.idempotency_key = ""
         data = jsonable(result, decimal=self.config.get("decimal", "string"))
-        if alias.get("response"):
-            data = jmespath.search(alias["response"], data)
-        return data
+        return op.result(data, connector=self.name, status=getattr(self._local, "status", None))
 
     def _idempotency_key(self, operation: str, real: str, context: CallContext) -> str:
         """The key this call carries, or "" when ``idempotency`` leaves it out."""
@@ -494,6 +512,20 @@ class SoapConnector(Connector):
     def _parse_safely(self, content: bytes) -> None:
         parse_xml(content, None, settings=self._settings())
 
+    @classmethod
+    def config_check(cls, name: str, block: Any, base_dir: Path | None) -> profile.VendorCheck:
+        """``hub check`` of this block and of every call made of it, against its WSDL
+        read offline (``connectors.wsdl``; the hook of ``connectors.registry``), and
+        of its profile (``connectors.profile``)."""
+        check = wsdl.WsdlCheck(cls(name, dict(block), base_dir=base_dir))
+
+        def outputs(operation: str) -> tuple[str, ...] | None:
+            # On the connector's own port; None when the WSDL cannot be read offline.
+            parts = check.parts(operation)
+            return parts[1] if parts is not None else None
+
+        return profile.VendorCheck(name, block, check, vendor_key="operation", outputs=outputs)
+
 
 class _Transport(Transport):
     """A zeep Transport whose POST timeout is the calling thread's deadline and
@@ -503,6 +535,7 @@ class _Transport(Transport):
         super().__init__(**kwargs)
         self.connector = connector
         self.allowed_origins: set[str] = set()
+        self.loaded: dict[str, bytes] = {}
 
     def load(self, url: str) -> bytes:
         if urlsplit(url).scheme in ("http", "https") and _origin(url) not in self.allowed_origins:
@@ -511,6 +544,7 @@ class _Transport(Transport):
         content = super().load(url)
         if declares_dtd(content):
             raise zx.DTDForbidden("WSDL/XSD document", url, None)
+        self.loaded[url] = content
         return content
 
     def post(self, address: str, message: Any, headers: dict[str, str]) -> Any:

@@ -23,6 +23,9 @@ table                     what it holds
                           and a keyed hash of the ID number for look-ups by applicant
 ``submitters``            who submitted each case (inbound client and channel), for clients
                           that may read only their own or their channel's cases
+``inbound_requests``      inbound writes by their client's idempotency key or an
+                          application's business number: the answer given, so a repeat
+                          gets it again and is forwarded nowhere (``web.idempotency``)
 ========================  ==============================================================
 
 ``finish`` writes a route's whole outcome (processed record, hops, and the
@@ -270,6 +273,27 @@ request_nonces = Table(
     Column("expires_at", Float, nullable=False, index=True),
 )
 
+#: Inbound writes by idempotency key (``web.idempotency``), shared like the nonces.
+#: ``id`` is a digest of (scope, tenant, client, key): a client's key may say anything,
+#: so it is never stored as sent. A row is ``pending`` while its first request is
+#: being handed over (until ``claimed_until``: a process that died lets go), then
+#: ``done`` with the answer, until ``expires_at``.
+inbound_requests = Table(
+    "inbound_requests", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(6), nullable=False),
+    Column("client", String(200), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | done
+    Column("owner", String(ID), nullable=False),
+    Column("message_id", String(ID), nullable=False, default=""),
+    Column("answer", Sealed("inbound_requests.answer"), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("claimed_until", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
 
 @dataclass
 class Finish:
@@ -336,8 +360,13 @@ def _progress_upsert(dialect: str) -> Any:
     # An empty value in a message leaves what the application already has.
     keep = {c: func.coalesce(func.nullif(stmt.excluded[c], ""), progress.c[c])
             for c in _PROGRESS_COLUMNS}
+    # A report that changes nothing (a poll of the stage the case is at) writes
+    # nothing: updated_at stays the time the case last moved, which the reconciler
+    # measures a stage's time from.
+    changed = or_(*(keep[c] != progress.c[c] for c in _PROGRESS_COLUMNS))
     return stmt.on_conflict_do_update(index_elements=[progress.c.tenant, progress.c.business_no],
-                                      set_={**keep, "updated_at": stmt.excluded.updated_at})
+                                      set_={**keep, "updated_at": stmt.excluded.updated_at},
+                                      where=changed)
 
 
 def in_memory(url: str) -> bool:
@@ -376,6 +405,7 @@ class Store:
         # letting them spin on the file lock.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self._nonce_purge_at = 0.0
+        self._request_purge_at = 0.0
 
     @staticmethod
     def _engine(url: str, pool_size: int | None) -> Engine:
@@ -577,6 +607,74 @@ class Store:
         if purge:
             self._nonce_purge_at = now + NONCE_PURGE_EVERY
         return True
+
+    # -- inbound requests by idempotency key
+    def claim_request(self, request_id: str, *, tenant: str, client: str, scope: str,
+                      fingerprint: str, owner: str, now: float, lease: float,
+                      expires_at: float) -> dict[str, Any] | None:
+        """Take ``request_id`` for ``owner`` (insert-or-fail: whichever process inserts
+        first forwards the request). None when taken; else the row that holds it, with
+        its answer once done. An expired row, or one pending past its lease (its owner
+        died before answering), is taken over."""
+        row = {"id": request_id, "tenant": tenant, "client": client, "scope": scope,
+               "fingerprint": fingerprint, "state": "pending", "owner": owner,
+               "message_id": "", "answer": None, "created_at": now,
+               "claimed_until": now + lease, "expires_at": expires_at}
+        purge = now >= self._request_purge_at
+        try:
+            with self._tx() as conn:
+                if purge:
+                    conn.execute(delete(inbound_requests).where(
+                        inbound_requests.c.expires_at < now))
+                conn.execute(insert(inbound_requests).values(**row))
+        except IntegrityError:
+            held = self.inbound_request(request_id)
+            if held is None:  # released in between: try once more, as a newcomer
+                return self._claim_again(row)
+            if held["expires_at"] >= now and (held["state"] == "done"
+                                              or held["claimed_until"] >= now):
+                return held
+            with self._tx() as conn:
+                taken = conn.execute(update(inbound_requests).where(
+                    inbound_requests.c.id == request_id,
+                    inbound_requests.c.owner == held["owner"]).values(**row)).rowcount
+            return None if taken else (self.inbound_request(request_id) or row)
+        if purge:
+            self._request_purge_at = now + NONCE_PURGE_EVERY
+        return None
+
+    def _claim_again(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(inbound_requests).values(**row))
+        except IntegrityError:
+            return self.inbound_request(row["id"]) or row
+        return None
+
+    def inbound_request(self, request_id: str) -> dict[str, Any] | None:
+        # Under the write lock: an in-memory store is one connection for every thread,
+        # and a repeat reads while the first request writes.
+        with self._tx() as conn:
+            row = conn.execute(select(inbound_requests).where(
+                inbound_requests.c.id == request_id)).mappings().first()
+        return dict(row) if row else None
+
+    def settle_request(self, request_id: str, owner: str, *, message_id: str, answer: str,
+                       expires_at: float) -> bool:
+        """Keep ``answer`` for the request ``owner`` holds; False if it no longer does."""
+        with self._tx() as conn:
+            return conn.execute(update(inbound_requests).where(
+                inbound_requests.c.id == request_id, inbound_requests.c.owner == owner,
+                inbound_requests.c.state == "pending").values(
+                state="done", message_id=message_id, answer=answer,
+                expires_at=expires_at)).rowcount == 1
+
+    def release_request(self, request_id: str, owner: str) -> bool:
+        """Forget a pending request ``owner`` holds (nothing was accepted)."""
+        with self._tx() as conn:
+            return conn.execute(delete(inbound_requests).where(
+                inbound_requests.c.id == request_id, inbound_requests.c.owner == owner,
+                inbound_requests.c.state == "pending")).rowcount == 1
 
     # -- parked
     def due_parked(self, now: float, limit: int = 100) -> list[dict[str, Any]]:

@@ -77,6 +77,9 @@ class Hub:
         self._declared = False
         self._started = False
         self._pools: list[ThreadPoolExecutor] = []
+        self._workers: dict[str, _Workers] = {}  # by queue
+        self._sync_busy: dict[int, int] = {}  # request/reply runs under way, by id(route)
+        self._sync_done = threading.Condition()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -198,11 +201,12 @@ class Hub:
         for route in self.routes.values():
             if route.sync:
                 continue
-            handlers[route.queue] = self._dispatcher(route.concurrency, self._handler(route))
+            handlers[route.queue] = self._dispatcher(route.concurrency, self._handler(route),
+                                                     route.queue)
             prefetch[route.queue] = self.prefetch or route.concurrency * 2
         if self.awaited_types():
             handlers[self.engine.await_queue] = self._dispatcher(2, self._safe(
-                "await", self.engine.handle_awaited))
+                "await", self.engine.handle_awaited), self.engine.await_queue)
             prefetch[self.engine.await_queue] = self.prefetch or 4
         self.broker.consume(handlers, prefetch)
         if isinstance(self.broker, InMemoryBroker) and not self.inline:
@@ -226,16 +230,14 @@ class Hub:
                     delivery.reject(requeue=True)
         return run
 
-    def _dispatcher(self, workers: int, handler: Callable[[Delivery], None]
-                    ) -> Callable[[Delivery], None]:
-        if self.inline:
-            return handler
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="route")
-        self._pools.append(pool)
-
-        def dispatch(delivery: Delivery) -> None:
-            pool.submit(handler, delivery)
-        return dispatch
+    def _dispatcher(self, workers: int, handler: Callable[[Delivery], None],
+                    queue: str) -> Callable[[Delivery], None]:
+        pool = None
+        if not self.inline:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="route")
+            self._pools.append(pool)
+        self._workers[queue] = found = _Workers(pool, handler)
+        return found.dispatch
 
     def _schedule(self) -> None:
         ticks = 0
@@ -315,6 +317,117 @@ class Hub:
 
     run_worker = serve_forever
 
+    # -- reconfiguring (``hub reload``, app.reload): one route or connector at a time
+    def pause_route(self, name: str) -> None:
+        """Stop taking the messages of route ``name``: its queue's consumer is
+        cancelled and what still reaches it goes back to the queue, while the
+        messages in flight go on (``drained`` waits for them). The other routes
+        are not touched."""
+        route = self._route(name)
+        if route.sync or not self._started:
+            return
+        self.broker.cancel(route.queue)
+        workers = self._workers.get(route.queue)
+        if workers is not None:
+            workers.close()
+
+    def drained(self, name: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until the messages in flight of the paused route
+        ``name`` are settled (a request/reply route: its runs under way); False if
+        some still are."""
+        route = self._route(name)
+        if route.sync:
+            return self.sync_drained([route], timeout)
+        workers = self._workers.get(route.queue)
+        return workers is None or workers.idle(timeout)
+
+    def resume_route(self, name: str) -> None:
+        """Take the messages of the paused route ``name`` again, with the same route
+        and workers (a reload given up)."""
+        route = self._route(name)
+        workers = self._workers.get(route.queue)
+        if route.sync or workers is None:
+            return
+        workers.reopen()
+        self.broker.consume({route.queue: workers.dispatch},
+                            {route.queue: self.prefetch or route.concurrency * 2})
+
+    def reconfigure(self, config: Mapping[str, Any], *, routes: Mapping[str, Route | None],
+                    connectors: Mapping[str, Any | None]) -> dict[str, Any]:
+        """Put the given routes and connectors in place of those of the same name
+        (None: removed), in one step: a message or request starting after this sees
+        only the new set. Routes being replaced or removed should be paused and
+        drained first, then started (``start_route``) or retired (``retire_route``).
+        Returns the connectors replaced or removed, open still: close them once
+        nothing runs that may call them."""
+        table = dict(self.routes)
+        for name, route in routes.items():
+            if route is None:
+                table.pop(name, None)
+            else:
+                table[name] = route
+        found = dict(self.connectors)
+        old = {name: found[name] for name in connectors if name in found}
+        for name, connector in connectors.items():
+            if connector is None:
+                found.pop(name, None)
+            else:
+                found[name] = connector
+        # Whole tables swapped, never edited in place: the scheduler and the
+        # request threads may be walking the old ones.
+        self.routes = self.engine.routes = table
+        self.connectors = self.engine.connectors = found
+        self.config = config
+        return old
+
+    def start_route(self, name: str) -> None:
+        """Consume the queue of route ``name`` (added or replaced by a reload) with
+        workers of its own; the workers of the route it replaced, drained by then,
+        are shut down."""
+        route = self._route(name)
+        if route.sync or not self._started:
+            return
+        self.broker.declare_queue(route.queue, route.patterns)
+        self.retire_route(route.queue)
+        handler = self._dispatcher(route.concurrency, self._handler(route), route.queue)
+        self.broker.consume({route.queue: handler},
+                            {route.queue: self.prefetch or route.concurrency * 2})
+
+    def retire_route(self, queue: str) -> None:
+        """Shut down the workers of ``queue``, paused and drained (a route removed or
+        replaced). The queue and its bindings stay: its messages wait there."""
+        self.broker.cancel(queue)
+        workers = self._workers.pop(queue, None)
+        if workers is not None and workers.pool is not None:
+            workers.pool.shutdown(wait=False)
+            with contextlib.suppress(ValueError):
+                self._pools.remove(workers.pool)
+
+    def refresh_await(self) -> None:
+        """Bind the await queue to what the routes wait for now, and consume it if
+        no route waited for anything before."""
+        awaited = self.awaited_types()
+        if not awaited:
+            return
+        queue = self.engine.await_queue
+        self.broker.declare_queue(queue, sorted(awaited))
+        if self._started and queue not in self._workers:
+            handler = self._dispatcher(2, self._safe("await", self.engine.handle_awaited), queue)
+            self.broker.consume({queue: handler}, {queue: self.prefetch or 4})
+
+    def sync_drained(self, routes: Iterable[Route], timeout: float) -> bool:
+        """Wait up to ``timeout`` s until no request/reply run of ``routes`` (these
+        very route objects) is under way; False if one still is."""
+        keys = [id(route) for route in routes]
+        deadline = time.monotonic() + timeout
+        with self._sync_done:
+            while any(self._sync_busy.get(key) for key in keys):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._sync_done.wait(left)
+        return True
+
     # -- in-memory driving (tests)
     def run_until_idle(self, max_deliveries: int = 100_000) -> int:
         """Deliver until every queue is empty (in-memory broker, inline mode)."""
@@ -359,9 +472,21 @@ class Hub:
 
     def run_sync(self, route_name: str, envelope: Envelope) -> Envelope:
         """Run an endpoint route in this thread and return its result (see Engine.run_sync)."""
-        self._route(route_name)
+        key = id(self._route(route_name))
         self.declare()
-        return self.engine.run_sync(route_name, envelope)
+        # Counted, so that a reload closes a connector only once the runs of the
+        # route it replaced are over (sync_drained).
+        with self._sync_done:
+            self._sync_busy[key] = self._sync_busy.get(key, 0) + 1
+        try:
+            return self.engine.run_sync(route_name, envelope)
+        finally:
+            with self._sync_done:
+                left = self._sync_busy.pop(key) - 1
+                if left:
+                    self._sync_busy[key] = left
+                else:
+                    self._sync_done.notify_all()
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Inbound HTTP endpoints of ``from: {endpoint: …}`` routes, for the web layer."""
@@ -376,6 +501,10 @@ class Hub:
         """Record a signed request's nonce for the web layer, in the store every
         process serving this hub shares; False for a replay (see Store.remember_nonce)."""
         return self.store.remember_nonce(digest, expires_at, now)
+
+    def request_records(self) -> Store:
+        """The web layer's idempotency records live in the store, like the nonces."""
+        return self.store
 
     def audit(self, event: str, **fields: Any) -> None:
         """Append one record to the hub's audit log (``core.audit``): ``audit.jsonl``
@@ -501,6 +630,66 @@ class Hub:
             for row in self.store.progress_by_key(tenant, key, client=client, channel=channel):
                 rows.setdefault(row["business_no"], row)
         return [answer(r, self.store.trace(r["business_no"], tenant)) for r in rows.values()]
+
+
+class _Workers:
+    """The threads of one queue (no pool: the broker's own thread, inline mode),
+    counting the deliveries they hold, so that one route can be paused and drained
+    while the others go on."""
+
+    def __init__(self, pool: ThreadPoolExecutor | None, handler: Callable[[Delivery], None]):
+        self.pool = pool
+        self.handler = handler
+        self.busy = 0
+        self.open = True
+        self._cond = threading.Condition()
+
+    def dispatch(self, delivery: Delivery) -> None:
+        with self._cond:
+            taken = self.open
+            if taken:
+                self.busy += 1
+        if not taken:  # paused: it waits in its queue for the route that takes over
+            delivery.reject(requeue=True)
+            return
+        if self.pool is None:
+            self._run(delivery)
+            return
+        try:
+            self.pool.submit(self._run, delivery)
+        except RuntimeError:  # shut down by a stop under way
+            self._done()
+            delivery.reject(requeue=True)
+
+    def _run(self, delivery: Delivery) -> None:
+        try:
+            self.handler(delivery)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._cond:
+            self.busy -= 1
+            if not self.busy:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.open = False
+
+    def reopen(self) -> None:
+        with self._cond:
+            self.open = True
+
+    def idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
 
 
 def _build_connector(name: str, block: Mapping[str, Any], config: Mapping[str, Any]) -> Any:

@@ -10,7 +10,8 @@ Order of checks for a submission::
     route (404/405) -> size (413, from Content-Length before reading)
     -> signature and nonce (401) -> known type (404) -> media type (415)
     -> JSON (400) -> the client may send the type (403) -> schema (422)
-    -> tenant allowed (403) -> hub.publish (202)
+    -> tenant allowed (403) -> idempotency records (409; a repeat gets the first
+    answer again, ``web.idempotency``) -> hub.publish (202)
 
 Progress is answered only for cases the client may read (``inbound.clients.*.reads``,
 ``web.permissions``); any other answers 404, as an unknown one does.
@@ -34,6 +35,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bdchub.connectors.profile import record_mapping
 from bdchub.core import i18n
 from bdchub.core.envelope import new_id
 from bdchub.core.errors import (
@@ -52,6 +54,7 @@ from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
 from .dedupe import ContentId
 from .http import Answer, ApiError, Handler, Request, dumps, json_answer, read_json, status_line
+from .idempotency import Replay
 from .intake import Intake
 from .ports import HubPort
 from .signing import NonceStore
@@ -61,6 +64,32 @@ log = logging.getLogger("bdchub.web")
 
 API = "/api/v1"
 BUSINESS_NO = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def builtin_endpoints(*, metrics: bool = True) -> list[tuple[str, str, str, str]]:
+    """(method, path, handler, what) of what every hub serves besides its routes'
+    endpoints: the table ``InboundApp`` is built from, and what ``hub run`` lists."""
+    found = [
+        ("POST", f"{API}/applications", "post_application",
+         _("submit an application (application.submitted)")),
+        ("POST", f"{API}/applications/{{business_no}}/materials", "post_materials",
+         _("corrected or added materials of an application (application.materials_updated)")),
+        ("POST", f"{API}/appointments", "post_appointment",
+         _("book an appointment (appointment.requested)")),
+        ("POST", f"{API}/messages/{{type}}", "post_message", _("a message of a known type")),
+        ("GET", f"{API}/progress/{{business_no}}", "get_progress_by_business_no",
+         _("progress of one case")),
+        ("GET", f"{API}/progress", "get_progress_by_applicant",
+         _("progress of one applicant's cases (?id_number=)")),
+        ("GET", f"{API}/health", "get_health", _("liveness")),
+        ("GET", "/openapi.json", "get_openapi", _("this API as OpenAPI 3.1")),
+        ("GET", "/soap/inbound", "soap.get_wsdl", _("WSDL of the SOAP endpoint (?wsdl)")),
+        ("POST", "/soap/inbound", "soap.post",
+         _("SOAP 1.1 for the registration system: ReportStageChange, SubmitResult")),
+    ]
+    if metrics:
+        found.append(("GET", "/metrics", "get_metrics", _("Prometheus metrics")))
+    return found
 
 
 @lru_cache(maxsize=512)
@@ -81,6 +110,7 @@ class InboundApp:
                  clock: Callable[[], float] = time.time):
         self.hub = hub
         self.config = cfg = with_defaults(config.get("inbound"))
+        self.connectors_config = config.get("connectors") or {}
         self.metrics = metrics or metrics_mod.default()
         self.intake = Intake(hub, str(config.get("tenant") or ""), cfg, metrics=self.metrics,
                              nonce_store=nonce_store, clock=clock, routes=config.get("routes"))
@@ -97,25 +127,12 @@ class InboundApp:
         # Handlers that wait only through core.greenloop: the inbound server runs
         # them on its event loop; the others (publishing, store queries, SOAP) in threads.
         self._inline: set[Handler] = {self.get_health}
-        # Exact paths, then templates with one {param} (compiled once).
-        self.exact: dict[str, tuple[str, dict[str, Handler]]] = {
-            f"{API}/applications": (f"{API}/applications", {"POST": self.post_application}),
-            f"{API}/appointments": (f"{API}/appointments", {"POST": self.post_appointment}),
-            f"{API}/progress": (f"{API}/progress", {"GET": self.get_progress_by_applicant}),
-            f"{API}/health": (f"{API}/health", {"GET": self.get_health}),
-            "/openapi.json": ("/openapi.json", {"GET": self.get_openapi}),
-            "/soap/inbound": ("/soap/inbound", {"GET": self.soap.get_wsdl, "POST": self.soap.post}),
-        }
-        if cfg.get("metrics", True):
-            self.exact["/metrics"] = ("/metrics", {"GET": self.get_metrics})
-        self.patterns: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = [
-            (re.compile(rf"^{API}/applications/([^/]+)/materials$"),
-             f"{API}/applications/{{business_no}}/materials", {"POST": self.post_materials}),
-            (re.compile(rf"^{API}/messages/([^/]+)$"), f"{API}/messages/{{type}}",
-             {"POST": self.post_message}),
-            (re.compile(rf"^{API}/progress/([^/]+)$"), f"{API}/progress/{{business_no}}",
-             {"GET": self.get_progress_by_business_no}),
-        ]
+        # Exact paths, then templates with {param} segments (compiled once).
+        self.exact: dict[str, tuple[str, dict[str, Handler]]] = {}
+        self.patterns: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = []
+        for method, path, name, _what in builtin_endpoints(metrics=cfg.get("metrics", True)):
+            owner: Any = self.soap if name.startswith("soap.") else self
+            self._serve(method, path, getattr(owner, name.rpartition(".")[2]))
         self.endpoints = list(cfg["endpoints"])
         seen = {(e["method"], e["path"]): e["route"] for e in self.endpoints}
         for endpoint in hub.endpoints():
@@ -136,7 +153,9 @@ class InboundApp:
             except HubError as exc:
                 raise ConfigError(_("inbound endpoint {method} {path}: {error}",
                                     method=method, path=path, error=exc)) from exc
-        handler = self._sync_handler(endpoint)
+        self._serve(method, path, self._sync_handler(endpoint))
+
+    def _serve(self, method: str, path: str, handler: Handler) -> None:
         if "{" not in path:
             template, methods = self.exact.setdefault(path, (path, {}))
         else:
@@ -200,16 +219,31 @@ class InboundApp:
         return self.language
 
     def _dispatch(self, req: Request) -> Answer:
+        records = self.intake.idempotency
         try:
             handler = self._match(req)
-            return handler(req)
+            answer = handler(req)
+        except Replay as replay:
+            self._replayed(req, replay)
+            return replay.answer
         except ApiError as err:
+            records.abandon(req)
             return self._refuse(req, err)
         except Exception:  # noqa: BLE001 - one bad request must never take the server down
+            records.abandon(req)
             log.exception("inbound request failed: %s %s", req.method, req.endpoint)
             return self._refuse(req, ApiError(500, "internal_error",
                                               _("internal error; the request was not accepted"),
                                               reason="exception"))
+        records.settle(req, answer)
+        return answer
+
+    def _replayed(self, req: Request, replay: Replay) -> None:
+        client = req.client
+        self.intake.audit("inbound.replayed", {
+            "message_id": replay.message_id, "by": replay.scope, "tenant": req.tenant,
+            "client": client.name if client else "", "channel": client.channel if client else "",
+            "endpoint": req.endpoint})
 
     def _match(self, req: Request) -> Handler:
         found = self._lookup(req.path)
@@ -334,12 +368,17 @@ class InboundApp:
         dedupe = (ContentId(endpoint.get("dedupe_key"),
                             where=f"inbound endpoint {endpoint['method']} {endpoint['path']}")
                   if not reply and endpoint.get("dedupe", "body") != "none" else None)
+        # A system calling back in its own field names: canonical before anything reads it.
+        canonical = (record_mapping(self.connectors_config, endpoint["profile"])
+                     if endpoint.get("profile") else None)
 
         def handle(req: Request) -> Answer:
             intake.read_body(req)
             if signed:
                 intake.authenticate(req)
             body = read_json(req) if has_body else {}
+            if canonical is not None:
+                body = canonical(body)
             headers = {f"path.{n}": v for n, v in zip(names, req.params, strict=True)}
             if req.query:
                 headers["http.query"] = req.query

@@ -123,6 +123,11 @@ ENDPOINT_SCHEMA: dict[str, Any] = {
                        "description": "JMESPath into the body naming what identifies a "
                                       "callback (e.g. XH, the event sequence) instead of the "
                                       "whole body; a body without it falls back to the body"},
+        "profile": {"type": "string", "pattern": r"^[^.\s]+\.[^.\s]+$",
+                    "description": "connector.record: the body, in the sender's own field "
+                                   "names, is mapped into canonical ones by that record of "
+                                   "the connector's profile before anything else reads it "
+                                   "(connectors.profile)"},
     },
 }
 
@@ -155,6 +160,29 @@ LIMITS_SCHEMA: dict[str, Any] = {
     },
 }
 
+IDEMPOTENCY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "repeated inbound writes (Idempotency-Key, applications by business "
+                   "number) answered with their first answer (web.idempotency)",
+    "properties": {
+        "retention": {"type": "number", "minimum": 60, "maximum": 90 * 86400,
+                      "default": 86400,
+                      "description": "seconds an accepted request's answer is kept for its "
+                                     "repeats (default one day)"},
+        "wait": {"type": "number", "minimum": 0, "maximum": 60, "default": 5,
+                 "description": "seconds a repeat waits for the first request's answer "
+                                "before it is answered 409 in_progress"},
+        "lease": {"type": "number", "minimum": 10, "maximum": 3600, "default": 300,
+                  "description": "seconds a first request may take to be handed over before "
+                                 "a repeat may take its place (its process died); longer "
+                                 "than the broker's publish timeout (120)"},
+        "business_no": {"type": "boolean", "default": True,
+                        "description": "also keep applications by (client, business number) "
+                                       "when they carry no Idempotency-Key"},
+    },
+}
+
 INBOUND_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -177,6 +205,7 @@ INBOUND_SCHEMA: dict[str, Any] = {
             },
         },
         "limits": LIMITS_SCHEMA,
+        "idempotency": IDEMPOTENCY_SCHEMA,
         "public_url": {"type": "string", "pattern": r"^https?://",
                        "description": "base URL callers use (behind the gatekeeper / proxy); "
                                       "for the WSDL soap:address and the OpenAPI servers"},
@@ -207,6 +236,8 @@ _DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "listen": {"host": "127.0.0.1", "port": 8080, "threads": 8, "processes": 1},
     "limits": {key: spec["default"] for key, spec in LIMITS_SCHEMA["properties"].items()},
+    "idempotency": {key: spec["default"]
+                    for key, spec in IDEMPOTENCY_SCHEMA["properties"].items()},
     "max_body_bytes": 10 * MIB,
     "clock_skew": 300,
     "nonce_capacity": 1_000_000,
@@ -221,7 +252,7 @@ def with_defaults(block: dict[str, Any] | None) -> dict[str, Any]:
     """The block with every default filled in (a copy)."""
     merged = copy.deepcopy(_DEFAULTS)
     for key, value in (block or {}).items():
-        if key in ("listen", "limits"):
+        if key in ("listen", "limits", "idempotency"):
             merged[key].update(value or {})
         else:
             merged[key] = copy.deepcopy(value)
