@@ -146,6 +146,9 @@ def test_an_application_callback_and_reconciliation_go_through_the_second_vendor
         reconciler.run_once()
         Flows.wait(lambda: stage() == "review", what="progress review by reconciliation")
         assert djxt.calls("GetCaseStatus")
-        assert hub.dlq_list() == [], [d["last_error"] for d in hub.dlq_list()]
+        # Only this application's: the shared session sandbox's court holds the
+        # orders other tests added, which the court poller of this hub pulls too.
+        mine = [d for d in hub.dlq_list() if d["business_no"] == no]
+        assert mine == [], [d["last_error"] for d in mine]
     finally:
         service.stop(timeout=5.0)
