@@ -18,7 +18,7 @@ ack is absorbed by the processed record.
 
 Steps: each kind's module in ``routes.steps`` says what it does (expressions
 are JMESPath over the body, which also holds ``_type``, ``_tenant``,
-``_business_no``, ``_id``, ``_source`` and ``_headers``). A run with a business
+``_business_no``, ``_id``, ``_source``, ``_headers`` and ``_now``). A run with a business
 number updates the application's progress from the message it received and
 then from the body it ends with (unless the run failed), so a route that maps
 ``stage`` / ``status`` moves the progress itself.
