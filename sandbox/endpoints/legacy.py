@@ -4,7 +4,7 @@ Stage machine (ZT codes)::
 
     01 申请 ──Accept──▶ 02 受理 ──▶ 03 审核 ──▶ 04 登簿 ──▶ 05 缮证 ──▶ 06 归档
       │ Refuse ▶ 91 不予受理        │ Refuse (02/03) ▶ 93 不予登记
-      └ RequestCorrection ▶ 92 补正 ──(SubmitApplication again, same YWH)──▶ 01
+      └ RequestCorrection ▶ 92 补正 ──(SupplementMaterials, or SubmitApplication again)──▶ 01
 
 ``Advance(YWH)`` takes the step the auto-advance would take; auto-advance
 (``Sandbox(auto_advance=seconds)`` / ``Sandbox.legacy_auto_advance``) takes it
@@ -17,6 +17,14 @@ by itself every interval. The step out of 01 decides, deterministically:
   ``data["legacy"]["required_materials"]`` (the items name what is missing),
   or on the first submission of a unit in ``data["legacy"]["correction_units"]``;
 - otherwise 02 受理.
+
+``SupplementMaterials(YWH, CL+)`` is the correction (补正): it adds the
+materials to the case's (a material of a name it has replaces it) and takes
+the case from 92 back to 01, where the step out of 01 examines it again. Only
+a case at 92 takes it: any other state answers a Client fault
+``INVALID_TRANSITION`` (an unknown YWH ``NOT_FOUND``). ``faults(...)`` knobs
+are the generic ones; ``data["legacy"]["refuse_after_correction"]`` lists
+units refused (91) when they come back from a correction.
 
 Out of 03: 93 不予登记 when the unit was seized meanwhile; with
 ``legacy_require_tax`` a transfer (DJLX 200) waits at 03 until
@@ -68,9 +76,9 @@ EVENT_FIELDS = ("XH", "YWH", "ZT", "ZTMC", "BGSJ", "YY", "BZXM", "BDCQZH", "BDCD
 NS_WSA = "http://www.w3.org/2005/08/addressing"
 #: Operations that change the register: they honour idempotency keys and are in the ledger.
 CHANGING = ("SubmitApplication", "Accept", "Refuse", "RequestCorrection", "Advance",
-            "ReceiveTaxResult", "ReceiveCourtOrder")
+            "ReceiveTaxResult", "ReceiveCourtOrder", "SupplementMaterials")
 #: What a system must register once: the same content applied twice is a double.
-ONCE = ("SubmitApplication", "ReceiveTaxResult", "ReceiveCourtOrder")
+ONCE = ("SubmitApplication", "ReceiveTaxResult", "ReceiveCourtOrder", "SupplementMaterials")
 #: First answers kept per (operation, key); the oldest are forgotten beyond this.
 KEYS_KEPT = 100_000
 
@@ -87,6 +95,7 @@ class LegacyEndpoint(SoapEndpoint):
         self.refuse_units = set(cfg["refuse_units"])
         self.correction_units = set(cfg["correction_units"])
         self.required_materials = list(cfg["required_materials"])
+        self.refuse_after_correction = set(cfg.get("refuse_after_correction") or ())
         self.seized: set[str] = set()
         self.court_orders: list[dict[str, Any]] = []
         self.apps: dict[str, dict[str, Any]] = {}
@@ -102,6 +111,7 @@ class LegacyEndpoint(SoapEndpoint):
     def operations(self) -> dict[str, Any]:
         handlers = {"SubmitApplication": self.submit, "Accept": self.accept,
                     "Refuse": self.refuse, "RequestCorrection": self.request_correction,
+                    "SupplementMaterials": self.supplement_materials,
                     "Advance": self.advance, "QueryProgress": self.query_progress,
                     "ReceiveTaxResult": self.receive_tax,
                     "ReceiveCourtOrder": self.receive_court_order,
@@ -235,6 +245,8 @@ class LegacyEndpoint(SoapEndpoint):
         if zt == "01":
             if seized and app["DJLX"] != "800":
                 self._change(app, "91", yy="该不动产已被查封，不予受理")
+            elif app["corrections"] and app["BDCDYH"] in self.refuse_after_correction:
+                self._change(app, "91", yy="补正后仍不符合登记条件，不予受理")
             elif missing := self._missing_materials(app):
                 self._change(app, "92", yy="申请材料不全，请补正", bzxm=missing)
             else:
@@ -351,6 +363,24 @@ class LegacyEndpoint(SoapEndpoint):
                                             ywh=app["YWH"], state=STATES[app["ZT"]]),
                                 "INVALID_TRANSITION")
             self._change(app, "92", yy="申请材料不全，请补正", bzxm=[str(i) for i in as_list(body["BZXM"])])
+            return self._state(app)
+
+    def supplement_materials(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH", "CL")
+        supplied = [c for c in as_list(body["CL"]) if isinstance(c, dict) and c.get("CLMC")]
+        if not supplied:
+            raise SoapFault("Client", _("no material (CL with CLMC) was supplied"), "BAD_CL")
+        with self.lock:
+            app = self._app(body["YWH"])
+            if app["ZT"] != "92":
+                raise SoapFault("Client", _("application {ywh} is not awaiting correction; it is "
+                                            "in state {state}", ywh=app["YWH"],
+                                            state=STATES[app["ZT"]]), "INVALID_TRANSITION")
+            names = {str(c["CLMC"]) for c in supplied}
+            app["CL"] = [c for c in app["CL"] if str(c.get("CLMC")) not in names] + [
+                {k: c.get(k) for k in ("CLMC", "FS", "YS")} for c in supplied]
+            app["corrections"] += 1
+            self._change(app, "01", yy=str(body.get("BZ") or "补正后重新提交"))
             return self._state(app)
 
     def advance(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
