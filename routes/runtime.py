@@ -621,6 +621,16 @@ class Hub:
             return None
         return answer(row, self.store.trace(business_no, tenant))
 
+    def notices(self, tenant: str, business_no: str, *, client: str | None = None,
+                channel: str | None = None) -> list[dict[str, Any]]:
+        """The electronic notices of a case, without their files (HubPort)."""
+        return self.store.notices_for(tenant, business_no, client=client, channel=channel)
+
+    def notice(self, tenant: str, business_no: str, notice_id: str, *,
+               client: str | None = None, channel: str | None = None) -> dict[str, Any] | None:
+        """One notice with its file, base64 (HubPort)."""
+        return self.store.notice(tenant, business_no, notice_id, client=client, channel=channel)
+
     def progress_by_applicant(self, tenant: str, id_number: str, *, client: str | None = None,
                               channel: str | None = None) -> list[dict[str, Any]]:
         """Applications of ``tenant`` whose first applicant has ``id_number`` (masked),

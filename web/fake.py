@@ -30,6 +30,7 @@ class FakeHub:
         self.fail_publish: HubError | None = None  # set to make publish raise
         self._progress: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._submitters: dict[tuple[str, str], tuple[str, str]] = {}  # (client, channel)
+        self._notices: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._nonces: dict[str, float] = {}
         self._records: Any = None
         self._lock = threading.Lock()
@@ -73,6 +74,20 @@ class FakeHub:
                     found.append(copy.deepcopy(record))
         return found
 
+    def notices(self, tenant: str, business_no: str, *, client: str | None = None,
+                channel: str | None = None) -> list[dict[str, Any]]:
+        if not self._readable(tenant, business_no, client, channel):
+            return []
+        return [{k: v for k, v in n.items() if k != "content"}
+                for n in self._notices.get((tenant, business_no), [])]
+
+    def notice(self, tenant: str, business_no: str, notice_id: str, *,
+               client: str | None = None, channel: str | None = None) -> dict[str, Any] | None:
+        if not self._readable(tenant, business_no, client, channel):
+            return None
+        return next((dict(n) for n in self._notices.get((tenant, business_no), [])
+                     if n["id"] == notice_id), None)
+
     def audit(self, event: str, **fields: Any) -> None:
         with self._lock:
             self.audits.append((event, fields))
@@ -106,6 +121,10 @@ class FakeHub:
         submitter of a case stays its submitter, as in the store)."""
         self._progress.setdefault((tenant, business_no), []).append(record)
         self._submitters.setdefault((tenant, business_no), (client, channel))
+
+    def add_notice(self, tenant: str, business_no: str, notice: dict[str, Any]) -> None:
+        """A rendered notice of a case (``content`` base64), as the store keeps it."""
+        self._notices.setdefault((tenant, business_no), []).append(notice)
 
     def _readable(self, tenant: str, business_no: str, client: str | None,
                   channel: str | None) -> bool:

@@ -42,6 +42,17 @@ class HubPort(Protocol):
         (with ``client`` / ``channel``: of those it submitted, as above)."""
         ...
 
+    def notices(self, tenant: str, business_no: str, *, client: str | None = None,
+                channel: str | None = None) -> list[dict[str, Any]]:
+        """The electronic notices of a case (id, kind, name, media_type, sha256, size,
+        created_at; no file), narrowed by ``client`` / ``channel`` as progress is."""
+        ...
+
+    def notice(self, tenant: str, business_no: str, notice_id: str, *,
+               client: str | None = None, channel: str | None = None) -> dict[str, Any] | None:
+        """One notice with its file (``content``, base64), or None, narrowed as above."""
+        ...
+
     def audit(self, event: str, **fields: Any) -> None:
         """Append one audit record. Callers pass no PII unmasked."""
         ...

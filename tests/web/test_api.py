@@ -75,6 +75,8 @@ def test_appointment_publishes_appointment_requested(client, hub):
 
 
 def test_material_update_takes_its_business_number_from_the_url(client, hub):
+    hub.add_progress(TENANT, "YWH2024000001", {"stage": "correction", "status": "suspended"},
+                     client="county_window")  # sent back for correction
     response = client.post("/api/v1/applications/YWH2024000001/materials", MATERIALS)
 
     assert response.status_code == 202, response.get_json()

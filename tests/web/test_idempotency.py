@@ -33,6 +33,7 @@ from .conftest import (
     PROVINCE_KEY,
     PROVINCE_SECRET,
     SECRET,
+    TENANT,
     SignedClient,
     config,
 )
@@ -131,6 +132,7 @@ def test_the_same_key_for_another_tenant_is_another_request(app, hub):
     ("/api/v1/messages/appointment.requested", APPOINTMENT),
 ])
 def test_every_submission_honours_the_key(client, hub, path, body):
+    hub.add_progress(TENANT, "YWH2024000001", {"stage": "correction"}, client="county_window")
     first = client.post(path, body, headers=key("k-006"))
     again = client.post(path, body, headers=key("k-006"))
 
@@ -270,6 +272,7 @@ def test_a_business_number_sent_again_with_other_content_is_409_pointing_at_mate
 
 def test_corrected_materials_and_a_new_business_number_go_through(client, hub, application):
     client.post("/api/v1/applications", application)
+    hub.add_progress(TENANT, "YWH2024000001", {"stage": "correction"}, client="county_window")
 
     materials = client.post("/api/v1/applications/YWH2024000001/materials", MATERIALS)
     anew = client.post("/api/v1/applications", {**application, "business_no": "YWH2024000002"})

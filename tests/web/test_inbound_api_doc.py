@@ -71,6 +71,8 @@ def test_the_query_example_is_signed_with_its_query(example):
 def test_the_worked_example_is_accepted_by_a_hub_whose_clock_is_at_its_timestamp(example):
     headers = example["headers"]
     hub = FakeHub()
+    # The case the example corrects was sent back for correction (补正).
+    hub.add_progress("320684", "YWH2024000001", {"stage": "correction"}, client="county_window")
     app = create_app(hub, {"tenant": "320684", "inbound": {"clients": {"county_window": {
         "app_key": example["app_key"], "app_secret": example["app_secret"],
         "tenants": ["320684"], "channel": "county"}}}},
