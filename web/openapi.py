@@ -200,7 +200,8 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
             "Submit a registration application (application.submitted)", "application",
             "submitApplication")},
         "/api/v1/appointments": {"post": _submit_op(
-            "Book an appointment (appointment.requested)", "appointment", "requestAppointment")},
+            "Book an appointment (appointment.requested)", "appointment_request",
+            "requestAppointment")},
         "/api/v1/applications/{business_no}/materials": {"post": _submit_op(
             "Add or replace materials of an application (application.materials_updated)",
             "material_update", "updateMaterials", params=[business_no])},

@@ -17,7 +17,7 @@ from bdchub.schemas import catalog
 DEFAULT_TYPES: dict[str, str] = {
     "application.submitted": "application",
     "application.materials_updated": "material_update",
-    "appointment.requested": "appointment",
+    "appointment.requested": "appointment_request",
     "progress.reported": "progress",
     "registration.recorded": "registration_result",
     "acceptance.notified": "acceptance_notice",

@@ -43,15 +43,14 @@ APPLICATION: dict[str, Any] = {
 }
 
 APPOINTMENT: dict[str, Any] = {
-    "appointment_no": "A20240501001",
+    "request_no": "A20240501001",
     "tenant": TENANT,
     "applicant": {"name": "李四", "id_type": "1", "id_number": ID_NUMBER},
     "service": "二手房转移登记",
     "office": {"name": "海门区不动产登记中心"},
     "date": "2024-05-08",
     "time_slot": {"start": "09:00", "end": "09:30"},
-    "status": "booked",
-    "created_at": "2024-05-01T10:00:00+08:00",
+    "requested_at": "2024-05-01T10:00:00+08:00",
 }
 
 MATERIALS: dict[str, Any] = {
