@@ -60,8 +60,12 @@ class LeasedChannel(ksqla.Channel):
     def _engine_from_config(self):
         hostname = self.connection.client.hostname
         if hostname.startswith("sqlite"):
+            # Every channel's session keeps its connection (one channel per consumed
+            # queue): a bounded pool runs dry once the routes outnumber it, and every
+            # publish then waits 30 s for a connection. SQLite connections are cheap.
             engine = create_engine(hostname, connect_args={"timeout": 60,
-                                                           "check_same_thread": False})
+                                                           "check_same_thread": False},
+                                   max_overflow=-1)
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn, _record):

@@ -24,5 +24,6 @@ for _name, _module in (
     ("publish", "publish"), ("wire_tap", "wire_tap"), ("throttle", "throttle"),
     ("set", "set"), ("require_materials", "domain.require_materials"),
     ("require_stage", "domain.require_stage"), ("match_name", "domain.match_name"),
+    ("render_notice", "domain.render_notice"), ("case_submitter", "domain.case_submitter"),
 ):
     STEP_KINDS.register(_name, f"bdchub.routes.steps.{_module}:KIND")

@@ -1,0 +1,55 @@
+"""The store's part in the closed loops (issue 12): a case's stage never moves back
+after its entry in the register, its notices are kept and read only by who may,
+and who submitted it is known."""
+
+from __future__ import annotations
+
+from bdchub.core.store import Finish
+
+
+def _report(store, message_id: str, stage: str, status: str = "in_progress", *,
+            at: float = 100.0, submitted_by: str = "", channel: str = "") -> None:
+    progress = {"stage": stage, "status": status}
+    if submitted_by:
+        progress.update(submitted_by=submitted_by, submitted_channel=channel)
+    store.finish(Finish(message_id=message_id, route="r", outcome="completed", tenant="320684",
+                        business_no="B-1", type="progress.reported", progress=progress, at=at))
+
+
+def test_a_stage_reported_late_after_archive_leaves_the_case_archived(store):
+    for i, stage in enumerate(["application", "acceptance", "review", "registration"]):
+        _report(store, f"m-{i}", stage)
+    _report(store, "m-5", "archive", "completed", at=105.0)
+
+    _report(store, "m-4", "certificate", at=106.0)  # its fan-out finished after the archive
+    _report(store, "m-6", "refusal", "completed", at=107.0)
+
+    row = store.progress("320684", "B-1")
+    assert (row["stage"], row["status"], row["updated_at"]) == ("archive", "completed", 105.0)
+
+
+def test_before_the_register_a_case_goes_back_to_application_after_correction(store):
+    _report(store, "m-1", "correction", "suspended")
+    _report(store, "m-2", "application")
+
+    assert store.progress("320684", "B-1")["stage"] == "application"
+
+
+def test_a_notice_is_kept_once_and_read_only_within_the_submitters_scope(store):
+    _report(store, "m-1", "refusal", "completed", submitted_by="province_window",
+            channel="province")
+    row = {"id": "n-1", "tenant": "320684", "business_no": "B-1", "message_id": "m-1",
+           "kind": "refusal", "name": "B-1-refusal.pdf", "media_type": "application/pdf",
+           "sha256": "a" * 64, "size": 3, "content": "JVBE", "created_at": 100.0}
+
+    assert store.add_notice(**row) is True
+    assert store.add_notice(**{**row, "content": "other"}) is False
+
+    assert store.notice("320684", "B-1", "n-1")["content"] == "JVBE"
+    assert store.notice("320684", "B-1", "n-1", client="province_window")["sha256"] == "a" * 64
+    assert store.notice("320684", "B-1", "n-1", client="county_window") is None
+    assert store.notices_for("320684", "B-1", channel="county") == []
+    [listed] = store.notices_for("320684", "B-1", channel="province")
+    assert "content" not in listed and listed["kind"] == "refusal"
+    assert store.submitter("320684", "B-1")["channel"] == "province"
+    assert store.submitter("320684", "B-2") is None
