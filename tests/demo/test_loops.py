@@ -103,6 +103,32 @@ def test_a_corrected_application_is_examined_again_and_ends_accepted(flows, cjk_
     assert stages[:4] == ["application", "correction", "application", "acceptance"]
 
 
+def test_an_application_the_hubs_checklist_sent_back_goes_on_with_its_materials(
+        flows, cjk_font):
+    body = flows.samples["correction"]  # lacks the applicant's identity document
+    no = body["business_no"]
+    flows.submit("county_window", body)
+    notice = _notice(flows, "window_county", no, "correction.requested")
+    assert [i["material_name"] for i in notice["items"]] == ["申请人身份证明"]
+    flows.wait(lambda: flows.stage(no) == "correction", what="stage correction")
+    assert not flows.received("legacy", where=_of(no))  # the registration system never saw it
+    identity = {"materials": [{"name": "申请人身份证明", "type": "identity_document",
+                               "sha256": hashlib.sha256(b"id").hexdigest(), "size": 1024}],
+                "reason": "按补正通知书补充申请人身份证明"}
+
+    answer = flows.post("county_window", f"/api/v1/applications/{no}/materials", identity)
+
+    assert answer.status_code == 202, answer.text
+    submitted = flows.wait(lambda: flows.received("legacy", operation="SubmitApplication",
+                                                  where=_of(no)), what="SubmitApplication")
+    materials = submitted[0]["body"]["CL"]
+    assert {m["CLMC"] for m in (materials if isinstance(materials, list) else [materials])} == {
+        "不动产登记申请书", "申请人身份证明"}
+    _notice(flows, "window_county", no, "acceptance.notified")
+    assert not flows.received("legacy", operation="SupplementMaterials", where=_of(no))
+    assert flows.hub.store.held_application(flows.hub.tenant, no) is None
+
+
 def test_a_correction_that_does_not_satisfy_ends_refused(flows, cjk_font):
     legacy = flows.sb.endpoint("legacy")
     body = _needs_correction(flows, "W00013")

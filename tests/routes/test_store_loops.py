@@ -53,3 +53,16 @@ def test_a_notice_is_kept_once_and_read_only_within_the_submitters_scope(store):
     assert "content" not in listed and listed["kind"] == "refusal"
     assert store.submitter("320684", "B-1")["channel"] == "province"
     assert store.submitter("320684", "B-2") is None
+
+
+def test_a_held_application_is_kept_sealed_replaced_when_held_again_and_released(store):
+    store.hold_application("320684", "B-1", route="online_application",
+                           envelope='{"body": {"n": 1}}', at=100.0)
+    store.hold_application("320684", "B-1", route="online_application",
+                           envelope='{"body": {"n": 2}}', at=101.0)
+
+    assert store.held_application("320684", "B-1")["envelope"] == '{"body": {"n": 2}}'
+    assert store.held_application("320684", "B-2") is None
+    assert store.release_application("320684", "B-1") is True
+    assert store.release_application("320684", "B-1") is False
+    assert store.held_application("320684", "B-1") is None

@@ -9,18 +9,26 @@ ones publish a correction request (``correction.requested``, shaped like the
 ``correction_request`` schema: business number, items, deadline) and end the
 route with outcome ``correction_requested``; the stage is recorded as
 ``correction``. A missing material is a business outcome, not an error, so
-nothing is dead-lettered: the applicant supplies the materials and submits
-again.
+nothing is dead-lettered: the applicant supplies the materials
+(``POST …/{business_no}/materials``).
+
+With ``hold: true`` the step keeps the application it sent back in the store
+(``held_applications``, sealed): the registration system never saw it, so the
+corrected materials cannot go there; ``resume_held`` takes the held
+application back into the route with them. An application that passes lets go
+of a hold its case had.
 
 This module also owns the ``checklists:`` config section.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from bdchub.core.errors import RecoverableError, StoreError
 from bdchub.core.i18n import _
 from bdchub.core.suggest import did_you_mean
 
@@ -53,6 +61,9 @@ class RequireMaterials(StepKind):
             "publish": {**MESSAGE_TYPE,
                         "description": "type of the correction request; default correction.requested"},
             "deadline_days": {"type": "integer", "minimum": 1, "maximum": 365},
+            "hold": {"type": "boolean", "default": False,
+                     "description": "keep an application sent back until its corrected "
+                                    "materials come (resume_held)"},
         },
     }
 
@@ -67,7 +78,8 @@ class RequireMaterials(StepKind):
                                               "registration_type"),
                 "materials": ctx.expr(spec.get("materials") or "materials", "materials"),
                 "publish": spec.get("publish") or "correction.requested",
-                "deadline_days": int(spec.get("deadline_days") or 5)}
+                "deadline_days": int(spec.get("deadline_days") or 5),
+                "hold": bool(spec.get("hold"))}
 
     def run(self, engine, step, run) -> str:  # noqa: ANN001 - see StepKind.run
         c = step.compiled
@@ -106,8 +118,12 @@ class RequireMaterials(StepKind):
             else:
                 missing.append(item)
         if not missing:
+            if c["hold"] and run.business_no:
+                self._release(engine, run)
             return f"{len(required)} required, all present"
         now = run.clock()
+        if c["hold"] and run.business_no:
+            self._hold(engine, run, now)
         deadline = time.strftime("%Y-%m-%d", time.localtime(now + 86400 * c["deadline_days"]))
         items = []
         for item in missing:
@@ -124,6 +140,24 @@ class RequireMaterials(StepKind):
         run.emit(c["publish"], body, step)
         run.progress_extra = {"stage": "correction", "status": "in_progress"}
         raise Stop("correction_requested", f"missing: {', '.join(i['name'] for i in missing)}")
+
+    @staticmethod
+    def _hold(engine, run, now: float) -> None:  # noqa: ANN001 - see StepKind.run
+        held = json.dumps({"type": run.type, "body": run.body,
+                           "headers": run.business_headers()}, ensure_ascii=False)
+        try:
+            engine.store.hold_application(run.tenant, run.business_no, route=run.route.name,
+                                          envelope=held, at=now)
+        except StoreError as exc:  # the store comes back; the application waits for it
+            raise RecoverableError(str(exc)) from exc
+
+    @staticmethod
+    def _release(engine, run) -> None:  # noqa: ANN001 - see StepKind.run
+        try:
+            if engine.store.held_application(run.tenant, run.business_no) is not None:
+                engine.store.release_application(run.tenant, run.business_no)
+        except StoreError as exc:
+            raise RecoverableError(str(exc)) from exc
 
 
 KIND = RequireMaterials()
