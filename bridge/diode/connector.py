@@ -2,9 +2,14 @@
 
 ``call("send", payload)`` sends a file (a path, or ``{"path": …, "name": …}``)
 or a JSON message batch (a list or dict) across and returns the object's
-receipt. There is no reply channel: success means "sent with the configured
-FEC and passes", and the receiver's audit log says what arrived. Idle
-heartbeats keep the receiver informed that the sender is alive.
+receipt. ``call("send_materials", application)`` sends an application's
+materials from the material store (``materials_dir``, files named by their
+SHA-256; ``bridge.diode.materials``) with a manifest tying them to the case.
+There is no reply channel: success means "sent with the configured FEC and
+passes", and the receiver's audit log says what arrived; that the internal
+side has them only the internal side can say (by disc: docs/flows.md, "The
+bridge in the flows"). Idle heartbeats keep the receiver informed that the
+sender is alive.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,9 +33,12 @@ from bdchub.core.errors import (
 )
 from bdchub.core.i18n import _
 
-from .manifest import make_signer
-from .sender import DiodeSender
+from .manifest import HmacKey, make_signer
+from .materials import MaterialsBatch
+from .sender import DiodeSender, Outgoing, SendReport
 from .settings import DiodeSettings, parse_rate
+
+OPERATIONS = ("send", "send_materials")
 
 
 class DiodeConnector(Connector):
@@ -41,6 +50,12 @@ class DiodeConnector(Connector):
             "port": {"type": "integer", "minimum": 1, "maximum": 65535},
             "rate": {"type": ["string", "number"], "description": "bit rate, e.g. 200M"},
             "key_file": {"type": "string", "description": "shared HMAC key (hex)"},
+            "key": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){16,}$",
+                    "description": "the shared HMAC key itself, in hex (at least 16 bytes), "
+                                   "for a ${VAR} in place of key_file"},
+            "materials_dir": {"type": "string", "minLength": 1,
+                              "description": "the material store send_materials reads: the "
+                                             "applicants' files named by their SHA-256"},
             "sign_key": {"type": "string", "description": "Ed25519 private key (PEM)"},
             "sig_alg": {"enum": ["hmac-sha256", "hmac-sm3"]},
             "loss": {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
@@ -55,7 +70,8 @@ class DiodeConnector(Connector):
             "audit_key_file": {"type": "string"},
         },
         "required": ["host", "port"],
-        "anyOf": [{"required": ["key_file"]}, {"required": ["sign_key"]}],
+        "anyOf": [{"required": ["key_file"]}, {"required": ["sign_key"]},
+                  {"required": ["key"]}],
     }
 
     def __init__(self, name: str, config: dict[str, Any], *,
@@ -78,7 +94,11 @@ class DiodeConnector(Connector):
         return f"udp://{self.config.get('host')}:{self.config.get('port')}"
 
     def operations(self) -> list[str]:
-        return ["send"]
+        return list(OPERATIONS)
+
+    @classmethod
+    def config_check(cls, name: str, block: Any, base_dir: Any) -> _OperationCheck:
+        return _OperationCheck(name)
 
     def open(self) -> None:
         if self._sender is not None:
@@ -90,8 +110,11 @@ class DiodeConnector(Connector):
             if c.get("audit_key_file"):
                 key = bytes.fromhex(self._path("audit_key_file").read_text().strip())
             audit = AuditLog(self._path("audit_log"), key=key)
-        signer = make_signer(self._path("key_file"), self._path("sign_key"),
-                             c.get("sig_alg", "hmac-sha256"))
+        if c.get("key") and not c.get("sign_key"):
+            signer: Any = HmacKey(bytes.fromhex(c["key"]), c.get("sig_alg", "hmac-sha256"))
+        else:
+            signer = make_signer(self._path("key_file"), self._path("sign_key"),
+                                 c.get("sig_alg", "hmac-sha256"))
         self._sender = DiodeSender((c["host"], int(c["port"])), signer, self.settings,
                                    audit=audit, sender_name=f"hub:{self.name}").open()
         self._stop.clear()
@@ -115,27 +138,56 @@ class DiodeConnector(Connector):
                 pass
 
     def call(self, operation: str, payload: Any, context: CallContext | None = None) -> Any:
-        if operation != "send":
-            raise PermanentError(_("the diode connector only offers 'send', not {op!r}",
-                                   op=operation), connector=self.name, operation=operation)
+        if operation not in OPERATIONS:
+            raise PermanentError(_("the diode connector offers {ops}, not {op!r}",
+                                   ops=", ".join(OPERATIONS), op=operation),
+                                 connector=self.name, operation=operation)
         if self._sender is None:
             self.open()
         sender = self._sender
         assert sender is not None
-        try:
-            obj = self._prepare(sender, payload, context)
-            try:
-                report = sender.send([obj])
-            finally:
-                obj.close()
-        except ConnectorError:
-            raise
-        except (BridgeError, OSError) as exc:
-            raise self.classify(exc) from exc
+        if operation == "send_materials":
+            made: list[MaterialsBatch] = []
+
+            def materials() -> list[Outgoing]:
+                made.append(self._materials(sender, payload, context))
+                return made[0].objects
+
+            _objects, report = self._transfer(sender, materials)
+            return made[0].receipt(report, self.settings.passes)
+        (obj,), report = self._transfer(sender,
+                                        lambda: [self._prepare(sender, payload, context)])
         m = obj.manifest
         return {"ref": m.ref, "name": m.name, "kind": m.kind, "size": m.size,
                 "hash": f"{m.hash_name}:{m.digest}", "overhead": round(m.plan.overhead, 4),
                 "datagrams": report.datagrams, "seconds": round(report.seconds, 3)}
+
+    def _transfer(self, sender: DiodeSender, prepare: Callable[[], list[Outgoing]]
+                  ) -> tuple[list[Outgoing], SendReport]:
+        """Prepare objects and send them all, closing them after; the bridge's and
+        the system's failures classified."""
+        try:
+            objects = prepare()
+            try:
+                report = sender.send(objects)
+            finally:
+                for obj in objects:
+                    obj.close()
+        except ConnectorError:
+            raise
+        except (BridgeError, OSError) as exc:
+            raise self.classify(exc) from exc
+        return objects, report
+
+    def _materials(self, sender: DiodeSender, payload: Any,
+                   context: CallContext | None) -> MaterialsBatch:
+        if not self.config.get("materials_dir"):
+            raise PermanentError(_("connector {name} has no materials_dir to send materials "
+                                   "from", name=self.name), connector=self.name,
+                                 operation="send_materials")
+        return MaterialsBatch.prepare(sender, self._path("materials_dir"), payload,
+                                      connector=self.name,
+                                      business_no=context.business_no if context else "")
 
     def _prepare(self, sender: DiodeSender, payload: Any, context: CallContext | None) -> Any:
         if isinstance(payload, (str, os.PathLike)):
@@ -180,3 +232,25 @@ class DiodeConnector(Connector):
             return RecoverableError(str(exc), connector=self.name, operation="send")
         return PermanentError(str(exc) or type(exc).__name__, connector=self.name,
                               operation="send")
+
+
+class _OperationCheck:
+    """``hub check``'s view of a diode block: the operations it offers (a typo in
+    a route's ``operation:`` is reported at its line, not at the first send)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def call(self, operation: str, payload_keys: list[str]) -> list[Any]:
+        from bdchub.connectors.registry import CallProblem
+        from bdchub.core.suggest import did_you_mean
+
+        if operation in OPERATIONS:
+            return []
+        return [CallProblem(("operation",), _(
+            "connector '{connector}' has no operation '{op}'{hint}; it has: {ops}",
+            connector=self.name, op=operation, hint=did_you_mean(operation, OPERATIONS),
+            ops=", ".join(OPERATIONS)))]
+
+    def vendor_operations(self) -> list[str]:
+        return list(OPERATIONS)

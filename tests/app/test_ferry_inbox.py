@@ -231,20 +231,16 @@ def test_the_ferry_inbox_block_needs_a_folder_and_a_key():
     assert "key" in str(err.value)
 
 
-def test_the_shipped_config_bridge_example_is_a_valid_block():
+def test_the_shipped_config_watches_for_discs_only_when_the_bridge_is_switched_on():
     root = Path(__file__).resolve().parents[2]
-    text = (root / "config.yaml").read_text(encoding="utf-8")
-    lines = text.splitlines()
-    start = lines.index("# bridge:")
-    example = []
-    for line in lines[start:]:
-        if not line.startswith("#"):
-            break
-        example.append(line[2:])
-    report = config_mod.check_text(text + "\n" + "\n".join(example) + "\n", "config.yaml", {})
-    block = report.config["bridge"]
-    assert set(block) == {"diode_inbox", "ferry_inbox"}
-    assert block["ferry_inbox"]["key"] == "/etc/bdc-hub/ferry.pub.pem"
+    off = config_mod.load(root / "config.yaml", environ={})["bridge"]["ferry_inbox"]
+    assert off["enabled"] is False and off["key"] == "/etc/bdc-hub/ferry.pub.pem"
+    on = config_mod.load(root / "config.yaml", environ={
+        "HUB_BRIDGE_ENABLED": "true", "HUB_FERRY_ARRIVALS": "/srv/arrivals"})
+    block = on["bridge"]["ferry_inbox"]
+    assert block["enabled"] is True and block["path"] == "/srv/arrivals"
+    assert all(on["routes"][r]["enabled"] is True
+               for r in ("spatial_materials", "review_results", "review_to_legacy"))
 
 
 def test_the_ferry_inbox_runs_under_the_hub_service(tmp_path: Path, ferry: FerryRig,
