@@ -269,7 +269,15 @@ def build(schemas: Schemas, *, endpoints: list[dict[str, Any]] | None = None,
         "oneOf": [_ref(n) for n in sorted(set(schemas.types.values()))],
     }
     for endpoint in endpoints:
-        if endpoint.get("reply", True):
+        if endpoint.get("reply", True) and endpoint.get("file"):
+            # web.relay: the file itself, passed on only when it matches its SHA-256
+            ok = {"200": {"description": "the file, checked against its SHA-256 "
+                                         "(X-Content-SHA256)",
+                          "content": {"application/octet-stream": {
+                              "schema": {"type": "string", "contentMediaType":
+                                         "application/octet-stream"}}}},
+                  "502": _error("the file does not match the SHA-256 of its metadata")}
+        elif endpoint.get("reply", True):
             ok = {"200": {"description": "the route's reply body",
                           "content": _json({"type": "object"})}}
         else:
