@@ -37,6 +37,7 @@ LAZY_COMMANDS = {
     "stuck": "bdchub.app.reconciler:stuck_command",
     "test": "bdchub.app.configtest_cli:test_command",
     "demo": "bdchub.demo.cli:demo_command",
+    "channel": "bdchub.app.channels_cli:channel_group",
 }
 
 

@@ -5,6 +5,7 @@ A front door reads its wire format; the intake does the rest, and is the only
 code that hands a message to the hub::
 
     size (413) -> authenticate: signature and nonce, or a WS-Security token (401)
+    -> the client, or its channel, is not suspended (403, ``web.suspensions``)
     -> the client may send this type (403, ``web.permissions``)
     -> characters (422, ``web.hygiene``) -> schema (422) -> tenant allowed (400/403)
     -> envelope (a callback's id derived from its content, ``web.dedupe``)
@@ -14,6 +15,8 @@ code that hands a message to the hub::
 
 Each step raises ``ApiError``; the front door answers it in its own form and
 ``reject`` counts and audits it. Nothing reaches the hub unless every step passed.
+Each request of a known client is also counted by its channel (``InboundMetrics``:
+accepted, refused, error).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from .signing import (
     UsernameToken,
     Verifier,
 )
+from .suspensions import Suspensions
 from .validation import Schemas
 
 log = logging.getLogger("bdchub.web")
@@ -98,6 +102,8 @@ class Intake:
         self.schemas = Schemas(inbound.get("message_types"))
         self.idempotency = Idempotency(hub.request_records, inbound["idempotency"],
                                        clock=clock)
+        self.suspensions = Suspensions.of_hub(
+            hub, refresh=float(inbound.get("suspension_refresh", 5)), clock=clock)
         hygiene.warm()
 
     # -- the steps, in the order a request meets them ---------------------------
@@ -114,6 +120,7 @@ class Intake:
         except HubError as exc:
             raise _nonces_unavailable(exc) from None
         req.client = client
+        self.check_suspended(client)
         return client
 
     def authenticate_token(self, req: Request, token: UsernameToken | None) -> Client:
@@ -127,6 +134,7 @@ class Intake:
         except HubError as exc:
             raise _nonces_unavailable(exc) from None
         req.client = client
+        self.check_suspended(client)
         return client
 
     def _auth_error(self, req: Request, failure: AuthFailure) -> ApiError:
@@ -144,6 +152,31 @@ class Intake:
             message = _("the request signature is not valid")
         return ApiError(401, "bad_signature", message, reason=failure.reason,
                         headers=[("WWW-Authenticate", 'HMAC-SHA256 realm="bdc-hub"')])
+
+    def check_suspended(self, client: Client) -> None:
+        """Refuse a client an operator suspended, or one of a suspended channel
+        (403 ``channel_suspended``), whatever it asks: called wherever a request's
+        client becomes known, before anything else is done for it."""
+        try:
+            held = self.suspensions.holding(client.name, client.channel)
+        except HubError as exc:
+            log.warning("channel suspensions cannot be read: %s", exc)
+            raise _unavailable("suspensions_unavailable") from None
+        if held is None:
+            return
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(held["suspended_at"])))
+        if held["kind"] == "client":
+            message = _("client {client} is suspended since {since}: its requests are refused "
+                        "until the registration agency resumes it", client=client.name,
+                        since=since)
+        else:
+            message = _("channel {channel} is suspended since {since}: requests of its "
+                        "clients ({client}) are refused until the registration agency "
+                        "resumes it", channel=client.channel, client=client.name, since=since)
+        raise ApiError(403, "channel_suspended", message, reason=f"{held['kind']}_suspended",
+                       audit_fields={"suspended": str(held["kind"]),
+                                     "suspended_by": str(held["suspended_by"]),
+                                     "suspended_at": str(held["suspended_at"])})
 
     def permit(self, req: Request, type_: str) -> None:
         """The client may send ``type_`` (403 ``type_forbidden`` if not). A request
@@ -218,9 +251,20 @@ class Intake:
     def admit(self, req: Request, type_: str, body: dict[str, Any], *, schema: str | None = None,
               source: str = "", headers: Mapping[str, str] | None = None,
               dedupe: ContentId | None = None) -> Envelope:
-        """Characters, schema, tenant and envelope of a message the hub may take;
-        nothing handed over yet. With ``dedupe`` the id is derived from the content,
-        so the same callback posted again is the same message."""
+        """Characters, schema, tenant and envelope of a message a request/reply route
+        runs next (counted accepted for the client's channel); nothing handed over."""
+        envelope = self._envelope(req, type_, body, schema=schema, source=source,
+                                  headers=headers, dedupe=dedupe)
+        self.metrics.channel_accepted(req.client.channel if req.client else "")
+        return envelope
+
+    def _envelope(self, req: Request, type_: str, body: dict[str, Any], *,
+                  schema: str | None = None, source: str = "",
+                  headers: Mapping[str, str] | None = None,
+                  dedupe: ContentId | None = None) -> Envelope:
+        """Characters, schema, tenant and envelope of a message the hub may take.
+        With ``dedupe`` the id is derived from the content, so the same callback
+        posted again is the same message."""
         self.permit(req, type_)
         self.check_text(body)
         if schema:
@@ -255,6 +299,7 @@ class Intake:
                         exc)
             raise _unavailable("publish_failed") from None
         client = req.client
+        self.metrics.channel_accepted(client.channel if client else "")
         self.audit("inbound.accepted", {
             "message_id": envelope.id, "type": envelope.type, "tenant": envelope.tenant,
             "business_no": envelope.business_no, "client": client.name if client else "",
@@ -264,11 +309,11 @@ class Intake:
                schema: str | None = None, source: str = "",
                headers: Mapping[str, str] | None = None, route: str | None = None,
                dedupe: ContentId | None = None) -> Envelope:
-        """``admit``, the idempotency records, then ``hand_over``: the message is the
-        hub's once this returns. A repeat of a request already answered raises
+        """The checks of ``admit``, the idempotency records, then ``hand_over``: the
+        message is the hub's once this returns. A repeat of a request already answered raises
         ``web.idempotency.Replay`` with that answer instead, and nothing is handed over."""
-        envelope = self.admit(req, type_, body, schema=schema, source=source, headers=headers,
-                              dedupe=dedupe)
+        envelope = self._envelope(req, type_, body, schema=schema, source=source,
+                                  headers=headers, dedupe=dedupe)
         try:
             self.idempotency.claim(req, envelope)
         except HubError as exc:
@@ -282,6 +327,7 @@ class Intake:
         """Count and audit a refusal; the audit holds no personal data."""
         self.metrics.reject(req.endpoint, err.code)
         client = req.client
+        self.metrics.channel_rejected(client.channel if client else "", err.status, err.code)
         fields: dict[str, Any] = {
             "request_id": request_id, "status": err.status, "code": err.code,
             "reason": err.reason, "method": req.method, "endpoint": req.endpoint,
