@@ -50,6 +50,7 @@ from bdchub.bridge.ferry.sequence import SequenceFile
 from bdchub.bridge.ferry.testing import patch_file
 from bdchub.bridge.policy import ContentPolicy
 from bdchub.core.audit import AuditLog
+from bdchub.core.i18n import _
 
 DEFAULT_KNOBS: dict[str, Any] = {"result": "approved", "opinion": "宗地界址、面积与地籍数据库一致",
                                  "receipt": "all", "tamper": False, "hold": False}
@@ -120,7 +121,8 @@ class InternalNetwork:
     def set(self, **knobs: Any) -> None:
         unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
         if unknown:
-            raise TypeError(f"unknown knob(s): {', '.join(unknown)}")
+            raise TypeError(_("unknown internal network knob(s): {names}",
+                              names=", ".join(unknown)))
         with self._lock:
             self.knobs.update(knobs)
 

@@ -81,11 +81,11 @@ def test_spatial_materials_cross_the_gate_and_the_review_comes_back_by_disc(
                         timeout=30, what="the internal review")[0]
     sent = {hashlib.sha256(PDF).hexdigest(), hashlib.sha256(DXF).hexdigest()}
     assert {r["sha256"] for r in review["received"]} == sent
+    # The registration system waited at 审核 until the disc came back.
+    flows.wait(lambda: flows.stage(no) == "archive", timeout=30, what="archive")
     crossed = {hashlib.sha256(p.read_bytes()).hexdigest()
                for p in (internal.inbox / ".processed").iterdir()}
     assert sent <= crossed
-    # The registration system waited at 审核 until the disc came back.
-    flows.wait(lambda: flows.stage(no) == "archive", timeout=30, what="archive")
     told = flows.received("legacy", operation="ReceiveReviewResult", where=lambda b: b["YWH"] == no)
     assert len(told) == 1
     assert told[0]["body"]["SHJG"] == "1" and set(told[0]["body"]["CLZY"]) == sent
