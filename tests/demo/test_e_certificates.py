@@ -64,8 +64,8 @@ def test_the_submitter_verifies_and_downloads_the_e_certificate_checked_by_its_h
     assert answer["holder"]["name"] == holder["name"][0] + "*" * (len(holder["name"]) - 1)
     assert answer["holder"]["id_number"] == holder["id_number"][:6] + "********" + \
         holder["id_number"][-4:]
-    assert {f["format"]: f["sha256"] for f in answer["files"]} == {
-        fmt: meta["sha256"] for fmt, meta in licence["files"].items()}
+    assert {f["format"]: (f["sha256"], f["file_name"]) for f in answer["files"]} == {
+        fmt: (meta["sha256"], meta["name"]) for fmt, meta in licence["files"].items()}
     by_code = _post(flows, "county_window", VERIFY, {"verify_code": licence["verify_code"]})
     assert by_code.json()["licence_number"] == licence["license_no"]
 
