@@ -136,6 +136,12 @@ class Djxt(Department):
                            "ResponseInfo": "无此案件，审核结果未接收"}
         return "Ack", self._ok(Affected=[body["CaseNo"]])
 
+    def _PostCorrection(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:  # noqa: N802
+        if str(body.get("CaseNo")) not in self.cases:
+            return "Ack", {"SuccessFlag": 0, "ResponseCode": "E404",
+                           "ResponseInfo": "无此案件，补正材料未接收"}
+        return "Ack", self._ok(Affected=[body["CaseNo"]])
+
     def _PostCourtOrder(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:  # noqa: N802
         affected = [c["CaseNo"] for c in self.cases.values()
                     if c["request"].get("UnitNo") == body.get("UnitNo")]
