@@ -120,3 +120,72 @@ def test_requests_are_counted_by_the_clients_channel(app, hub, registry, applica
                  code="type_forbidden") == 1
     assert value("bdchub_inbound_channel_rejected_total", channel="bank",
                  code="bad_signature") == 1
+
+
+# -- every hub on one store (SQLite and PostgreSQL) ------------------------------------
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store_url(request, tmp_path):
+    from tests.integration.test_reliability import _pg_database
+
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return _pg_database(request.getfixturevalue("postgres_url"))
+
+
+def test_every_hub_on_the_store_refuses_a_suspended_client_and_takes_it_once_resumed(
+        store_url, application):
+    from prometheus_client import CollectorRegistry
+
+    from bdchub.routes.runtime import Hub
+
+    hubs = [Hub.from_config(config(), broker="memory://", store=store_url) for _ in range(2)]
+    try:
+        apps = [create_app(hub, config(suspension_refresh=0),
+                           metrics=InboundMetrics(CollectorRegistry())) for hub in hubs]
+        hubs[0].store.suspend("client", "county_window", by="ops-li", reason="违规代办",
+                              at=time.time())
+        for i, app in enumerate(apps):
+            body = dict(application, business_no=f"YWH20240000{i}")
+            assert SignedClient(app).post("/api/v1/applications", body).status_code == 403
+        assert hubs[1].store.resume("client", "county_window")["suspended_by"] == "ops-li"
+        assert hubs[1].store.resume("client", "county_window") is None  # nothing left to lift
+        for i, app in enumerate(apps):
+            body = dict(application, business_no=f"YWH20240001{i}")
+            assert SignedClient(app).post("/api/v1/applications", body).status_code == 202
+    finally:
+        for hub in hubs:
+            hub.close()
+
+
+def test_the_store_counts_cases_by_their_submitters_channel(store_url):
+    from bdchub.core.store import Finish, Store
+
+    store = Store(store_url)
+    try:
+        def case(no: str, client: str, channel: str, stage: str) -> None:
+            store.finish(Finish(message_id=f"m-{no}", route="apply", outcome="completed",
+                                tenant="320684", business_no=no, type="application.submitted",
+                                progress={"stage": stage, "submitted_by": client,
+                                          "submitted_channel": channel}))
+
+        case("D1", "developer_hm", "developer", "archive")
+        case("D2", "developer_hm", "developer", "refusal_to_register")
+        case("D3", "developer_hm", "developer", "review")
+        case("A1", "agency_hm", "agency", "refusal")
+        store.add_dead_letter(id="dl-1", message_id="m-D3", origin_id="m-D3", route="apply",
+                              step="1", type="application.submitted", tenant="320684",
+                              business_no="D3", reason="schema", last_error="x", envelope="{}")
+        held = store.suspend("channel", "agency", by="ops", reason="r", at=1.0)
+        assert held is None
+        assert store.suspend("channel", "agency", by="other", reason="again", at=2.0)[
+            "suspended_by"] == "ops"  # the first suspension stands
+
+        counts = {(r["channel"], r["client"]): r for r in store.channel_counts()}
+        assert {k: counts[("developer", "developer_hm")][k] for k in
+                ("cases", "archived", "refused", "dead_letters")} == {
+            "cases": 3, "archived": 1, "refused": 1, "dead_letters": 1}
+        assert counts[("agency", "agency_hm")]["refused"] == 1
+        assert [(s["kind"], s["name"]) for s in store.suspensions()] == [("channel", "agency")]
+    finally:
+        store.close()
