@@ -236,6 +236,7 @@ def test_the_shipped_config_gives_every_client_only_what_it_needs():
     events = hub_events(config["routes"])
     clients = with_defaults(config["inbound"])["clients"]
     may = {name: {t for t in ("application.submitted", "bank.batch_submitted",
+                              "developer.batch_submitted", "agency.batch_submitted",
                               "legacy.stage_changed", "tax.clearance_pushed",
                               "progress.reported", "registration.recorded", "refusal.notified")
                   if Permissions.of(block).may_send(t, events)}
@@ -245,11 +246,14 @@ def test_the_shipped_config_gives_every_client_only_what_it_needs():
                    "province_window": {"application.submitted"},
                    "national_window": {"application.submitted"},
                    "bank_jhrcb": {"bank.batch_submitted"},
+                   "developer_hm": {"developer.batch_submitted"},
+                   "agency_hm": {"agency.batch_submitted"},
                    "legacy": {"legacy.stage_changed"},
                    "tax": {"tax.clearance_pushed"}}
     assert {name: block["reads"] for name, block in clients.items()} == {
         "county_window": "own", "province_window": "own", "national_window": "own",
-        "bank_jhrcb": "own", "legacy": "none", "tax": "none"}
+        "bank_jhrcb": "own", "developer_hm": "own", "agency_hm": "own", "legacy": "none",
+        "tax": "none"}
 
 
 # -- who may read what ------------------------------------------------------------------
