@@ -50,7 +50,7 @@ def test_online_application_is_verified_recorded_and_forwarded_to_legacy(flows):
 
     # The checks are stored with the application and can be shown later.
     records = flows.wait(lambda: flows.hub.store.verifications_for(no), what="records")
-    assert {r["kind"] for r in records} == {"identity", "household", "marriage"}
+    assert {r["kind"] for r in records} == {"identity", "household", "marriage", "address"}
     identity = next(r for r in records if r["kind"] == "identity")
     assert identity["result"]["match"] is True and identity["connector"] == "gov"
 
