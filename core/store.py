@@ -26,6 +26,14 @@ table                     what it holds
 ``inbound_requests``      inbound writes by their client's idempotency key or an
                           application's business number: the answer given, so a repeat
                           gets it again and is forwarded nowhere (``web.idempotency``)
+``channel_suspensions``   inbound clients and whole channels an operator suspended
+                          (``hub channel suspend``): who, when and why; every process
+                          serving the hub refuses their requests (``web.suspensions``)
+``held_applications``     applications the hub's own checklist sent back for correction
+                          (sealed), until their corrected materials take them back in
+``notices``               the electronic notice documents (受理通知书, 不予受理告知书,
+                          补正通知书) the hub rendered for a case: the file (sealed), its
+                          SHA-256 and size, for the platforms to fetch and for ``hub trace``
 ========================  ==============================================================
 
 ``finish`` writes a route's whole outcome (processed record, hops, and the
@@ -58,6 +66,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -295,6 +304,52 @@ inbound_requests = Table(
 )
 
 
+#: Electronic notices (``routes.steps.domain.render_notice``). ``id`` is derived from the
+#: message the notice answers, so a run repeated after a crash keeps the first file.
+#: The file may name the applicant or a reason about them: sealed like other personal data.
+notices = Table(
+    "notices", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(6), nullable=False),
+    Column("business_no", String(64), nullable=False),
+    Column("message_id", String(ID), nullable=False),
+    Column("kind", String(32), nullable=False),  # acceptance | refusal | correction
+    Column("name", String(200), nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("content", Sealed("notices.content"), nullable=False),  # base64 of the file
+    Column("created_at", Float, nullable=False),
+    Index("ix_notices_case", "tenant", "business_no"),
+)
+#: Applications the hub sent back for correction before the registration system saw
+#: them (``require_materials`` with ``hold``): the registration system cannot take their
+#: corrected materials, so the hub keeps the application until they come
+#: (``resume_held``). One row per case; a second send-back replaces it.
+held_applications = Table(
+    "held_applications", metadata,
+    Column("tenant", String(6), primary_key=True),
+    Column("business_no", String(64), primary_key=True),
+    Column("route", String(200), nullable=False),
+    Column("envelope", Sealed("held_applications.envelope"), nullable=False),
+    Column("held_at", Float, nullable=False),
+)
+
+_NOTICE_FIELDS = ("id", "tenant", "business_no", "message_id", "kind", "name", "media_type",
+                  "sha256", "size", "created_at")
+
+#: Suspended inbound clients (``kind`` client) and channels (``kind`` channel), read by
+#: every process serving the hub. Resuming deletes the row; the audit log keeps both.
+channel_suspensions = Table(
+    "channel_suspensions", metadata,
+    Column("kind", String(8), primary_key=True),  # client | channel
+    Column("name", String(200), primary_key=True),
+    Column("suspended_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("suspended_at", Float, nullable=False),
+)
+
+
 @dataclass
 class Finish:
     """Everything one route run leaves behind, written by ``Store.finish`` at once."""
@@ -355,11 +410,24 @@ def _dialect_insert(dialect: str) -> Any:
     return dialect_insert
 
 
+#: The stages after which a case's recorded stage never moves back (BRIEF §4).
+_FORWARD_ONLY = ("registration", "certificate", "archive")
+
+
 def _progress_upsert(dialect: str) -> Any:
     stmt = _dialect_insert(dialect)(progress)
     # An empty value in a message leaves what the application already has.
     keep = {c: func.coalesce(func.nullif(stmt.excluded[c], ""), progress.c[c])
             for c in _PROGRESS_COLUMNS}
+    # After its entry in the register a case only moves forward: a report of an earlier
+    # stage that finishes late (routes finish in any order; the fan-out of 缮证 may end
+    # after the 归档 itself) keeps the stage and status the case has.
+    ranks = {stage: i for i, stage in enumerate(_FORWARD_ONLY)}
+    late = and_(case(ranks, value=progress.c.stage, else_=-1) >= 0,
+                case(ranks, value=keep["stage"], else_=-1)
+                < case(ranks, value=progress.c.stage, else_=-1))
+    keep["stage"] = case((late, progress.c.stage), else_=keep["stage"])
+    keep["status"] = case((late, progress.c.status), else_=keep["status"])
     # A report that changes nothing (a poll of the stage the case is at) writes
     # nothing: updated_at stays the time the case last moved, which the reconciler
     # measures a stage's time from.
@@ -676,6 +744,68 @@ class Store:
                 inbound_requests.c.id == request_id, inbound_requests.c.owner == owner,
                 inbound_requests.c.state == "pending")).rowcount == 1
 
+    # -- suspended clients and channels
+    def suspend(self, kind: str, name: str, *, by: str, reason: str,
+                at: float) -> dict[str, Any] | None:
+        """Suspend a client or channel (``kind`` client | channel). None when done; the
+        row already there when it was suspended before (kept as it is: the first
+        suspension's who, when and why stand until it is resumed)."""
+        row = {"kind": kind, "name": name, "suspended_by": by, "reason": reason,
+               "suspended_at": at}
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(channel_suspensions).values(**row))
+        except IntegrityError:
+            return next((r for r in self.suspensions()
+                         if (r["kind"], r["name"]) == (kind, name)), row)
+        return None
+
+    def resume(self, kind: str, name: str) -> dict[str, Any] | None:
+        """Lift a suspension; the row it removed, or None when there was none."""
+        where = and_(channel_suspensions.c.kind == kind, channel_suspensions.c.name == name)
+        with self._tx() as conn:
+            row = conn.execute(select(channel_suspensions).where(where)).mappings().first()
+            if row is None:
+                return None
+            conn.execute(delete(channel_suspensions).where(where))
+        return dict(row)
+
+    def suspensions(self) -> list[dict[str, Any]]:
+        """Every suspension in force, oldest first."""
+        # Under the write lock: an in-memory store is one connection for every thread,
+        # and the inbound server reads this while other requests write.
+        with self._tx() as conn:
+            rows = conn.execute(select(channel_suspensions).order_by(
+                channel_suspensions.c.suspended_at)).mappings()
+            return [dict(r) for r in rows]
+
+    def channel_counts(self) -> list[dict[str, Any]]:
+        """Cases by the channel and client that submitted them (``submitters``): how
+        many, how many were refused (不予受理, 不予登记), archived, and have a dead
+        letter waiting for an operator."""
+        same_case = and_(progress.c.tenant == submitters.c.tenant,
+                         progress.c.business_no == submitters.c.business_no)
+        refused = func.sum(case((progress.c.stage.in_(("refusal", "refusal_to_register")), 1),
+                                else_=0))
+        archived = func.sum(case((progress.c.stage == "archive", 1), else_=0))
+        by = (submitters.c.channel, submitters.c.client)
+        totals = (select(*by, func.count().label("cases"), refused.label("refused"),
+                         archived.label("archived"))
+                  .select_from(submitters.outerjoin(progress, same_case)).group_by(*by))
+        failed = (select(*by, func.count(func.distinct(dead_letters.c.business_no)))
+                  .select_from(submitters.join(dead_letters, and_(
+                      dead_letters.c.tenant == submitters.c.tenant,
+                      dead_letters.c.business_no == submitters.c.business_no)))
+                  .where(dead_letters.c.status == "dead").group_by(*by))
+        with self._read() as conn:
+            rows = [dict(r) for r in conn.execute(totals).mappings()]
+            errors = {(c, n): int(k) for c, n, k in conn.execute(failed)}
+        for row in rows:
+            row["refused"] = int(row["refused"] or 0)
+            row["archived"] = int(row["archived"] or 0)
+            row["dead_letters"] = errors.get((row["channel"], row["client"]), 0)
+        return rows
+
     # -- parked
     def due_parked(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
         with self._read() as conn:
@@ -870,6 +1000,72 @@ class Store:
             rows = conn.execute(q.order_by(progress.c.updated_at.desc()).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
+    def submitter(self, tenant: str, business_no: str) -> dict[str, Any] | None:
+        """Who submitted the case (``client``, ``channel``, ``submitted_at``), or None."""
+        with self._read() as conn:
+            row = conn.execute(select(submitters).where(
+                submitters.c.tenant == tenant, submitters.c.business_no == business_no)
+            ).mappings().first()
+        return dict(row) if row else None
+
+    # -- applications held for correction
+    def hold_application(self, tenant: str, business_no: str, *, route: str, envelope: str,
+                         at: float) -> None:
+        """Keep the application (``envelope``, JSON) until its corrected materials come;
+        a case held before is held again with this one."""
+        with self._tx() as conn:
+            conn.execute(delete(held_applications).where(
+                held_applications.c.tenant == tenant,
+                held_applications.c.business_no == business_no))
+            conn.execute(insert(held_applications).values(
+                tenant=tenant, business_no=business_no, route=route, envelope=envelope,
+                held_at=at))
+
+    def held_application(self, tenant: str, business_no: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(held_applications).where(
+                held_applications.c.tenant == tenant,
+                held_applications.c.business_no == business_no)).mappings().first()
+        return dict(row) if row else None
+
+    def release_application(self, tenant: str, business_no: str) -> bool:
+        """Forget a held application (it went on); False when none was held."""
+        with self._tx() as conn:
+            return bool(conn.execute(delete(held_applications).where(
+                held_applications.c.tenant == tenant,
+                held_applications.c.business_no == business_no)).rowcount)
+
+    # -- electronic notices
+    def add_notice(self, **row: Any) -> bool:
+        """Keep a rendered notice (``content`` base64). False, and the first one kept,
+        when a notice of that id is there already."""
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(notices).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def notices_for(self, tenant: str, business_no: str, *, client: str | None = None,
+                    channel: str | None = None) -> list[dict[str, Any]]:
+        """The case's notices without their files, oldest first; with ``client``
+        (``channel``) only of a case that client (a client of that channel) submitted."""
+        q = _submitted(select(*(notices.c[f] for f in _NOTICE_FIELDS)), client, channel, notices).where(
+            notices.c.tenant == tenant, notices.c.business_no == business_no)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(
+                q.order_by(notices.c.created_at, notices.c.id)).mappings()]
+
+    def notice(self, tenant: str, business_no: str, notice_id: str, *,
+               client: str | None = None, channel: str | None = None) -> dict[str, Any] | None:
+        """One notice with its ``content`` (base64), scoped as ``notices_for``."""
+        q = _submitted(select(notices), client, channel, notices).where(
+            notices.c.tenant == tenant, notices.c.business_no == business_no,
+            notices.c.id == notice_id)
+        with self._read() as conn:
+            row = conn.execute(q).mappings().first()
+        return dict(row) if row else None
+
     def verifications_for(self, business_no: str,
                           tenant: str | None = None) -> list[dict[str, Any]]:
         q = select(verifications).where(verifications.c.business_no == business_no)
@@ -946,13 +1142,13 @@ class _GroupCommit:
             future.set_result(True)
 
 
-def _submitted(q: Any, client: str | None, channel: str | None) -> Any:
-    """``q`` over ``progress`` narrowed to cases ``client`` / a client of ``channel``
-    submitted; unchanged when neither is given."""
+def _submitted(q: Any, client: str | None, channel: str | None, of: Table = progress) -> Any:
+    """``q`` over ``of`` (``progress``, ``notices``) narrowed to cases ``client`` / a
+    client of ``channel`` submitted; unchanged when neither is given."""
     if client is None and channel is None:
         return q
-    q = q.join(submitters, and_(submitters.c.tenant == progress.c.tenant,
-                                submitters.c.business_no == progress.c.business_no))
+    q = q.join(submitters, and_(submitters.c.tenant == of.c.tenant,
+                                submitters.c.business_no == of.c.business_no))
     if client is not None:
         q = q.where(submitters.c.client == client)
     if channel is not None:

@@ -237,7 +237,7 @@ def generate(seed: int, county: dict[str, str] | None = None) -> dict[str, Any]:
             "PeriodTo": start.replace(year=start.year + 3).isoformat() if kind == "SEIZURE" else None,
             "Summary": "查封不动产" if kind == "SEIZURE" else "判决不动产权属转移"})
 
-    return {
+    data = {
         "seed": seed,
         "county": county,
         "people": people,
@@ -274,4 +274,263 @@ def generate(seed: int, county: dict[str, str] | None = None) -> dict[str, Any]:
             "window_national": {"app_key": f"ak-wn-{hexsecret(12)}", "app_secret": hexsecret(40)},
         },
         "token_seed": hexsecret(16),
+    }
+    # Drawn from a generator of their own, after everything above: adding them left
+    # every seeded value above (and so the config's seed-42 defaults) as it was.
+    data.update(_register(seed, county, people, units, filings, court_orders))
+    registries = shared_registries(seed, county, people, identity_mismatch)
+    data["secrets"].update(registries.pop("secrets"))
+    data.update(registries)
+    return data
+
+
+def _register(seed: int, county: dict[str, str], people: list[dict[str, Any]],
+              units: list[str], filings: list[dict[str, Any]],
+              court_orders: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the registration system holds on record: each registered unit with its
+    holders and restrictions (``register``), and its appointment calendar
+    (``scheduling``). Owners follow the other departments' data and the demo's
+    samples: the sellers of the contract filings own ``units[0..4]``, the demo's
+    seller ``units[5]``, its mortgagors ``units[6]`` and ``units[7]``, the court
+    orders' respondents ``units[8..10]``, ``units[11]`` is the demo seizure's, the
+    unit the system refuses (``units[12]``) is seized in its own register, and
+    ``people[0]`` (married to ``people[1]``) holds two more units. ``units[14]``
+    (the demo's first registration) is not registered yet. ``no_property`` lists
+    people who hold nothing (for the no-property certificate)."""
+    rng = random.Random(f"bdc-sandbox:{seed}:register")
+    code, place, abbr = county["code"], county["name"], county["province_abbr"]
+
+    def holder(p: dict[str, Any], co_ownership: str = "0", share: str | None = None
+               ) -> dict[str, Any]:
+        return {"name": p["name"], "id_type": "1", "id_number": p["cert_num"],
+                "co_ownership": co_ownership, "share": share}
+
+    def location() -> str:
+        return (f"{place}{rng.choice(_TOWNS)}{rng.choice(_STREETS)}{rng.randint(1, 300)}号"
+                f"{rng.randint(1, 30)}幢{rng.randint(101, 2404)}室")
+
+    def certificate(year: int) -> str:
+        return f"{abbr}({year}){place}不动产权第{rng.randint(1000, 9999999):07d}号"
+
+    def proof(year: int) -> str:
+        return f"{abbr}({year}){place}不动产证明第{rng.randint(1000, 9999999):07d}号"
+
+    bank = {"name": "江海农村商业银行股份有限公司海门支行", "id_type": "8",
+            "id_number": "91320614MA1P8K6W29"}
+    extra = [make_unit_code(rng, code) for _ in range(2)]
+    owners: list[tuple[str, list[dict[str, Any]], str | None, str | None]] = [
+        *[(f["unit_code"], [holder(people[20 + 2 * k])], f["location"], f"{f['area']:.2f}")
+          for k, f in enumerate(filings)],
+        (units[5], [holder(people[16])], None, None),
+        (units[6], [holder(people[4], "1"), holder(people[5], "1")], None, None),
+        (units[7], [holder(people[6])], None, None),
+        *[(o["UnitCode"], [holder(people[30 + k])], None, None)
+          for k, o in enumerate(court_orders)],
+        (units[11], [holder(people[12])], None, None),
+        (units[12], [holder(people[14])], None, None),
+        (units[13], [holder(people[18])], None, None),
+        (units[15], [holder(people[10])], None, None),
+        (extra[0], [holder(people[0], "1"), holder(people[1], "1")], None, None),
+        (extra[1], [holder(people[0])], None, None),
+    ]
+    fixed = {units[5]: f"{abbr}(2019){place}不动产权第0004321号",
+             units[6]: f"{abbr}(2020){place}不动产权第0001234号",
+             units[7]: f"{abbr}(2020){place}不动产权第0002345号",
+             units[15]: f"{abbr}(2018){place}不动产权第0007777号"}
+    properties = []
+    for unit, holders, where, area in owners:
+        year = rng.randint(2010, 2023)
+        properties.append({
+            "unit_code": unit, "certificate_no": fixed.get(unit) or certificate(year),
+            "location": where or location(), "area": area or f"{rng.uniform(50, 200):.2f}",
+            "use": "住宅", "right_type": "4",
+            "registered_at": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "holders": holders, "restrictions": []})
+    by_unit = {p["unit_code"]: p for p in properties}
+
+    def restrict(unit: str, kind: str, year: int, **fields: Any) -> None:
+        by_unit[unit]["restrictions"].append({
+            "kind": kind, "registered_at": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            **fields})
+
+    # 抵押 (mortgage), 异议 (objection), 预告 (advance notice), 查封 (seizure).
+    restrict(units[1], "mortgage", 2022, proof_no=proof(2022), holder=bank,
+             amount=f"{rng.randint(20, 150) * 10000}.00")
+    restrict(extra[0], "mortgage", 2021, proof_no=proof(2021), holder=bank,
+             amount=f"{rng.randint(20, 150) * 10000}.00")
+    restrict(units[3], "objection", 2024, proof_no=proof(2024), holder=holder(people[35]))
+    buyer = filings[2]["buyers"][0]
+    restrict(units[2], "advance_notice", 2025, proof_no=proof(2025),
+             holder={"name": buyer["name"], "id_type": "1", "id_number": buyer["cert_num"]})
+    restrict(units[12], "seizure", 2024, authority=f"{place}人民法院",
+             case_no=f"(2024){abbr}{code[2:]}执{rng.randint(1, 9999)}号",
+             period={"start": "2024-03-01", "end": "2027-02-28"})
+    held = {h["id_number"] for p in properties for h in p["holders"]}
+    held |= {r["holder"]["id_number"] for p in properties for r in p["restrictions"]
+             if r.get("holder")}
+    return {
+        "register": {"properties": properties,
+                     "no_property": [p["cert_num"] for p in people if p["cert_num"] not in held]},
+        # The window's calendar (预约): half-hour slots in office hours on weekdays,
+        # ``capacity`` people a slot; the 09:00 slot is always taken (the morning rush),
+        # so a request for it is answered with alternatives.
+        "scheduling": {"office": f"{place}不动产登记中心", "slot_minutes": 30,
+                       "hours": [["08:30", "11:30"], ["13:30", "17:00"]], "capacity": 2,
+                       "always_full": ["09:00"], "horizon_days": 60,
+                       "appointment_seq_start": rng.randint(1, 500),
+                       "certificate_seq_start": rng.randint(100, 900)},
+    }
+
+
+#: The bank of the shipped config's bank channel (client ``bank_jhrcb``): its
+#: financial licence is on file, so the demo's batches pass the licence check.
+COUNTY_BANK = {"name": "江海农村商业银行股份有限公司海门支行", "uscc": "91320614MA1P8K6W29"}
+
+#: Neighbouring divisions, so a location there is recognised as outside the county.
+NEIGHBOURS = {"崇川区": "320602", "通州区": "320612", "启东市": "320681", "如皋市": "320682",
+              "海安市": "320685", "如东县": "320623"}
+
+#: The registries behind the data-exchange signature, each with its own secret line.
+REGISTRY_EXCHANGE = ("public_sector", "health", "justice", "finance")
+
+
+def shared_registries(seed: int, county: dict[str, str], people: list[dict[str, Any]],
+                      taken: list[str]) -> dict[str, Any]:
+    """The registries the shared-information checks ask (guide §四(一)1, §四(一)3):
+    institutions (机构编制), social organisations (民政), financial licences,
+    birth and death medical certificates, notarial certificates, place names, and
+    the face and e-signature cases of the integrated platform.
+
+    A random stream of their own, so adding them left every earlier draw (people,
+    companies, secrets, hence the config's seed-42 defaults) as it was.
+    """
+    code, place = county["code"], county["name"]
+    rng = random.Random(f"bdc-sandbox:{seed}:registries")
+    seen = {p["cert_num"] for p in people} | set(taken)
+
+    def hexsecret(n: int = 32) -> str:
+        return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+    def someone(born: dt.date, male: bool) -> dict[str, Any]:
+        while True:
+            cert = make_resident_id(rng, code, born, male)
+            if cert not in seen:
+                seen.add(cert)
+                return {"name": _name(rng), "cert_num": cert, "gender": "男" if male else "女",
+                        "birth_date": born.isoformat()}
+
+    def since(start: dt.date, end: dt.date) -> str:
+        return _date_between(rng, start, end).isoformat()
+
+    def address() -> str:
+        return f"{place}{rng.choice(_TOWNS)}{rng.choice(_STREETS)}{rng.randint(1, 300)}号"
+
+    def registered(dept: str, plan: tuple[tuple[str, str, str, str], ...], authority: Any,
+                   first: int, last: int, extra: Any = None) -> list[dict[str, Any]]:
+        rows = []
+        for kind, org_type, name, status in plan:
+            row = {"uscc": make_uscc(rng, dept, kind, code), "name": name, "org_type": org_type,
+                   "legal_rep": rng.choice(people)["name"], "status": status,
+                   **(extra(kind) if extra else {})}
+            rows.append({**row, "address": address(), "reg_authority": authority(kind),
+                         "reg_date": since(dt.date(first, 1, 1), dt.date(last, 12, 31))})
+        return rows
+
+    # 机构编制: government bodies (type 1) and public institutions (type 2), GB 32100
+    # registering department 1.
+    institutions = registered("1", (
+        ("1", "机关", f"{place}自然资源和规划局", "正常"),
+        ("2", "事业单位", f"{place}人民医院", "正常"),
+        ("2", "事业单位", f"{place}第一中学", "正常"),
+        ("2", "事业单位", f"{place}房产管理处", "撤销")),
+        lambda kind: f"{place}事业单位登记管理局" if kind == "2" else f"{place}机构编制委员会办公室",
+        1990, 2020, lambda kind: {"certificate_no": f"事证第{code}{rng.randint(1, 99999):05d}号"
+                                  if kind == "2" else None})
+    # 民政: social organisations (社会团体 1, 民办非企业单位 2, 基金会 3), department 5.
+    social = registered("5", (
+        ("1", "社会团体", f"{place}慈善总会", "正常"),
+        ("2", "民办非企业单位", f"{place}东洲老年公寓", "正常"),
+        ("3", "基金会", f"{place}教育发展基金会", "正常"),
+        ("1", "社会团体", f"{place}叠石桥家纺行业协会", "撤销")),
+        lambda kind: f"{place}民政局", 1995, 2022)
+
+    # 金融许可证: the banks that take mortgages in the county.
+    authority = f"国家金融监督管理总局{county['city'].removesuffix('市')}监管分局"
+    licences = []
+    for name, uscc, kind, status in (
+            (COUNTY_BANK["name"], COUNTY_BANK["uscc"], "农村商业银行分支机构", "有效"),
+            (f"中国工商银行股份有限公司{place}支行", make_uscc(rng, "9", "1", code),
+             "商业银行分支机构", "有效"),
+            (f"{place}东洲村镇银行股份有限公司", make_uscc(rng, "9", "1", code), "村镇银行", "注销")):
+        licences.append({
+            "licence_no": f"B{rng.randint(1, 9999):04d}{rng.choice('HLS')}{code}{rng.randint(1, 999):04d}",
+            "institution_name": name, "uscc": uscc, "institution_type": kind, "status": status,
+            "issued_on": since(dt.date(2005, 1, 1), dt.date(2023, 12, 31)),
+            "authority": authority, "address": address()})
+
+    # A family for inheritance: the late father, his widow and two children born
+    # after 1996 (so with birth medical certificates naming him). None of them is in
+    # ``people``: identity checks of their valid ID numbers match, household finds none.
+    father = someone(_date_between(rng, dt.date(1950, 1, 1), dt.date(1965, 12, 31)), True)
+    mother = someone(_date_between(rng, dt.date(1955, 1, 1), dt.date(1970, 12, 31)), False)
+    children = [someone(_date_between(rng, dt.date(1996, 1, 1), dt.date(2005, 12, 31)), male)
+                for male in (True, False)]
+    for child in children:  # the father's surname
+        child["name"] = father["name"][0] + child["name"][1:]
+    died = _date_between(rng, dt.date(2024, 1, 1), dt.date(2025, 6, 30))
+    hospital = f"{place}人民医院"
+    death_certificates = [{"certificate_no": f"{code[:2]}{rng.randint(10**9, 10**10 - 1)}",
+                           "name": father["name"], "cert_num": father["cert_num"],
+                           "gender": "男", "death_date": died.isoformat(), "institution": hospital}]
+    birth_certificates = [{
+        "certificate_no": f"{rng.choice('NOPQ')}{code[:2]}{rng.randint(10**7, 10**8 - 1)}",
+        "child_name": child["name"], "child_gender": child["gender"],
+        "birth_date": child["birth_date"], "institution": hospital,
+        "father_name": father["name"], "father_cert_num": father["cert_num"],
+        "mother_name": mother["name"], "mother_cert_num": mother["cert_num"]}
+        for child in children]
+    families = [{"decedent": father, "spouse": mother, "children": children,
+                 "died": died.isoformat(),
+                 "death_certificate_no": death_certificates[0]["certificate_no"],
+                 "birth_certificate_nos": [b["certificate_no"] for b in birth_certificates]}]
+
+    # 公证书 on file at the county's notary office.
+    office = f"江苏省{place}公证处"
+
+    def notarial_no(year: int, n: int) -> str:
+        return f"({year}){county['province_abbr']}通海证民内字第{n}号"
+
+    notarial = [
+        {"certificate_no": notarial_no(died.year, rng.randint(100, 999)), "matter": "继承权公证",
+         "notary_office": office, "issued_on": (died + dt.timedelta(days=40)).isoformat(),
+         "parties": [c["name"] for c in children] + [mother["name"]], "status": "有效"},
+        {"certificate_no": notarial_no(2025, rng.randint(1000, 1999)), "matter": "委托公证",
+         "notary_office": office, "issued_on": since(dt.date(2025, 1, 1), dt.date(2025, 6, 30)),
+         "parties": [people[20]["name"], people[21]["name"]], "status": "有效"},
+        {"certificate_no": notarial_no(2024, rng.randint(2000, 2999)), "matter": "声明书公证",
+         "notary_office": office, "issued_on": since(dt.date(2024, 1, 1), dt.date(2024, 6, 30)),
+         "parties": [people[22]["name"]], "status": "撤销"},
+    ]
+
+    return {
+        "institutions": institutions,
+        "social_organisations": social,
+        "financial_licences": licences,
+        "families": families,
+        "death_certificates": death_certificates,
+        "birth_certificates": birth_certificates,
+        "notarial_certificates": notarial,
+        # 标准地名地址: the county's towns and streets, and its neighbours by name.
+        "place_names": {"towns": list(_TOWNS), "streets": list(_STREETS),
+                        "neighbours": dict(NEIGHBOURS)},
+        # A live face that is a photo of a photo (liveness fails), and an e-signature
+        # certificate the platform's CA has revoked.
+        "face_spoof": [people[11]["cert_num"]],
+        "signature_revoked": [people[13]["cert_num"]],
+        "secrets": {
+            name: {"rid": f"RID{code}{tag}{hexsecret(8).upper()}",
+                   "sid": f"SID{code}{hexsecret(8).upper()}",
+                   "app_key": f"ak-{name.replace('_', '')}-{hexsecret(12)}",
+                   "initial_secret": hexsecret(40)}
+            for name, tag in zip(REGISTRY_EXCHANGE, ("BB", "WJ", "SF", "JR"), strict=True)},
     }

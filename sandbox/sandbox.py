@@ -19,10 +19,18 @@ from bdchub.core.i18n import _
 
 from . import data as data_mod
 from .endpoints.court import CourtEndpoint
+from .endpoints.evaluation import EvaluationEndpoint
 from .endpoints.exchange import CivilEndpoint, GovEndpoint
 from .endpoints.legacy import LegacyEndpoint
 from .endpoints.market import MarketEndpoint
+from .endpoints.payment import PaymentEndpoint
 from .endpoints.police import PoliceEndpoint
+from .endpoints.registries import (
+    FinanceEndpoint,
+    HealthEndpoint,
+    JusticeEndpoint,
+    PublicSectorEndpoint,
+)
 from .endpoints.tax import TaxEndpoint
 from .endpoints.trade import TradeEndpoint
 from .endpoints.window import WindowEndpoint
@@ -42,11 +50,18 @@ ENDPOINTS: dict[str, type[Endpoint]] = {
     "window_county": WindowEndpoint,
     "window_province": WindowEndpoint,
     "window_national": WindowEndpoint,
+    "public_sector": PublicSectorEndpoint,   # 机构编制（机关、事业单位）
+    "health": HealthEndpoint,                # 卫生健康（出生、死亡医学证明）
+    "justice": JusticeEndpoint,              # 司法行政（公证书）
+    "finance": FinanceEndpoint,              # 金融监管（金融许可证）
+    "payment": PaymentEndpoint,              # 财政统一公共支付平台（一站式缴费）
+    "evaluation": EvaluationEndpoint,        # 省政务服务"好差评"系统
 }
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "auto_advance": None,          # legacy: seconds between stages, None = driven by hand
     "legacy_require_tax": False,   # legacy: transfers (200) wait at 审核 for ReceiveTaxResult
+    "legacy_require_review": False,  # legacy: cases with spatial materials wait at 审核 for ReceiveReviewResult
     "token_lifetime": 300.0,       # trade: bearer token lifetime, seconds
     "secret_lifetime": 86400.0,    # gov/civil: app secret lifetime, seconds
     "secret_grace": 300.0,         # gov/civil: old secret still accepted after a refresh
@@ -206,7 +221,7 @@ class Sandbox:
         """What a client needs per endpoint; see README for every key."""
         s = copy.deepcopy(self.data["secrets"])
         out: dict[str, dict[str, Any]] = {}
-        for name in ("gov", "civil"):
+        for name in self._exchange_names():
             out[name] = {**s[name], "current_secret": self._endpoints[name].exchange.current()["secret"],  # type: ignore[attr-defined]
                          "app_secret_refresh_url": f"{self.url(name)}/api/exchange/refresh-secret"}
         out["tax"] = s["tax"]
@@ -227,13 +242,17 @@ class Sandbox:
         if unknown:
             raise TypeError(_("unknown sandbox option(s): {names}", names=", ".join(unknown)))
         self.options.update(options)
-        for name in ("gov", "civil"):
+        for name in self._exchange_names():
             ex = self._endpoints[name].exchange  # type: ignore[attr-defined]
             ex.lifetime = float(self.options["secret_lifetime"])
             ex.grace = float(self.options["secret_grace"])
         if "auto_advance" in options:
             self._legacy.set_auto_advance(options["auto_advance"])
         return dict(self.options)
+
+    def _exchange_names(self) -> list[str]:
+        """Endpoints behind the data-exchange signature (each its own secret line)."""
+        return [n for n, e in self._endpoints.items() if hasattr(e, "exchange")]
 
     def reset_options(self) -> None:
         self.configure(**self._initial_options)

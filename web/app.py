@@ -13,8 +13,19 @@ Order of checks for a submission::
     -> tenant allowed (403) -> idempotency records (409; a repeat gets the first
     answer again, ``web.idempotency``) -> hub.publish (202)
 
+Queries of the register (endpoints of type ``query.…``) must say their purpose, are
+answered masked and audited (``web.queries``).
+
 Progress is answered only for cases the client may read (``inbound.clients.*.reads``,
-``web.permissions``); any other answers 404, as an unknown one does.
+``web.permissions``); any other answers 404, as an unknown one does. So are the
+electronic notices of a case (``…/notices``, the PDF the routes rendered).
+
+Corrected materials (``application.materials_updated``) are taken only for a case
+the client may read that the registration agency sent back for correction
+(stage ``correction``): an unknown case answers 404, a closed one 409
+``case_closed``, one at another stage 409 ``not_awaiting_correction``. The case
+is looked at after the idempotency records, so a repeat of a correction that was
+taken still gets its first answer once the case has moved on.
 
 Every refusal answers ``{"error": {"code", "message", "violations"?, "request_id"}}``
 (a SOAP fault on the SOAP endpoint) in the caller's language (``?lang=en`` or
@@ -26,6 +37,8 @@ durable or raises.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 import time
@@ -55,8 +68,10 @@ from .config_schema import endpoint_defaults, with_defaults
 from .dedupe import ContentId
 from .http import Answer, ApiError, Handler, Request, dumps, json_answer, read_json, status_line
 from .idempotency import Replay
-from .intake import Intake
+from .intake import Intake, _unavailable
 from .ports import HubPort
+from .queries import Queries, is_query
+from .relay import Relay
 from .signing import NonceStore
 from .soap import SoapEndpoint
 
@@ -64,6 +79,11 @@ log = logging.getLogger("bdchub.web")
 
 API = "/api/v1"
 BUSINESS_NO = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+NOTICE_ID = re.compile(r"^[0-9a-f-]{36}$")
+MATERIALS = "application.materials_updated"
+APPOINTMENT = "appointment.requested"
+#: Stages after which a case takes nothing more (it ended refused or archived).
+CLOSED_STAGES = frozenset({"refusal", "refusal_to_register", "archive"})
 
 
 def builtin_endpoints(*, metrics: bool = True) -> list[tuple[str, str, str, str]]:
@@ -81,6 +101,10 @@ def builtin_endpoints(*, metrics: bool = True) -> list[tuple[str, str, str, str]
          _("progress of one case")),
         ("GET", f"{API}/progress", "get_progress_by_applicant",
          _("progress of one applicant's cases (?id_number=)")),
+        ("GET", f"{API}/applications/{{business_no}}/notices", "get_notices",
+         _("the electronic notices of one case (acceptance, refusal, correction)")),
+        ("GET", f"{API}/applications/{{business_no}}/notices/{{notice_id}}", "get_notice",
+         _("one electronic notice, as its PDF file")),
         ("GET", f"{API}/health", "get_health", _("liveness")),
         ("GET", "/openapi.json", "get_openapi", _("this API as OpenAPI 3.1")),
         ("GET", "/soap/inbound", "soap.get_wsdl", _("WSDL of the SOAP endpoint (?wsdl)")),
@@ -120,6 +144,7 @@ class InboundApp:
         self.schemas = self.intake.schemas
         self.language = cfg.get("language")
         self.masker = Masker.from_config(config.get("masking"))
+        self.queries = Queries(self.masker, self.intake.audit)
         self._openapi: bytes | None = None
         self.public_url = cfg.get("public_url")
         self.soap = SoapEndpoint(self.intake, public_url=self.public_url)
@@ -307,12 +332,118 @@ class InboundApp:
                                violations=[{"path": "$.business_no", "keyword": "const",
                                             "message": _("does not match the business number "
                                                          "in the URL")}])
-        envelope = intake.accept(req, type_, body, schema=schema)
+        if type_ == APPOINTMENT and body.get("business_no"):
+            self._case_of_appointment(req, body, schema)
+        if type_ == MATERIALS:
+            envelope = self._accept_correction(req, body, schema)
+        else:
+            envelope = intake.accept(req, type_, body, schema=schema)
         answer = {"id": envelope.id, "business_no": envelope.business_no, "type": type_,
                   "status": "accepted"}
         extra = ([("Location", f"{API}/progress/{envelope.business_no}")]
                  if envelope.business_no else None)
         return json_answer(202, answer, extra)
+
+    def _accept_correction(self, req: Request, body: dict[str, Any], schema: str) -> Any:
+        """``Intake.accept`` for corrected materials, with the case looked at between
+        the idempotency records and the hand-over (the order the module's text gives)."""
+        intake = self.intake
+        envelope = intake.admit(req, MATERIALS, body, schema=schema)
+        try:
+            intake.idempotency.claim(req, envelope)
+        except HubError as exc:
+            log.warning("idempotency records unavailable: %s", exc)
+            raise _unavailable("idempotency_unavailable") from None
+        self._awaiting_correction(req, envelope.tenant, envelope.business_no)
+        intake.hand_over(req, envelope)
+        return envelope
+
+    def _awaiting_correction(self, req: Request, tenant: str, business_no: str) -> None:
+        """The case takes corrected materials now, or the ApiError saying why not."""
+        client = req.client
+        try:
+            scope = self.intake.read_scope(req)
+        except ApiError:  # a client that reads nothing may still correct its own cases
+            scope = {"client": client.name} if client is not None else {}
+        found = self.hub.progress_by_business_no(tenant, business_no, **scope)
+        records = [found] if isinstance(found, dict) else list(found or [])
+        if not records:
+            raise ApiError(404, "not_found", _("no business {business_no} in tenant {tenant}",
+                                               business_no=business_no, tenant=tenant),
+                           reason="correction_unknown_case")
+        stage = str(records[-1].get("stage") or "")
+        if stage in CLOSED_STAGES or records[-1].get("status") == "completed":
+            raise ApiError(409, "case_closed", _(
+                "case {business_no} is closed (stage {stage}) and takes no more materials; "
+                "make a new application", business_no=business_no, stage=stage or "-"),
+                reason="correction_closed_case", audit_fields={"stage": stage})
+        if stage != "correction":
+            raise ApiError(409, "not_awaiting_correction", _(
+                "case {business_no} is at stage {stage}, not awaiting correction; materials "
+                "are taken after a correction notice", business_no=business_no,
+                stage=stage or "-"), reason="correction_out_of_stage",
+                audit_fields={"stage": stage})
+
+    def _case_of_appointment(self, req: Request, body: dict[str, Any], schema: str) -> None:
+        """An appointment for a case (to collect the certificate, bring materials …)
+        names one the client may read: another's, or an unknown one, answers 404 as
+        its progress would; one that ended refused, 409 ``case_closed``. Checked before
+        anything is handed over, after the checks every submission gets."""
+        envelope = self.intake.admit(req, APPOINTMENT, body, schema=schema)
+        found = self.hub.progress_by_business_no(envelope.tenant, envelope.business_no,
+                                                 **self.intake.read_scope(req))
+        records = [found] if isinstance(found, dict) else list(found or [])
+        if not records:
+            raise ApiError(404, "not_found", _("no business {business_no} in tenant {tenant}",
+                                               business_no=envelope.business_no,
+                                               tenant=envelope.tenant),
+                           reason="appointment_unknown_case")
+        stage = str(records[-1].get("stage") or "")
+        if stage in ("refusal", "refusal_to_register"):
+            raise ApiError(409, "case_closed", _(
+                "case {business_no} ended refused (stage {stage}); an appointment for it "
+                "cannot be made", business_no=envelope.business_no, stage=stage),
+                reason="appointment_closed_case", audit_fields={"stage": stage})
+
+    # -- notices -----------------------------------------------------------------
+    def _notice_scope(self, req: Request) -> tuple[str, str, dict[str, str]]:
+        intake = self.intake
+        intake.read_body(req)
+        intake.authenticate(req)
+        business_no = self.business_no_param(req, req.params[0])
+        return business_no, intake.choose_tenant(req), intake.read_scope(req)
+
+    def get_notices(self, req: Request) -> Answer:
+        business_no, tenant, scope = self._notice_scope(req)
+        found = self.hub.notices(tenant, business_no, **scope)
+        if not found:  # another client's case is as unknown as a missing one
+            raise ApiError(404, "not_found", _("no notice of business {business_no} in "
+                                               "tenant {tenant}", business_no=business_no,
+                                               tenant=tenant))
+        return json_answer(200, {"business_no": business_no, "tenant": tenant, "notices": [
+            {**{k: n[k] for k in ("id", "kind", "name", "media_type", "sha256", "size",
+                                  "created_at")},
+             "url": f"{API}/applications/{business_no}/notices/{n['id']}"} for n in found]})
+
+    def get_notice(self, req: Request) -> Answer:
+        business_no, tenant, scope = self._notice_scope(req)
+        notice_id = req.params[1]
+        found = (self.hub.notice(tenant, business_no, notice_id, **scope)
+                 if NOTICE_ID.match(notice_id) else None)
+        self.intake.audit("inbound.notice_fetched", {
+            "client": req.client.name if req.client else "", "tenant": tenant,
+            "business_no": business_no, "notice_id": notice_id[:40], "found": bool(found)})
+        if not found:
+            raise ApiError(404, "not_found", _("no notice {notice_id} of business {business_no}",
+                                               notice_id=notice_id[:40],
+                                               business_no=business_no))
+        data = base64.b64decode(found["content"])
+        digest = hashlib.sha256(data).digest()
+        return 200, [("Content-Type", found["media_type"]),
+                     ("Content-Disposition", f'attachment; filename="{found["name"]}"'),
+                     ("Repr-Digest", f"sha-256=:{base64.b64encode(digest).decode()}:"),
+                     ("X-Content-SHA256", digest.hex()),
+                     ("Cache-Control", "no-store")], data
 
     # -- progress --------------------------------------------------------------
     def get_progress_by_business_no(self, req: Request) -> Answer:
@@ -371,6 +502,10 @@ class InboundApp:
         # A system calling back in its own field names: canonical before anything reads it.
         canonical = (record_mapping(self.connectors_config, endpoint["profile"])
                      if endpoint.get("profile") else None)
+        query = is_query(type_) and reply
+        # An answer of another platform that belongs to a case, or is a file (web.relay).
+        relay = Relay.of(endpoint, hub=self.hub, masker=self.masker,
+                         read_scope=intake.read_scope, audit=intake.audit) if reply else None
 
         def handle(req: Request) -> Answer:
             intake.read_body(req)
@@ -387,13 +522,18 @@ class InboundApp:
                                          route=route, dedupe=dedupe)
                 return json_answer(202, {"id": envelope.id, "business_no": envelope.business_no,
                                          "type": type_, "status": "accepted"})
+            if query:
+                self.queries.require_purpose(body)
             envelope = intake.admit(req, type_, body, schema=schema, headers=headers)
             try:
                 result = self.hub.run_sync(route, envelope)
             except MessageError as exc:
+                # The route refused what the request says (a payment notice that does not
+                # match its order …): the audit names the case it claimed to be about.
                 raise ApiError(422, "schema_violation", str(exc),
-                               violations=[{"path": p, "message": m} for p, m in exc.violations]
-                               ) from None
+                               violations=[{"path": p, "message": m} for p, m in exc.violations],
+                               audit_fields={"type": type_,
+                                             "business_no": envelope.business_no}) from None
             except TimeoutError_ as exc:
                 raise ApiError(504, "timeout", str(exc), reason="route_timeout") from None
             except RecoverableError as exc:
@@ -405,8 +545,13 @@ class InboundApp:
                 log.warning("route %s failed: %s", route, exc)
                 raise ApiError(500, "internal_error", str(exc), reason="route_error") from None
             status = result.headers.get("http.status") if result.headers else None
-            return json_answer(int(status) if status and status.isdigit() else 200,
-                               dict(result.body))
+            code = int(status) if status and status.isdigit() else 200
+            answer = dict(result.body)
+            if query:
+                answer = self.queries.answer(req, envelope, code, answer)
+            if relay is not None:
+                return relay.answer(req, code, answer)
+            return json_answer(code, answer)
 
         if reply:
             self._inline.add(handle)

@@ -28,26 +28,30 @@ from typing import Any
 MIB = 1024 * 1024
 
 CHANNELS = ["county", "province", "national", "bank", "department", "developer",
-            "legacy", "internal", "other"]
+            "agency", "legacy", "internal", "other"]
 
 #: Which cases a client may read: those it submitted, those submitted by any client
 #: of its channel, every case of the tenants it may act for, or none.
 READS = ["own", "channel", "tenant", "none"]
 
 _SUBMITS = ["application.submitted", "application.materials_updated", "appointment.requested"]
+#: One-window platforms also pass on the applicant's grade of a closed case (好差评).
+_WINDOWS = [*_SUBMITS, "evaluation.submitted"]
 
 #: What a client may send and read when its block does not say, by channel
-#: (``web.permissions`` explains the model). One-window platforms and developers
-#: submit applications and appointments; a bank submits through its batch endpoint
-#: (``bank.*``); departments, legacy systems and the rest send only what they list,
-#: the types their callback endpoints take. Deny by default: a client nobody
+#: (``web.permissions`` explains the model). One-window platforms submit applications,
+#: appointments and grades; developers submit applications and batches
+#: (``developer.*``); a bank and an agency submit through their batch endpoints
+#: (``bank.*``, ``agency.*``); departments, legacy systems and the rest send only what
+#: they list, the types their callback endpoints take. Deny by default: a client nobody
 #: classified can do nothing until its block says what.
 CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "county": {"sends": _SUBMITS, "reads": "own"},
-    "province": {"sends": _SUBMITS, "reads": "own"},
-    "national": {"sends": _SUBMITS, "reads": "own"},
-    "developer": {"sends": _SUBMITS, "reads": "own"},
+    "county": {"sends": _WINDOWS, "reads": "own"},
+    "province": {"sends": _WINDOWS, "reads": "own"},
+    "national": {"sends": _WINDOWS, "reads": "own"},
+    "developer": {"sends": [*_SUBMITS, "developer.*"], "reads": "own"},
     "bank": {"sends": ["bank.*", "application.materials_updated"], "reads": "own"},
+    "agency": {"sends": ["agency.*", "application.materials_updated"], "reads": "own"},
     "department": {"sends": [], "reads": "none"},
     "legacy": {"sends": [], "reads": "none"},
     "internal": {"sends": [], "reads": "none"},
@@ -73,7 +77,8 @@ CLIENT_SCHEMA: dict[str, Any] = {
                                    "'3206*' a city, '32*' a province, '*' all"},
         "channel": {"enum": CHANNELS, "default": "other",
                     "description": "who the client is: county/province/national one-window "
-                                   "platform, bank, department, legacy system …"},
+                                   "platform, bank, developer, agency, department, legacy "
+                                   "system …"},
         "sends": {"type": "array", "uniqueItems": True,
                   "items": {"type": "string",
                             "pattern": r"^([a-z][a-z0-9_]*|\*|#)(\.([a-z][a-z0-9_]*|\*|#))*$"},
@@ -128,6 +133,29 @@ ENDPOINT_SCHEMA: dict[str, Any] = {
                                    "names, is mapped into canonical ones by that record of "
                                    "the connector's profile before anything else reads it "
                                    "(connectors.profile)"},
+        "case": {"type": "string", "minLength": 1,
+                 "description": "reply: true only. JMESPath into the route's answer naming the "
+                                "business number of the case it belongs to: only a client that "
+                                "may read that case (its reads) gets it, masked; any other, and "
+                                "an answer naming no case, gets 404 as for an unknown case "
+                                "(web.relay)"},
+        "file": {"type": "object", "additionalProperties": False,
+                 "required": ["content", "sha256"],
+                 "description": "reply: true only. The answer is a file another platform sent: "
+                                "answered as itself only when its bytes hash to the SHA-256 of "
+                                "the platform's metadata, else 502 file_hash_mismatch, audited, "
+                                "nothing passed on (web.relay); each a JMESPath into the "
+                                "route's answer",
+                 "properties": {
+                     "content": {"type": "string", "minLength": 1,
+                                 "description": "the file, base64"},
+                     "sha256": {"type": "string", "minLength": 1,
+                                "description": "its SHA-256 (hex) as the metadata gives it"},
+                     "media_type": {"type": "string", "minLength": 1,
+                                    "description": "its media type (default "
+                                                   "application/octet-stream)"},
+                     "name": {"type": "string", "minLength": 1,
+                              "description": "its file name"}}},
     },
 }
 
@@ -217,6 +245,13 @@ INBOUND_SCHEMA: dict[str, Any] = {
                       "description": "seconds a nonce is remembered; default 2 x clock_skew"},
         "nonce_capacity": {"type": "integer", "minimum": 1000, "default": 1_000_000,
                            "description": "nonces held in memory at most"},
+        "suspension_refresh": {"type": "number", "minimum": 0, "maximum": 300, "default": 5,
+                               "description": "seconds a process answers from its last read "
+                                              "of the suspended clients and channels (hub "
+                                              "channel suspend) before it reads the store "
+                                              "again: how long a suspension or resumption "
+                                              "takes at most to reach every process; 0 reads "
+                                              "it for every request"},
         "language": {"enum": ["zh_CN", "en"],
                      "description": "language of answers when the caller asks for none; "
                                     "default the hub's (HUB_LANG, else Chinese)"},
@@ -241,6 +276,7 @@ _DEFAULTS: dict[str, Any] = {
     "max_body_bytes": 10 * MIB,
     "clock_skew": 300,
     "nonce_capacity": 1_000_000,
+    "suspension_refresh": 5,
     "clients": {},
     "endpoints": [],
     "message_types": {},

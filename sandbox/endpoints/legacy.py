@@ -26,13 +26,31 @@ a case at 92 takes it: any other state answers a Client fault
 are the generic ones; ``data["legacy"]["refuse_after_correction"]`` lists
 units refused (91) when they come back from a correction.
 
-Out of 03: 93 不予登记 when the unit was seized meanwhile; with
-``legacy_require_tax`` a transfer (DJLX 200) waits at 03 until
+Out of 03: 93 不予登记 when the unit was seized meanwhile, or when the
+internal network's review said no (``ReceiveReviewResult`` SHJG=0, the
+opinion SHYJ as the reason); with ``legacy_require_review`` a case whose
+materials include spatial ones (a CL with CLLX ``survey_report`` or
+``spatial_data``) waits at 03 until the review result comes back from the
+internal network (``Advance`` then answers a Client fault REVIEW_PENDING);
+``ReceiveReviewResult`` for a case already finished (06, 91, 93) answers CG
+false. With ``legacy_require_tax`` a transfer (DJLX 200) waits at 03 until
 ``ReceiveTaxResult`` says WSZT=1 (``Advance`` then answers a Client fault
 TAX_NOT_CLEARED). Into 05 a certificate number is issued:
 ``苏(2026)海门市不动产权第0000183号`` or ``…不动产证明第…号`` for mortgage (23),
 easement (19), objection (600) and advance notice (700); none for
 cancellation (400) and seizure (800).
+
+The register (``data["register"]``, see ``sandbox.data``) answers the queries:
+``QueryProperties`` (a holder's units by ZJH), ``QueryUnitStatus`` (a unit by
+BDCDYH, certificate number BDCQZH or a part of its location ZL) with its
+restrictions XZ (LX ``DY`` 抵押, ``CF`` 查封, ``YY`` 异议, ``YG`` 预告; a seizure
+received by ``ReceiveCourtOrder`` is one until its release), and
+``IssueNoPropertyCertificate`` (无房证明: a certificate number when the person
+holds nothing, else CG false with the count). Each answers only units of the
+division asked for (QXDM). ``BookAppointment`` books a half-hour slot of the
+window's calendar (``data["scheduling"]``): weekdays in office hours,
+``capacity`` a slot, the ``always_full`` slot always taken; a full, closed or
+past slot is answered CG false with up to three free slots (KXSD) after it.
 
 Every change is an event (BGJL) with a sequence number XH: pulled with
 ``ReportStageChanges(QSXH, ZDTS)`` and, when a callback URL is set
@@ -76,11 +94,21 @@ EVENT_FIELDS = ("XH", "YWH", "ZT", "ZTMC", "BGSJ", "YY", "BZXM", "BDCQZH", "BDCD
 NS_WSA = "http://www.w3.org/2005/08/addressing"
 #: Operations that change the register: they honour idempotency keys and are in the ledger.
 CHANGING = ("SubmitApplication", "Accept", "Refuse", "RequestCorrection", "Advance",
-            "ReceiveTaxResult", "ReceiveCourtOrder", "SupplementMaterials")
+            "ReceiveTaxResult", "ReceiveCourtOrder", "SupplementMaterials",
+            "IssueNoPropertyCertificate", "BookAppointment")
 #: What a system must register once: the same content applied twice is a double.
 ONCE = ("SubmitApplication", "ReceiveTaxResult", "ReceiveCourtOrder", "SupplementMaterials")
+# The internal network's review result (back by disc) is registered once, like a tax result.
+CHANGING += ("ReceiveReviewResult",)
+ONCE += ("ReceiveReviewResult",)
+#: Material types (CLLX) reviewed on the internal network before 登簿.
+SPATIAL_TYPES = frozenset({"survey_report", "spatial_data"})
 #: First answers kept per (operation, key); the oldest are forgotten beyond this.
 KEYS_KEPT = 100_000
+#: Restriction kinds (XZ.LX) as the register codes them.
+RESTRICTIONS = {"mortgage": "DY", "seizure": "CF", "objection": "YY", "advance_notice": "YG"}
+#: Units a location search answers at most.
+LOCATION_HITS = 20
 
 
 class LegacyEndpoint(SoapEndpoint):
@@ -107,6 +135,11 @@ class LegacyEndpoint(SoapEndpoint):
         self.auto_interval: float | None = sandbox.options["auto_advance"]
         self.answers: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self.ledger: list[dict[str, Any]] = []
+        self.register = {p["unit_code"]: p for p in sandbox.data["register"]["properties"]}
+        self.schedule = dict(sandbox.data["scheduling"])
+        self.bookings: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._booking_seq = self.schedule["appointment_seq_start"]
+        self._query_cert_seq = self.schedule["certificate_seq_start"]
 
     def operations(self) -> dict[str, Any]:
         handlers = {"SubmitApplication": self.submit, "Accept": self.accept,
@@ -114,8 +147,13 @@ class LegacyEndpoint(SoapEndpoint):
                     "SupplementMaterials": self.supplement_materials,
                     "Advance": self.advance, "QueryProgress": self.query_progress,
                     "ReceiveTaxResult": self.receive_tax,
+                    "ReceiveReviewResult": self.receive_review,
                     "ReceiveCourtOrder": self.receive_court_order,
-                    "ReportStageChanges": self.report_stage_changes}
+                    "ReportStageChanges": self.report_stage_changes,
+                    "QueryProperties": self.query_properties,
+                    "QueryUnitStatus": self.query_unit_status,
+                    "IssueNoPropertyCertificate": self.issue_no_property_certificate,
+                    "BookAppointment": self.book_appointment}
         for name in CHANGING:
             handlers[name] = self._once(name, handlers[name])
         return handlers
@@ -256,6 +294,12 @@ class LegacyEndpoint(SoapEndpoint):
         elif zt == "03":
             if app["BDCDYH"] in self.seized and app["DJLX"] != "800":
                 self._change(app, "93", yy="审核期间不动产被查封，不予登记")
+            elif app.get("SHJG") == "0":
+                self._change(app, "93", yy="内网审核不通过：" + str(app.get("SHYJ") or "空间数据审核未通过"))
+            elif (self.sandbox.options["legacy_require_review"] and app.get("SHJG") != "1"
+                  and any(str(c.get("CLLX") or "") in SPATIAL_TYPES for c in app["CL"])):
+                raise SoapFault("Client", _("the internal review of {ywh} has not come back",
+                                            ywh=app["YWH"]), "REVIEW_PENDING")
             elif (self.sandbox.options["legacy_require_tax"] and app["DJLX"] == "200"
                   and app.get("WSZT") != "1"):
                 raise SoapFault("Client", _("tax not cleared for {ywh}", ywh=app["YWH"]),
@@ -412,6 +456,23 @@ class LegacyEndpoint(SoapEndpoint):
                 self.sandbox.scheduler.call_later(0, lambda: self._auto_step(ywh, gen))
         return {"CG": True, "XX": "完税信息已接收", "YXYWH": [app["YWH"]]}
 
+    def receive_review(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "YWH", "SHJG")
+        if body["SHJG"] not in ("0", "1"):
+            raise SoapFault("Client", _("SHJG must be 0 or 1"), "BAD_SHJG")
+        with self.lock:
+            app = self._app(body["YWH"])
+            if app["ZT"] in FINAL:
+                return {"CG": False, "XX": f"业务已{STATES[app['ZT']]}，不再接收审核结果",
+                        "YXYWH": []}
+            app["SHJG"] = body["SHJG"]
+            app["SHYJ"] = body.get("SHYJ")
+            app["CLZY"] = [str(x) for x in as_list(body.get("CLZY"))]
+            if app["ZT"] == "03" and self.auto_interval:
+                ywh, gen = app["YWH"], app["gen"]
+                self.sandbox.scheduler.call_later(0, lambda: self._auto_step(ywh, gen))
+        return {"CG": True, "XX": "审核结果已接收", "YXYWH": [app["YWH"]]}
+
     def receive_court_order(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
         require(body, "AH", "FYMC", "BDCDYH", "LX")
         if body["LX"] not in ("CF", "JF", "PJ"):
@@ -420,7 +481,7 @@ class LegacyEndpoint(SoapEndpoint):
             raise SoapFault("Client", _("{value} is not a valid unit code", value=body["BDCDYH"]),
                             "INVALID_BDCDYH")
         with self.lock:
-            self.court_orders.append(dict(body))
+            self.court_orders.append({**body, "received": dt.date.today().isoformat()})
             if body["LX"] == "CF":
                 self.seized.add(body["BDCDYH"])
             elif body["LX"] == "JF":
@@ -440,6 +501,175 @@ class LegacyEndpoint(SoapEndpoint):
         page = pending[:limit]
         return {"BGJL": [{k: e[k] for k in EVENT_FIELDS} for e in page],
                 "ZXXH": page[-1]["XH"] if page else start, "SFYGD": len(pending) > len(page)}
+
+    # ------------------------------------------------------------------ queries
+    def _restrictions(self, unit: dict[str, Any]) -> list[dict[str, Any]]:
+        """XZ of a registered unit: those on record, and seizures received since.
+        Caller holds the lock."""
+        out = []
+        for r in unit["restrictions"]:
+            h = r.get("holder") or {}
+            period = r.get("period") or {}
+            out.append({"LX": RESTRICTIONS[r["kind"]], "ZMH": r.get("proof_no"),
+                        "DJSJ": r["registered_at"], "QLRMC": h.get("name"),
+                        "ZJZL": h.get("id_type"), "ZJH": h.get("id_number"),
+                        "JG": r.get("authority"), "AH": r.get("case_no"),
+                        "QSRQ": period.get("start"), "JSRQ": period.get("end"),
+                        "JE": r.get("amount")})
+        if unit["unit_code"] in self.seized:
+            order = next(o for o in reversed(self.court_orders)
+                         if o["BDCDYH"] == unit["unit_code"] and o["LX"] == "CF")
+            out.append({"LX": "CF", "DJSJ": order["received"], "JG": order["FYMC"],
+                        "AH": order["AH"], "QSRQ": order.get("QSRQ"),
+                        "JSRQ": order.get("JSRQ")})
+        return out
+
+    def _unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        """A registered unit as the system answers it. Caller holds the lock."""
+        restrictions = self._restrictions(unit)
+        return {"BDCDYH": unit["unit_code"], "BDCQZH": unit["certificate_no"],
+                "ZL": unit["location"], "MJ": unit["area"], "YT": unit["use"],
+                "QLLX": unit["right_type"], "DJSJ": unit["registered_at"],
+                "QLR": [{"QLRMC": h["name"], "ZJZL": h["id_type"], "ZJH": h["id_number"],
+                         "GYFS": h.get("co_ownership"), "QLBL": h.get("share")}
+                        for h in unit["holders"]],
+                "SFXZ": bool(restrictions), "XZ": restrictions}
+
+    @staticmethod
+    def _division(body: dict[str, Any]) -> str:
+        require(body, "QXDM")
+        division = str(body["QXDM"])
+        if len(division) != 6 or not division.isdigit():
+            raise SoapFault("Client", _("{value} is not a division code", value=division),
+                            "INVALID_QXDM")
+        return division
+
+    def _held_by(self, zjh: str, division: str) -> list[dict[str, Any]]:
+        """Units of ``division`` the person holds. Caller holds the lock."""
+        return [u for code, u in self.register.items() if code.startswith(division)
+                and any(h["id_number"].upper() == zjh for h in u["holders"])]
+
+    def query_properties(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "ZJH")
+        division = self._division(body)
+        zjh = str(body["ZJH"]).upper()
+        with self.lock:
+            units = [self._unit(u) for u in self._held_by(zjh, division)]
+        return {"ZS": len(units), "BDC": units}
+
+    def query_unit_status(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        division = self._division(body)
+        code = str(body.get("BDCDYH") or "")
+        cert = str(body.get("BDCQZH") or "").replace("（", "(").replace("）", ")")
+        place = str(body.get("ZL") or "").strip()
+        if not (code or cert or place):
+            raise SoapFault("Client", _("missing required element(s): {names}",
+                                        names="BDCDYH | BDCQZH | ZL"), "MISSING_ELEMENT")
+        if place and not (code or cert) and len(place) < 4:
+            raise SoapFault("Client", _("a location to search for needs at least 4 characters"),
+                            "LOCATION_TOO_SHORT")
+        with self.lock:
+            found = [u for u in self.register.values() if u["unit_code"].startswith(division)
+                     and (not code or u["unit_code"] == code)
+                     and (not cert or u["certificate_no"] == cert)
+                     and (not place or place in u["location"])]
+            units = [self._unit(u) for u in found[:LOCATION_HITS]]
+        return {"ZS": len(found), "DY": units}
+
+    def issue_no_property_certificate(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "QLRMC", "ZJZL", "ZJH", "CXMD")
+        division = self._division(body)
+        zjh = str(body["ZJH"]).upper()
+        if str(body["ZJZL"]) == "1" and not valid_resident_id(zjh):
+            raise SoapFault("Client", _("{value} is not a valid resident ID number", value=zjh),
+                            "INVALID_ZJH")
+        place = self.sandbox.data["county"]["name"]
+        issuer = self.schedule["office"]
+        with self.lock:
+            held = self._held_by(zjh, division)
+            if held:
+                return {"CG": False, "YWBDC": True, "BDCSL": len(held), "CJSJ": now_iso(),
+                        "CJJG": issuer, "XX": "名下有不动产登记记录，不能出具无房证明"}
+            self._query_cert_seq += 1
+            number = f"{place}不动产查字({dt.date.today().year})第{self._query_cert_seq:06d}号"
+        return {"CG": True, "ZMBH": number, "YWBDC": False, "BDCSL": 0, "CJSJ": now_iso(),
+                "CJJG": issuer, "XX": "经查询，未发现其名下有不动产登记记录"}
+
+    # ------------------------------------------------------------------ appointments
+    def _slots(self) -> list[tuple[str, str]]:
+        """(start, end) of every slot of a working day, in order."""
+        step = dt.timedelta(minutes=int(self.schedule["slot_minutes"]))
+        out = []
+        for opens, closes in self.schedule["hours"]:
+            at = dt.datetime.strptime(opens, "%H:%M")
+            end = dt.datetime.strptime(closes, "%H:%M")
+            while at + step <= end:
+                out.append((f"{at:%H:%M}", f"{at + step:%H:%M}"))
+                at += step
+        return out
+
+    def _free(self, day: dt.date, start: str) -> bool:
+        """Caller holds the lock."""
+        return (start not in self.schedule["always_full"]
+                and len(self.bookings.get((day.isoformat(), start), ()))
+                < self.schedule["capacity"])
+
+    def _alternatives(self, day: dt.date, after: str, n: int = 3) -> list[dict[str, str]]:
+        """The first ``n`` free slots after ``after`` on ``day``, then on the next
+        working days, within the calendar's horizon. Caller holds the lock."""
+        today = dt.date.today()
+        now = dt.datetime.now().strftime("%H:%M")
+        out: list[dict[str, str]] = []
+        for offset in range(int(self.schedule["horizon_days"])):
+            date = day + dt.timedelta(days=offset)
+            if date.weekday() >= 5 or date < today:
+                continue
+            for start, end in self._slots():
+                if (offset == 0 and start <= after) or (date == today and start <= now):
+                    continue
+                if self._free(date, start):
+                    out.append({"YYRQ": date.isoformat(), "KSSJ": start, "JSSJ": end})
+                    if len(out) == n:
+                        return out
+        return out
+
+    def book_appointment(self, body: dict[str, Any], header: Any) -> dict[str, Any]:
+        require(body, "QQBH", "YYRQ", "KSSJ", "JSSJ", "YYR")
+        person = body["YYR"] if isinstance(body["YYR"], dict) else {}
+        require(person, "QLRMC", "ZJH")
+        try:
+            day = dt.date.fromisoformat(str(body["YYRQ"]))
+        except ValueError:
+            raise SoapFault("Client", _("YYRQ must be a date (YYYY-MM-DD)"), "BAD_DATE") from None
+        start, end = str(body["KSSJ"]), str(body["JSSJ"])
+        office = str(body.get("BLDD") or self.schedule["office"])
+        refused = {"CG": False, "BLDD": office, "YYRQ": day.isoformat(), "KSSJ": start,
+                   "JSSJ": end}
+        horizon = int(self.schedule["horizon_days"])
+        with self.lock:
+            today = dt.date.today()
+            if day < today or (day == today and start <= dt.datetime.now().strftime("%H:%M")):
+                return {**refused, "XX": "预约时间已过，请选择其他时段",
+                        "KXSD": self._alternatives(max(day, today), "00:00")}
+            if (day - today).days >= horizon:
+                return {**refused, "XX": f"只能预约 {horizon} 日内的时段", "KXSD": []}
+            if day.weekday() >= 5 or (start, end) not in self._slots():
+                return {**refused,
+                        "XX": "该时段不办理业务（工作日 8:30-11:30、13:30-17:00，每半小时一个时段）",
+                        "KXSD": self._alternatives(day, start if day.weekday() < 5 else "00:00")}
+            taken = self.bookings.setdefault((day.isoformat(), start), [])
+            zjh = str(person["ZJH"]).upper()
+            mine = next((b for b in taken if b["ZJH"] == zjh or b["QQBH"] == body["QQBH"]), None)
+            if mine is None:
+                if not self._free(day, start):
+                    return {**refused, "XX": "该时段已约满，请选择其他时段",
+                            "KXSD": self._alternatives(day, start)}
+                self._booking_seq += 1
+                mine = {"YYH": f"YY{day:%Y%m%d}{self._booking_seq:05d}", "ZJH": zjh,
+                        "QQBH": body["QQBH"], "YWH": body.get("YWH"), "SXMC": body.get("SXMC")}
+                taken.append(mine)
+        return {"CG": True, "YYH": mine["YYH"], "BLDD": office, "YYRQ": day.isoformat(),
+                "KSSJ": start, "JSSJ": end, "XX": "预约成功，请按时携带身份证件到登记大厅办理"}
 
     # ------------------------------------------------------------------ sandbox side
     def set_auto_advance(self, interval: float | None) -> None:

@@ -252,8 +252,10 @@ def test_a_soap_operation_the_wsdl_lacks_is_refused_with_did_you_mean_and_its_li
     assert only_problem(text) == (
         "config.yaml:22:44: routes.online_application.steps[1].to.operation: connector "
         "'legacy' has no operation 'ReportStageChange' in its WSDL (did you mean "
-        "'ReportStageChanges'?); it has: Accept, Advance, QueryProgress, ReceiveCourtOrder, "
-        "ReceiveTaxResult, Refuse, ReportStageChanges, RequestCorrection, SubmitApplication")
+        "'ReportStageChanges'?); it has: Accept, Advance, BookAppointment, "
+        "IssueNoPropertyCertificate, QueryProgress, QueryProperties, QueryUnitStatus, "
+        "ReceiveCourtOrder, ReceiveReviewResult, ReceiveTaxResult, Refuse, ReportStageChanges, "
+        "RequestCorrection, SubmitApplication, SupplementMaterials")
 
 
 def test_a_soap_payload_key_the_operation_does_not_take_is_refused_at_the_key():

@@ -23,6 +23,16 @@ EXPECTED = {
     "marriage_check_request", "marriage_check_result", "household_check_request",
     "household_check_result", "business_licence_check_request",
     "business_licence_check_result", "registration_result", "e_certificate", "appointment",
+    "person_query", "unit_status_query", "register_extract", "no_property_certificate",
+    "appointment_request", "appointment_reply",
+    "review_result",
+    "payment_request", "payment_notification", "payment_confirmation",
+    "e_certificate_query",
+    "material_update",
+    "application_batch", "evaluation_request", "evaluation_grade",
+    "credit_code_check_result", "face_comparison_result", "signature_verification_result",
+    "medical_certificate_check_result", "notarial_certificate_check_result",
+    "address_check_result", "financial_licence_check_result",
 }
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
