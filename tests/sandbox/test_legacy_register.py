@@ -41,7 +41,8 @@ def test_the_seeded_register_agrees_with_the_other_departments():
     assert data["secrets"]["legacy"]["callback_app_key"] == "ak-legacy-40bd2d5f"
 
 
-def test_queries_answer_holdings_restrictions_and_only_the_county_asked(sandbox):
+def test_queries_answer_holdings_restrictions_and_only_the_county_asked(clean_sandbox):
+    sandbox = clean_sandbox
     legacy = soap_client(sandbox, "legacy")
     data = sandbox.data
     owner = data["people"][0]
@@ -76,7 +77,8 @@ def test_a_seizure_received_is_a_restriction_until_its_release():
         assert status()["XZ"] == []
 
 
-def test_a_no_property_certificate_is_issued_only_to_someone_who_holds_nothing(sandbox):
+def test_a_no_property_certificate_is_issued_only_to_someone_who_holds_nothing(clean_sandbox):
+    sandbox = clean_sandbox
     legacy = soap_client(sandbox, "legacy")
     nobody = sandbox.data["register"]["no_property"][0]
     issued = legacy.IssueNoPropertyCertificate(QLRMC="某某", ZJZL="1", ZJH=nobody,
@@ -106,7 +108,8 @@ def test_booking_fills_a_slot_then_offers_the_next_free_ones():
         assert rush["CG"] is False and rush["KXSD"][0]["KSSJ"] == "09:30"
 
 
-def test_closed_past_or_far_slots_are_refused_with_a_reason(sandbox):
+def test_closed_past_or_far_slots_are_refused_with_a_reason(clean_sandbox):
+    sandbox = clean_sandbox
     legacy = soap_client(sandbox, "legacy")
     day = _weekday(3)
     lunch = legacy.BookAppointment(QQBH="L1", YYR=_visitor(sandbox), YYRQ=day, KSSJ="12:00",

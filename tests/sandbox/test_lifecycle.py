@@ -13,7 +13,7 @@ from .helpers import exchange_post, soap_client
 
 EXPECTED = ["gov", "tax", "trade", "court", "civil", "police", "market", "legacy",
             "window_county", "window_province", "window_national",
-            "public_sector", "health", "justice", "finance", "evaluation"]
+            "public_sector", "health", "justice", "finance", "payment", "evaluation"]
 
 
 def test_every_endpoint_listens_on_its_own_loopback_port_and_answers_health(sandbox):

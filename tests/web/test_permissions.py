@@ -238,7 +238,8 @@ def test_the_shipped_config_gives_every_client_only_what_it_needs():
     may = {name: {t for t in ("application.submitted", "bank.batch_submitted",
                               "developer.batch_submitted", "agency.batch_submitted",
                               "legacy.stage_changed", "tax.clearance_pushed",
-                              "progress.reported", "registration.recorded", "refusal.notified")
+                              "progress.reported", "registration.recorded", "refusal.notified",
+                              "payment.notified")
                   if Permissions.of(block).may_send(t, events)}
            for name, block in clients.items()}
 
@@ -249,11 +250,12 @@ def test_the_shipped_config_gives_every_client_only_what_it_needs():
                    "developer_hm": {"developer.batch_submitted"},
                    "agency_hm": {"agency.batch_submitted"},
                    "legacy": {"legacy.stage_changed"},
-                   "tax": {"tax.clearance_pushed"}}
+                   "tax": {"tax.clearance_pushed"},
+                   "payment": {"payment.notified"}}
     assert {name: block["reads"] for name, block in clients.items()} == {
         "county_window": "own", "province_window": "own", "national_window": "own",
         "bank_jhrcb": "own", "developer_hm": "own", "agency_hm": "own", "legacy": "none",
-        "tax": "none"}
+        "tax": "none", "payment": "none"}
 
 
 # -- who may read what ------------------------------------------------------------------
