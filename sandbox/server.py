@@ -24,7 +24,7 @@ import errno
 import json
 import math
 import random
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -592,12 +592,24 @@ class _Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + seconds
         stopping = self.server.endpoint.sandbox.stopping
         sock = self.connection
+        # A selector, not select.select: in a long test session descriptors pass 1024,
+        # where select() raises and the hold would end at once as a disconnect.
+        with selectors.DefaultSelector() as watch:
+            try:
+                watch.register(sock, selectors.EVENT_READ)
+            except (OSError, ValueError):
+                return
+            self._watch_until(watch, sock, deadline, stopping)
+
+    @staticmethod
+    def _watch_until(watch: selectors.BaseSelector, sock: socket.socket, deadline: float,
+                     stopping: threading.Event) -> None:
         while not stopping.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
-                readable, _w, _x = select.select([sock], [], [], min(0.05, left))
+                readable = watch.select(min(0.05, left))
             except (OSError, ValueError):
                 break
             if readable:

@@ -66,8 +66,9 @@ class KombuBroker(Broker):
         self.visibility_timeout = float(visibility_timeout)
         self.publish_timeout = float(publish_timeout)
         if self.virtual:
-            from .leased_sql import LeasedSqlaTransport
+            from .leased_sql import LeasedSqlaTransport, hold_engine
 
+            hold_engine(url.split("+", 1)[1])
             self._conn_args: dict[str, Any] = {
                 "hostname": url.split("+", 1)[1], "transport": LeasedSqlaTransport,
                 "transport_options": {"polling_interval": polling_interval}}
@@ -96,6 +97,7 @@ class KombuBroker(Broker):
         self._killed = threading.Event()
         self._consumer_conn: Any = None
         self.connected = threading.Event()
+        self._engine_released = False
 
     # -- topology
     def _connection(self) -> Any:
@@ -396,6 +398,15 @@ class KombuBroker(Broker):
             with contextlib.suppress(Exception):
                 producer.connection.close()
         self._local = threading.local()
+        self._release_engine()
+
+    def _release_engine(self) -> None:
+        if self.virtual and not self._engine_released:
+            self._engine_released = True
+            from .leased_sql import release_engine
+
+            with contextlib.suppress(Exception):
+                release_engine(self._conn_args["hostname"])
 
     def kill(self) -> None:
         self._killed.set()
@@ -412,13 +423,16 @@ class KombuBroker(Broker):
                     conn.collect()  # drop the socket; RabbitMQ requeues what was unacked
         with self._producers_lock:
             producers, self._producers = self._producers, []
-        if not self.virtual:
-            for producer in producers:
-                with contextlib.suppress(Exception):
+        for producer in producers:
+            with contextlib.suppress(Exception):
+                if self.virtual:
+                    producer.connection.close()  # holds no deliveries: nothing to give back
+                else:
                     producer.connection.collect()
         if self._thread is not None:
             self._thread.join(2.0)
             self._thread = None
+        self._release_engine()
 
     def queue_size(self, name: str) -> int | None:
         queue = self._queues.get(name)

@@ -90,6 +90,16 @@ class LeasedChannel(ksqla.Channel):
                     self._engines[key] = engine, sessionmaker(bind=engine)
         return self._engines[key]
 
+    def close(self):
+        # kombu's channel never closes its ORM session, whose open read keeps a
+        # pooled connection checked out after the channel is gone.
+        try:
+            super().close()
+        finally:
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
+
     @property
     def _table(self):
         return self.message_cls.__table__
@@ -190,6 +200,34 @@ class LeasedChannel(ksqla.Channel):
         self._execute(update(t).where(t.c.visible == False)  # noqa: E712
                       .where(or_(t.c.timestamp < cutoff, t.c.timestamp.is_(None)))
                       .values(visible=True))
+
+
+_users: dict[str, int] = {}
+
+
+def hold_engine(hostname: str) -> None:
+    """Count one more broker using the database at ``hostname``."""
+    with ksqla._MUTEX:
+        _users[hostname] = _users.get(hostname, 0) + 1
+
+
+def release_engine(hostname: str) -> None:
+    """One broker fewer on ``hostname``; the last one closes the shared engine.
+
+    The engines are shared across the process (``LeasedChannel._engines``), so
+    without this every database a process ever opened kept its pooled
+    connections open for good: a test session, or a tool opening many data
+    folders, ran out of file descriptors.
+    """
+    with ksqla._MUTEX:
+        left = _users.get(hostname, 0) - 1
+        if left > 0:
+            _users[hostname] = left
+            return
+        _users.pop(hostname, None)
+        entry = LeasedChannel._engines.pop(hostname, None)
+    if entry is not None:
+        entry[0].dispose()
 
 
 class LeasedSqlaTransport(ksqla.Transport):

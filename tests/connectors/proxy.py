@@ -7,7 +7,7 @@ refused connection (closed at once), a peer that accepts and never answers.
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import socket
 import threading
 
@@ -59,12 +59,15 @@ class ToggleProxy:
             return
         self._track(upstream)
         pair = {client: upstream, upstream: client}
+        watch = selectors.DefaultSelector()  # select() fails past descriptor 1024
         try:
+            for sock in pair:
+                watch.register(sock, selectors.EVENT_READ)
             for _ in iter(int, 1):  # until a side closes or the proxy stops
                 if self._stop.is_set():
                     return
-                ready, _w, _x = select.select(list(pair), [], [], 0.1)
-                for sock in ready:
+                for key, _events in watch.select(0.1):
+                    sock = key.fileobj
                     data = sock.recv(65536)
                     if not data:
                         return
@@ -72,6 +75,7 @@ class ToggleProxy:
         except OSError:
             return
         finally:
+            watch.close()
             client.close()
             upstream.close()
 

@@ -86,6 +86,35 @@ def test_sql_transport_deletes_a_row_when_its_message_is_acked(tmp_path):
     assert _rows(db) == []
 
 
+def _open_db_files(db) -> int:
+    import os
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(db)
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_the_last_broker_closed_on_a_database_closes_its_connections(tmp_path):
+    # The SQL engine is shared by every broker of the process on one database; it
+    # used to stay open for good, so a long-lived process leaked descriptors.
+    db = tmp_path / "broker.db"
+    first = KombuBroker(f"sqla+sqlite:///{db}")
+    second = KombuBroker(f"sqla+sqlite:///{db}")
+    for b in (first, second):
+        b.declare_queue("q", ["a.b"])
+        b.publish(b"{}", "a.b")
+    assert _open_db_files(db) > 0
+    first.close()
+    second.publish(b"{}", "a.b")  # still open for the other broker
+    assert second.queue_size("q") == 3
+    second.kill()
+    assert _open_db_files(db) == 0
+
+
 def test_sql_transport_redelivers_unacked_messages_of_a_dead_consumer_after_the_lease(tmp_path):
     db = tmp_path / "broker.db"
     first = KombuBroker(f"sqla+sqlite:///{db}", visibility_timeout=1.0)
