@@ -7,6 +7,10 @@ COPY . .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
 FROM python:3.11-slim-bookworm
+# The notices (受理通知书 and the others) are rendered as PDF in a CJK font; the
+# slim image has none, and without one every notice would park until one is installed.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --create-home --home-dir /var/lib/bdc-hub --uid 10001 bdchub
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

@@ -233,6 +233,8 @@ class Sandbox:
         out["legacy"] = s["legacy"]
         for name in ("window_county", "window_province", "window_national"):
             out[name] = s[name]
+        for name in ("payment", "evaluation"):  # their keys derive from the seed, not secrets
+            out[name] = dict(self._endpoints[name].credentials)  # type: ignore[attr-defined]
         return out
 
     # ------------------------------------------------------------------ more knobs

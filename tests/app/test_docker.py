@@ -61,6 +61,14 @@ def test_the_image_runs_hub_run_listening_on_every_interface_with_its_data_on_a_
         assert url.split(":///", 1)[1].startswith(data + "/"), url
 
 
+def test_the_image_carries_the_cjk_font_the_notices_are_rendered_in():
+    from bdchub.routes.steps.domain.notice_pdf import FONT_CANDIDATES
+
+    installs = " ".join(rest for word, rest in instructions() if word == "RUN")
+    assert "fonts-wqy-microhei" in installs
+    assert FONT_CANDIDATES[0].startswith("/usr/share/fonts/truetype/wqy/")
+
+
 def test_hub_check_passes_on_the_shipped_config_under_the_image_environment():
     env = image_env()
     proc = subprocess.run([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "check",

@@ -152,3 +152,12 @@ def test_credentials_document_every_endpoint(sandbox):
     for name in ("market", "window_county", "window_province", "window_national"):
         assert set(creds[name]) >= {"app_key", "app_secret"}
     assert creds["trade"]["token_url"] == sandbox.url("trade") + "/oauth/token"
+
+
+def test_credentials_name_every_signed_department_including_payment_and_evaluation(sandbox):
+    creds = sandbox.credentials
+    assert creds["payment"] == sandbox.endpoint("payment").credentials
+    assert {"app_key", "app_secret", "push_app_key", "push_app_secret"} <= set(creds["payment"])
+    assert creds["evaluation"] == sandbox.endpoint("evaluation").credentials
+    creds["payment"]["app_key"] = "changed"  # a copy: the caller cannot change the sandbox
+    assert sandbox.credentials["payment"]["app_key"] != "changed"
