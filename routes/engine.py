@@ -171,7 +171,9 @@ class Engine:
                       path=".".join(map(str, resume)), route=run.route.name),
                     route=run.route.name))
             step, rest = steps[idx], resume[1:]
-            if not rest:
+            if rest and step.impl.reruns_whole:
+                start = idx
+            elif not rest:
                 if mode == "at":
                     start = idx
                 elif mode == "timeout":
@@ -203,11 +205,17 @@ class Engine:
 
     def _hop(self, run: Run, step: Step, started: float, ms: float, outcome: str,
              detail: str = "") -> Hop:
-        hop = Hop(route=run.route.name, step=step.label, started_at=started,
+        hop = Hop(route=run.route.name, step=step.label + run.scope, started_at=started,
                   duration_ms=round(ms, 3), outcome=outcome, detail=detail[:500])
         run.hops.append(hop)
         self.mw.after_step(run.route.name, step, run, hop)
         return hop
+
+    def run_steps(self, steps: list[Step], run: Run) -> None:
+        """Run nested ``steps`` over ``run`` now, each with its hop and error policy
+        (for a kind that runs its branch more than once, such as ``each``)."""
+        for step in steps:
+            self._step(step, run)
 
     def _step(self, step: Step, run: Run) -> None:
         policy = run.route.on_error

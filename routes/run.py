@@ -86,6 +86,9 @@ class Run:
         self.error: BaseException | None = None
         self.failed_step: Step | None = None
         self.clock = clock
+        # Which iteration of an ``each`` the steps run in ("@1", "@0@2"; "" outside a
+        # loop): part of idempotency keys and message ids, so iterations differ.
+        self.scope = ""
 
     def rekey(self, tenant: str, business_no: str) -> None:
         key = (self.tenant, self.business_no)
@@ -119,7 +122,7 @@ class Run:
                 "_now": now_iso(self.clock())}
 
     def key(self, step: Step, suffix: str = "") -> str:
-        return f"{self.origin}:{self.route.name}:{step.id}{suffix}"
+        return f"{self.origin}:{self.route.name}:{step.id}{self.scope}{suffix}"
 
     def business_headers(self) -> dict[str, str]:
         return {k: v for k, v in self.headers.items() if not k.startswith(HUB_PREFIX)}
@@ -132,7 +135,7 @@ class Run:
                        source=f"route:{self.route.name}",
                        headers={**self.business_headers(), H_PARENT: self.received.id,
                                 H_ROUTE: self.route.name, **(headers or {})},
-                       id=derive_id(self.origin, self.route.name, step.id, n),
+                       id=derive_id(self.origin, self.route.name, step.id + self.scope, n),
                        trace=(*self.received.trace, *self.hops))
         self.out.append(Outgoing(env, queue))
         return env

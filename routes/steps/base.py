@@ -156,6 +156,9 @@ class StepKind:
     schema: Mapping[str, Any] = {}
     #: whether a request/reply endpoint route may use it
     sync_ok: bool = True
+    #: whether a run resumed inside its nested steps starts again at the step itself
+    #: (a loop: the nested step's position does not say which iteration it was at)
+    reruns_whole: bool = False
 
     def branches(self, spec: Any) -> Iterator[tuple[str, PathT, list[Any]]]:
         """Nested step lists: (branch key, path below the step, the steps)."""

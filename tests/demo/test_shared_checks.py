@@ -174,6 +174,48 @@ def test_an_institution_unknown_or_dissolved_at_its_registry_is_refused_not_dead
         assert _records(flows, no, "institution_registration")
 
 
+def test_an_enterprise_market_regulation_does_not_know_is_refused_not_dead_lettered(flows):
+    from bdchub.sandbox.data import uscc_check_char
+
+    stem = "91320684MA1Q0XXX1"
+    unknown = stem + uscc_check_char(stem)
+    assert unknown not in flows.sb.endpoint("market").companies
+    body = _organisation_application(flows, "G00006", {"name": "海门市某某贸易有限公司",
+                                                       "uscc": unknown})
+    no = body["business_no"]
+    flows.submit("county_window", body)
+
+    # Market answers 404 NOT_FOUND: an answer ("not on file"), as the other registries'
+    # total 0 is, so the applicant gets a refusal notice instead of a dead letter.
+    assert _refusal(flows, no)["reason"] == "申请单位统一社会信用代码在其登记管理部门查无登记"
+    assert flows.received("market", where=lambda b: b.get("uscc") == unknown)
+    record = _records(flows, no, "business_licence")["business_licence"]
+    assert (record["connector"], record["result"]) == ("market", {"found": False})
+    flows.wait(lambda: flows.stage(no) == "refusal", what=f"progress of {no}")
+    assert not [d for d in flows.hub.dlq_list() if d["business_no"] == no]
+    assert not flows.received("legacy", where=_of(no))
+
+
+def test_every_organisation_party_is_checked_at_its_own_registry(flows):
+    hospital = next(i for i in flows.sb.data["institutions"]
+                    if i["org_type"] == "事业单位" and i["status"] == "正常")
+    charity = flows.sb.data["social_organisations"][0]
+    body = _organisation_application(flows, "G00007", hospital)
+    body["applicants"].append({"name": charity["name"], "id_type": "8",
+                               "id_number": charity["uscc"], "co_ownership": "0"})
+    no = body["business_no"]
+    flows.submit("county_window", body)
+
+    _forwarded(flows, no)
+    assert flows.received("public_sector", where=lambda b: b.get("uscc") == hospital["uscc"])
+    assert flows.received("civil", path="/api/civil/social-organisations/query",
+                          where=lambda b: b.get("uscc") == charity["uscc"])
+    _records(flows, no, "institution_registration", "social_organisation")
+    names = [r["result"]["given"] for r in flows.hub.store.verifications_for(no)
+             if r["kind"] == "registered_name"]
+    assert sorted(names) == sorted([hospital["name"], charity["name"]])
+
+
 # -- inheritance: death and birth medical certificates, notarial certificate ------
 
 def test_inheritance_checks_death_and_birth_certificates_and_the_notarial_certificate(flows):
