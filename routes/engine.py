@@ -89,6 +89,10 @@ FANOUT_THREADS = 8
 Validator = Callable[[str, Any], list]
 
 
+def _log_audit(event: str, **fields: Any) -> None:
+    log.info("audit %s %s", event, fields)
+
+
 def _default_validator(name: str, instance: Any) -> list:
     from bdchub.schemas import catalog
 
@@ -111,8 +115,11 @@ class Engine:
                  tenant: str = "", organisation: str = "", prefix: str = "bdchub",
                  await_queue: str | None = None, redeliver_after: float = 30.0,
                  inbox_ttl: float = 7 * 86400.0, processed_ttl: float = 30 * 86400.0,
-                 applicant_keys: ApplicantKeys | None = None):
+                 applicant_keys: ApplicantKeys | None = None,
+                 audit: Callable[..., None] | None = None):
         self.routes = dict(routes)
+        # The hub's audit log (``audit`` steps); without one the records go to the log.
+        self.audit: Callable[..., None] = audit or _log_audit
         self.connectors = connectors
         self.store = store
         self.broker = broker

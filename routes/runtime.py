@@ -84,6 +84,7 @@ class Hub:
         self._scheduler: threading.Thread | None = None
         self._lock = threading.Lock()
         self._audit: Any = None
+        engine.audit = self.audit  # ``audit`` steps write to the hub's own log
 
     # -- assembly
     @classmethod

@@ -23,14 +23,18 @@ electronic notices of a case (``…/notices``, the PDF the routes rendered).
 Corrected materials (``application.materials_updated``) are taken only for a case
 the client may read that the registration agency sent back for correction
 (stage ``correction``): an unknown case answers 404, a closed one 409
-``case_closed``, one at another stage 409 ``not_awaiting_correction``. The case
+``case_closed``, one at another stage 409 ``not_awaiting_correction``; materials
+marked classified answer 422 ``classified_material`` (only on site). The case
 is looked at after the idempotency records, so a repeat of a correction that was
 taken still gets its first answer once the case has moved on.
 
 Every refusal answers ``{"error": {"code", "message", "violations"?, "request_id"}}``
 (a SOAP fault on the SOAP endpoint) in the caller's language (``?lang=en`` or
 ``Accept-Language``; Chinese by default), is counted, and is audited through
-``hub.audit("inbound.rejected", …)`` with no personal data. Nothing is published
+``hub.audit("inbound.rejected", …)`` with no personal data. So is a refusal a
+request/reply route answers itself (status 4xx, its own body; ``Intake.answered``):
+the audit carries the route, the message type and the route's error code; the
+answer stays the body the route made. Nothing is published
 unless every check passed; the only hand-off is ``hub.publish``, which is
 durable or raises.
 """
@@ -68,7 +72,7 @@ from .config_schema import endpoint_defaults, with_defaults
 from .dedupe import ContentId
 from .http import Answer, ApiError, Handler, Request, dumps, json_answer, read_json, status_line
 from .idempotency import Replay
-from .intake import Intake, _unavailable
+from .intake import Intake
 from .ports import HubPort
 from .queries import Queries, is_query
 from .relay import Relay
@@ -347,16 +351,11 @@ class InboundApp:
     def _accept_correction(self, req: Request, body: dict[str, Any], schema: str) -> Any:
         """``Intake.accept`` for corrected materials, with the case looked at between
         the idempotency records and the hand-over (the order the module's text gives)."""
-        intake = self.intake
-        envelope = intake.admit(req, MATERIALS, body, schema=schema)
-        try:
-            intake.idempotency.claim(req, envelope)
-        except HubError as exc:
-            log.warning("idempotency records unavailable: %s", exc)
-            raise _unavailable("idempotency_unavailable") from None
-        self._awaiting_correction(req, envelope.tenant, envelope.business_no)
-        intake.hand_over(req, envelope)
-        return envelope
+        def check(envelope: Any) -> None:
+            self._awaiting_correction(req, envelope.tenant, envelope.business_no)
+            _no_classified_material(envelope.body)
+
+        return self.intake.accept(req, MATERIALS, body, schema=schema, check=check)
 
     def _awaiting_correction(self, req: Request, tenant: str, business_no: str) -> None:
         """The case takes corrected materials now, or the ApiError saying why not."""
@@ -532,7 +531,7 @@ class InboundApp:
                 # match its order …): the audit names the case it claimed to be about.
                 raise ApiError(422, "schema_violation", str(exc),
                                violations=[{"path": p, "message": m} for p, m in exc.violations],
-                               audit_fields={"type": type_,
+                               audit_fields={"type": type_, "route": route,
                                              "business_no": envelope.business_no}) from None
             except TimeoutError_ as exc:
                 raise ApiError(504, "timeout", str(exc), reason="route_timeout") from None
@@ -547,6 +546,7 @@ class InboundApp:
             status = result.headers.get("http.status") if result.headers else None
             code = int(status) if status and status.isdigit() else 200
             answer = dict(result.body)
+            intake.answered(req, code, route, envelope, answer)
             if query:
                 answer = self.queries.answer(req, envelope, code, answer)
             if relay is not None:
@@ -570,6 +570,26 @@ class InboundApp:
             self._openapi = dumps(openapi.build(self.schemas, endpoints=self.endpoints,
                                                 server_url=self.public_url))
         return 200, [("Content-Type", "application/json; charset=utf-8")], self._openapi
+
+
+def _no_classified_material(body: dict[str, Any]) -> None:
+    """Classified spatial data is handled only on site (guide §五(一)): corrected
+    materials marked ``classified`` are refused (422 ``classified_material``) with the
+    instruction the refusal of an application holding one gives, and nothing of the
+    correction is taken; the case keeps waiting for its materials."""
+    materials = body.get("materials")
+    found = [m for m in materials if isinstance(m, dict) and m.get("classified") is True] \
+        if isinstance(materials, list) else []
+    if not found:
+        return
+    names = "、".join(str(m.get("name") or "") for m in found)
+    raise ApiError(422, "classified_material", _(
+        "{names}: classified spatial data is handled only on site; bring it to the real "
+        "estate registration hall and submit it there. Nothing of this correction was "
+        "taken", names=names[:200]), reason="classified_material",
+        violations=[{"path": f"$.materials[{materials.index(m)}].classified",
+                     "keyword": "const", "message": _("classified spatial data is handled "
+                                                      "only on site")} for m in found])
 
 
 def create_app(hub: HubPort, config: dict[str, Any], **options: Any) -> InboundApp:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bdchub.core import greenloop
-from bdchub.core.envelope import Envelope
+from bdchub.core.envelope import Envelope, new_id
 from bdchub.core.errors import ConfigError, HubError
 from bdchub.core.i18n import _
 
@@ -161,7 +161,7 @@ class Intake:
             held = self.suspensions.holding(client.name, client.channel)
         except HubError as exc:
             log.warning("channel suspensions cannot be read: %s", exc)
-            raise _unavailable("suspensions_unavailable") from None
+            raise unavailable("suspensions_unavailable") from None
         if held is None:
             return
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(held["suspended_at"])))
@@ -252,11 +252,27 @@ class Intake:
               source: str = "", headers: Mapping[str, str] | None = None,
               dedupe: ContentId | None = None) -> Envelope:
         """Characters, schema, tenant and envelope of a message a request/reply route
-        runs next (counted accepted for the client's channel); nothing handed over."""
-        envelope = self._envelope(req, type_, body, schema=schema, source=source,
-                                  headers=headers, dedupe=dedupe)
-        self.metrics.channel_accepted(req.client.channel if req.client else "")
-        return envelope
+        runs next, or a check looks at first; nothing handed over, nothing counted yet
+        (``answered`` or ``reject`` counts the request once its outcome is known)."""
+        return self._envelope(req, type_, body, schema=schema, source=source,
+                              headers=headers, dedupe=dedupe)
+
+    def answered(self, req: Request, status: int, route: str, envelope: Envelope,
+                 answer: Mapping[str, Any]) -> None:
+        """Count and audit what a request/reply route answered. A refusal the route
+        made itself (it answered 4xx: an unknown unit, a batch it would not take …)
+        is audited as ``inbound.rejected`` like every refusal of the intake, with the
+        route's error code (``error.code`` of its answer, else its ``status``)."""
+        if status < 400:
+            self.metrics.channel_accepted(req.client.channel if req.client else "")
+            return
+        error = answer.get("error")
+        code = error.get("code") if isinstance(error, Mapping) else answer.get("status")
+        refusal = ApiError(status, str(code) if isinstance(code, str) and code
+                           else "route_refused", "", reason="route_refused",
+                           audit_fields={"type": envelope.type, "route": route,
+                                         "business_no": envelope.business_no})
+        self.reject(req, refusal, new_id())
 
     def _envelope(self, req: Request, type_: str, body: dict[str, Any], *,
                   schema: str | None = None, source: str = "",
@@ -297,7 +313,7 @@ class Intake:
         except HubError as exc:
             log.warning("hand-over of %s to %s failed: %s", envelope.type, route or "the broker",
                         exc)
-            raise _unavailable("publish_failed") from None
+            raise unavailable("publish_failed") from None
         client = req.client
         self.metrics.channel_accepted(client.channel if client else "")
         self.audit("inbound.accepted", {
@@ -308,17 +324,23 @@ class Intake:
     def accept(self, req: Request, type_: str, body: dict[str, Any], *,
                schema: str | None = None, source: str = "",
                headers: Mapping[str, str] | None = None, route: str | None = None,
-               dedupe: ContentId | None = None) -> Envelope:
-        """The checks of ``admit``, the idempotency records, then ``hand_over``: the
-        message is the hub's once this returns. A repeat of a request already answered raises
-        ``web.idempotency.Replay`` with that answer instead, and nothing is handed over."""
+               dedupe: ContentId | None = None,
+               check: Callable[[Envelope], None] | None = None) -> Envelope:
+        """The checks of ``admit``, the idempotency records, ``check`` (what the case
+        must be for this message; it raises ``ApiError``), then ``hand_over``: the
+        message is the hub's once this returns. A repeat of a request already answered
+        raises ``web.idempotency.Replay`` with that answer instead, and nothing is handed
+        over: ``check`` comes after the records, so a repeat gets its first answer even
+        once the case has moved on."""
         envelope = self._envelope(req, type_, body, schema=schema, source=source,
                                   headers=headers, dedupe=dedupe)
         try:
             self.idempotency.claim(req, envelope)
         except HubError as exc:
             log.warning("idempotency records unavailable: %s", exc)
-            raise _unavailable("idempotency_unavailable") from None
+            raise unavailable("idempotency_unavailable") from None
+        if check is not None:
+            check(envelope)
         self.hand_over(req, envelope, route=route)
         return envelope
 
@@ -351,7 +373,10 @@ class Intake:
             log.exception("audit of %s failed", event)
 
 
-def _unavailable(reason: str) -> ApiError:
+def unavailable(reason: str) -> ApiError:
+    """503 ``unavailable`` with Retry-After: the hub could not take the message now
+    (its store or broker did not answer) and nothing was accepted; ``reason`` says
+    which part, for the audit."""
     return ApiError(503, "unavailable",
                     _("the hub cannot take the message now; nothing was accepted, "
                       "try again later"), reason=reason, headers=[("Retry-After", "5")])
@@ -360,7 +385,7 @@ def _unavailable(reason: str) -> ApiError:
 def _nonces_unavailable(exc: HubError) -> ApiError:
     # Without the store a replay cannot be told from a first request: refuse both, for now.
     log.warning("request nonces cannot be checked: %s", exc)
-    return _unavailable("nonce_store")
+    return unavailable("nonce_store")
 
 
 def _secret(value: str, client: str) -> str:

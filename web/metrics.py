@@ -4,9 +4,10 @@
 - ``bdchub_inbound_rejected_total{endpoint,code}``: refused requests by error code;
 - ``bdchub_inbound_latency_seconds{endpoint}``: time to answer;
 - ``bdchub_inbound_channel_requests_total{channel,outcome}``: requests of each
-  channel's clients (guide §三(一)6: the agency counts every channel): ``accepted``
-  (handed to the hub, or a request/reply route started on it), ``refused`` (4xx,
-  a suspended channel's included), ``error`` (5xx: the hub could not take it);
+  channel's clients (guide §三(一)6: the agency counts every channel), one outcome
+  each: ``accepted`` (handed to the hub, or answered by a request/reply route),
+  ``refused`` (4xx, a suspended channel's and a route's own refusals included),
+  ``error`` (5xx: the hub could not take it);
 - ``bdchub_inbound_channel_rejected_total{channel,code}``: the refusals and errors of
   each channel by error code (``channel_suspended``, ``type_forbidden`` …).
 

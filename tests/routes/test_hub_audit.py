@@ -169,3 +169,33 @@ def test_audit_verify_checks_the_ferry_inbox_log_under_the_same_key(config, tmp_
 
     assert result.exit_code == 0, result.output
     assert str(tmp_path / "data" / "ferry" / "audit.jsonl") in result.output
+
+
+def test_an_audit_step_writes_what_the_route_refused_masked_to_the_hubs_log(
+        tmp_path, monkeypatch):
+    from .helpers import application, make_hub
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(AUDIT_KEY_ENV, raising=False)
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    hub = make_hub({"refuse": {"from": "application.submitted", "steps": [
+        {"audit": {"event": "application.refused",
+                   "fields": {"reason": "'classified_material'",
+                              "materials": "materials[?classified].name",
+                              "applicant": "applicants[0]"}}},
+        {"filter": "`false`"}]}})
+    try:
+        body = application("S-9", materials=[
+            {"name": "宗地图.dxf", "type": "spatial_data", "classified": True},
+            {"name": "申请书", "type": "application_form"}])
+        hub.send("application.submitted", body, business_no="S-9")
+        hub.run_until_idle()
+        [record] = [r for r in hub.audit_log().records() if r["event"] == "application.refused"]
+    finally:
+        hub.close()
+    fields = record["fields"]
+    assert (fields["route"], fields["business_no"], fields["reason"], fields["materials"]) == (
+        "refuse", "S-9", "classified_material", ["宗地图.dxf"])
+    # A person picked by mistake is kept masked, as everywhere the hub shows one.
+    assert fields["applicant"]["id_number"] == "110105********1234"
+    assert "110105199001011234" not in _audit_file(tmp_path).read_text(encoding="utf-8")

@@ -155,6 +155,33 @@ def test_route_failures_map_to_gateway_answers(routed, hub, error, status, code)
     assert hub.audited("inbound.rejected")[0]["code"] == code
 
 
+def test_a_refusal_the_route_answers_itself_is_audited_with_its_code_and_counted_once(
+        routed, hub, registry):
+    hub.routes["verify"] = lambda env: env.evolve(
+        body={"error": {"code": "not_found", "message": "本县（区）没有该不动产"}},
+        headers={**env.headers, "http.status": "404"})
+
+    response = SignedClient(routed).post("/api/v1/verify/identity", {"name": "x"})
+
+    assert response.status_code == 404
+    error = response.get_json()["error"]
+    assert error["code"] == "not_found" and error["message"] == "本县（区）没有该不动产"
+    [refused] = hub.audited("inbound.rejected")
+    assert (refused["status"], refused["code"], refused["reason"], refused["route"],
+            refused["type"]) == (404, "not_found", "route_refused", "verify", "identity.check")
+    counted = {(s.labels["channel"], s.labels["outcome"]): s.value
+               for m in registry.collect() if m.name == "bdchub_inbound_channel_requests"
+               for s in m.samples if s.name.endswith("_total")}
+    assert counted == {("county", "refused"): 1.0}
+
+
+def test_an_answer_the_route_gives_is_not_a_refusal(routed, hub):
+    response = SignedClient(routed).post("/api/v1/verify/identity", {"name": "x"})
+
+    assert response.status_code == 200
+    assert hub.audited("inbound.rejected") == []
+
+
 def test_endpoint_clashing_with_a_built_in_one_is_a_config_error(make_app):
     from bdchub.core.errors import ConfigError
 
