@@ -12,6 +12,13 @@ every place that shows a person masks the same fields the same way (BRIEF §4):
   only their last 4 (**************1234), enough for a person to recognise
   their case among their own, no more (the guide asks for de-identification).
 
+An organisation's name is not personal data: with ``organisations`` (a field and
+its values, e.g. ``{field: id_type, values: ["6", "7", "8"]}``, the ID types of
+organisation codes, credit codes and business licences) the name fields of a
+record whose field holds one of the values are shown as they are, so a
+mortgagee bank reads as the bank; its ID fields are masked as any other.
+Without the rule every name is masked.
+
 Fields are chosen by name (case-insensitive, at any depth); ``name_fields``,
 ``id_fields`` and ``phone_fields`` add to the built-in lists, never replace
 them, so a config cannot unmask a field by forgetting it. With
@@ -60,6 +67,17 @@ SCHEMA: dict[str, Any] = {
         "name_fields": {**_FIELDS, "description": "more field names holding a person's name"},
         "id_fields": {**_FIELDS, "description": "more field names holding an ID number"},
         "phone_fields": {**_FIELDS, "description": "more field names holding a phone number"},
+        "organisations": {
+            "type": "object", "additionalProperties": False, "required": ["field", "values"],
+            "description": "records of an organisation: those whose field holds one of the "
+                           "values; their names are shown as they are (not personal data)",
+            "properties": {
+                "field": {"type": "string", "minLength": 1, "description": "e.g. id_type"},
+                "values": {"type": "array", "minItems": 1, "uniqueItems": True,
+                           "items": {"type": "string", "minLength": 1},
+                           "description": "e.g. the organisation ID types 6, 7, 8"},
+            },
+        },
         "scan_values": {"type": "boolean", "default": True,
                         "description": "also mask ID and mobile numbers found in other text"},
         "stored": {
@@ -96,8 +114,13 @@ class Masker:
     def __init__(self, *, name_fields: Iterable[str] = (), id_fields: Iterable[str] = (),
                  phone_fields: Iterable[str] = (), name_keep: int = 1,
                  id_keep: tuple[int, int] = (6, 4), phone_keep: tuple[int, int] = (3, 4),
-                 scan_values: bool = True, stored_id_keep: tuple[int, int] = (0, 4)):
+                 scan_values: bool = True, stored_id_keep: tuple[int, int] = (0, 4),
+                 organisations: Mapping[str, Any] | None = None):
         self.rules: dict[str, str] = {}
+        # (field, values): a record whose field holds one of the values is an organisation's.
+        self.organisations: tuple[str, frozenset[str]] | None = (
+            (str(organisations["field"]), frozenset(map(str, organisations["values"])))
+            if organisations else None)
         for kind, builtin, extra in (("name", NAME_FIELDS, name_fields),
                                      ("id", ID_FIELDS, id_fields),
                                      ("phone", PHONE_FIELDS, phone_fields)):
@@ -122,7 +145,8 @@ class Masker:
                    phone_keep=(block.get("phone_keep_first", 3), block.get("phone_keep_last", 4)),
                    scan_values=block.get("scan_values", True),
                    stored_id_keep=(stored.get("id_keep_first", 0),
-                                   stored.get("id_keep_last", 4)))
+                                   stored.get("id_keep_last", 4)),
+                   organisations=block.get("organisations"))
 
     def name(self, value: str) -> str:
         value = (value or "").strip()
@@ -157,10 +181,21 @@ class Masker:
             return self.phone(text)
         return self(value)
 
+    def is_organisation(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` is an organisation's by the ``organisations`` rule."""
+        if self.organisations is None:
+            return False
+        field, values = self.organisations
+        kind = record.get(field)
+        return isinstance(kind, str | int) and not isinstance(kind, bool) and str(kind) in values
+
     def __call__(self, value: Any) -> Any:
         """A masked copy of any JSON value."""
         if isinstance(value, Mapping):
-            return {k: self.field(k, v) if isinstance(k, str) else self(v)
+            organisation = self.is_organisation(value)
+            return {k: (v if organisation and self.rules.get(k.lower()) == "name"
+                        and isinstance(v, str) else self.field(k, v))
+                    if isinstance(k, str) else self(v)
                     for k, v in value.items()}
         if isinstance(value, list):
             return [self(item) for item in value]

@@ -20,6 +20,7 @@ from typing import Any
 import requests
 import rfc8785
 
+from bdchub.core.masking import mask_name
 from bdchub.schemas import catalog
 
 OWN = "/api/v1/queries/own-properties"
@@ -114,6 +115,12 @@ def test_unit_status_by_code_certificate_or_location_shows_its_restrictions(flow
     assert mortgage["kind"] == "mortgage" and mortgage["amount"].startswith(
         mortgaged["restrictions"][0]["amount"].split(".")[0])
     assert mortgage["right_holder"]["id_number"] == "913206********6W29"
+    # The mortgagee is a bank (ID type 8): its name is not personal data and reads in full
+    # (masking.organisations); the holders, people, keep only their surnames.
+    bank = mortgaged["restrictions"][0]["holder"]
+    assert mortgage["right_holder"]["name"] == bank["name"] and "*" not in bank["name"]
+    assert [h["name"] for h in unit["holders"]] == [
+        mask_name(h["name"]) for h in mortgaged["holders"]]
     assert mortgaged["holders"][0]["id_number"] not in by_code.text
 
     # 异议 and 预告 by certificate number (full-width brackets as printed), a unit by location

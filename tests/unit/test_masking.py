@@ -87,3 +87,39 @@ def test_the_stored_rule_is_checked_with_the_masking_block():
     config.check_text(base + "{id_keep_first: 0, id_keep_last: 4}\n")
     with pytest.raises(ConfigError, match="masking.stored"):
         config.check_text(base + "{id_keep_middle: 4}\n")
+
+
+def test_an_organisations_name_is_shown_as_it_is_when_its_id_type_says_so():
+    masker = Masker.from_config({"organisations": {"field": "id_type", "values": ["6", "7", "8"]}})
+    mortgage = {"kind": "mortgage", "right_holder": {
+        "name": "江海农村商业银行股份有限公司海门支行", "id_type": "8",
+        "id_number": "91320614MA1P8K6W29"}}
+    holders = [{"name": "张三", "id_type": "1", "id_number": "110105199001011234"},
+               {"name": "海门市人民医院", "id_type": 6, "id_number": "12320684F5M947JQUU"}]
+
+    assert masker(mortgage)["right_holder"] == {
+        "name": "江海农村商业银行股份有限公司海门支行", "id_type": "8",
+        "id_number": "913206********6W29"}  # the code masked as any ID number
+    assert [h["name"] for h in masker({"holders": holders})["holders"]] == ["张*", "海门市人民医院"]
+
+
+def test_without_the_organisations_rule_every_name_is_masked():
+    bank = {"name": "江海农村商业银行", "id_type": "8"}
+    assert DEFAULT(bank)["name"] == "江*******"
+    only_licences = Masker.from_config({"organisations": {"field": "id_type", "values": ["7"]}})
+    assert only_licences(bank)["name"] == "江*******"
+    # What is inside an organisation's record is masked on its own terms.
+    nested = only_licences({"name": "某某公司", "id_type": "7",
+                            "contact": {"name": "李四", "phone": "13812345678"}})
+    assert nested == {"name": "某某公司", "id_type": "7",
+                      "contact": {"name": "李*", "phone": "138****5678"}}
+
+
+def test_the_organisations_rule_is_checked_with_the_masking_block():
+    from bdchub.core import config
+    from bdchub.core.errors import ConfigError
+
+    base = 'tenant: "320684"\nconnectors: {}\nroutes: {}\nmasking:\n  organisations: '
+    config.check_text(base + '{field: id_type, values: ["8"]}\n')
+    with pytest.raises(ConfigError, match="masking.organisations"):
+        config.check_text(base + "{field: id_type}\n")
