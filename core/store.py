@@ -33,7 +33,10 @@ table                     what it holds
                           (sealed), until their corrected materials take them back in
 ``notices``               the electronic notice documents (受理通知书, 不予受理告知书,
                           补正通知书) the hub rendered for a case: the file (sealed), its
-                          SHA-256 and size, for the platforms to fetch and for ``hub trace``
+                          SHA-256 and size, for the platforms to fetch and for ``hub trace``;
+                          also documents that answer a request (无房证明, kind no_property)
+``notice_recipients``     whom a notice that answers a request was issued to (client,
+                          channel): they fetch it as they fetch their own cases' notices
 ========================  ==============================================================
 
 ``finish`` writes a route's whole outcome (processed record, hops, and the
@@ -50,7 +53,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -333,6 +336,16 @@ held_applications = Table(
     Column("route", String(200), nullable=False),
     Column("envelope", Sealed("held_applications.envelope"), nullable=False),
     Column("held_at", Float, nullable=False),
+)
+
+#: Whom a notice was issued to when it answers a request rather than a case (a
+#: no-property certificate answers the platform that asked, and no client submitted
+#: its number): that client, or a client of that channel, may fetch it.
+notice_recipients = Table(
+    "notice_recipients", metadata,
+    Column("notice_id", String(ID), primary_key=True),
+    Column("client", String(200), nullable=False),
+    Column("channel", String(32), nullable=False),
 )
 
 _NOTICE_FIELDS = ("id", "tenant", "business_no", "message_id", "kind", "name", "media_type",
@@ -1036,12 +1049,17 @@ class Store:
                 held_applications.c.business_no == business_no)).rowcount)
 
     # -- electronic notices
-    def add_notice(self, **row: Any) -> bool:
-        """Keep a rendered notice (``content`` base64). False, and the first one kept,
+    def add_notice(self, *, recipient: Mapping[str, str] | None = None, **row: Any) -> bool:
+        """Keep a rendered notice (``content`` base64), with the ``{client, channel}``
+        it was issued to when it answers a request. False, and the first one kept,
         when a notice of that id is there already."""
         try:
             with self._tx() as conn:
                 conn.execute(insert(notices).values(**row))
+                if recipient:
+                    conn.execute(insert(notice_recipients).values(
+                        notice_id=row["id"], client=str(recipient.get("client") or "")[:200],
+                        channel=str(recipient.get("channel") or "")[:32]))
         except IntegrityError:
             return False
         return True
@@ -1050,8 +1068,9 @@ class Store:
                     channel: str | None = None) -> list[dict[str, Any]]:
         """The case's notices without their files, oldest first; with ``client``
         (``channel``) only of a case that client (a client of that channel) submitted."""
-        q = _submitted(select(*(notices.c[f] for f in _NOTICE_FIELDS)), client, channel, notices).where(
-            notices.c.tenant == tenant, notices.c.business_no == business_no)
+        q = _readable_notices(select(*(notices.c[f] for f in _NOTICE_FIELDS)), client,
+                              channel).where(notices.c.tenant == tenant,
+                                             notices.c.business_no == business_no)
         with self._read() as conn:
             return [dict(r) for r in conn.execute(
                 q.order_by(notices.c.created_at, notices.c.id)).mappings()]
@@ -1059,7 +1078,7 @@ class Store:
     def notice(self, tenant: str, business_no: str, notice_id: str, *,
                client: str | None = None, channel: str | None = None) -> dict[str, Any] | None:
         """One notice with its ``content`` (base64), scoped as ``notices_for``."""
-        q = _submitted(select(notices), client, channel, notices).where(
+        q = _readable_notices(select(notices), client, channel).where(
             notices.c.tenant == tenant, notices.c.business_no == business_no,
             notices.c.id == notice_id)
         with self._read() as conn:
@@ -1154,6 +1173,24 @@ def _submitted(q: Any, client: str | None, channel: str | None, of: Table = prog
     if channel is not None:
         q = q.where(submitters.c.channel == channel)
     return q
+
+
+def _readable_notices(q: Any, client: str | None, channel: str | None) -> Any:
+    """``q`` over ``notices`` narrowed to those of cases ``client`` / a client of
+    ``channel`` submitted, or issued to them (``notice_recipients``)."""
+    if client is None and channel is None:
+        return q
+    by_case = select(submitters.c.business_no).where(
+        submitters.c.tenant == notices.c.tenant, submitters.c.business_no == notices.c.business_no)
+    by_recipient = select(notice_recipients.c.notice_id).where(
+        notice_recipients.c.notice_id == notices.c.id)
+    if client is not None:
+        by_case = by_case.where(submitters.c.client == client)
+        by_recipient = by_recipient.where(notice_recipients.c.client == client)
+    if channel is not None:
+        by_case = by_case.where(submitters.c.channel == channel)
+        by_recipient = by_recipient.where(notice_recipients.c.channel == channel)
+    return q.where(or_(by_case.exists(), by_recipient.exists()))
 
 
 def _corr(row: Any) -> dict[str, Any]:

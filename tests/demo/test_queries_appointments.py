@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import uuid
 from pathlib import Path
@@ -168,6 +169,43 @@ def test_a_no_property_certificate_carries_its_number_content_and_hash(flows):
                     {"purpose": "申请公共租赁住房", "person": _person(owner)}).json()
     assert refused["issued"] is False and refused["property_count"] == 2
     assert "document" not in refused and refused["reason"]
+
+
+def _get(flows, client: str, path: str) -> requests.Response:
+    from bdchub.web.signing import signed_headers
+
+    c = flows.config["inbound"]["clients"][client]
+    return requests.get(flows.service.url + path, timeout=30,
+                        headers=signed_headers(c["app_key"], c["app_secret"], "GET", path, b""))
+
+
+def test_a_no_property_certificate_is_rendered_as_a_pdf_kept_for_the_platform_that_asked(flows):
+    from pypdf import PdfReader
+
+    data = flows.sb.data
+    nobody = next(p for p in data["people"] if p["cert_num"] in data["register"]["no_property"])
+    body = _post(flows, "province_window", NO_PROPERTY,
+                 {"purpose": "申请购房资格", "person": _person(nobody)}).json()
+    assert catalog.validate("no_property_certificate", body) == []
+    document = body["document_file"]
+    assert (document["media_type"], document["url"]) == (
+        "application/pdf", f"/api/v1/applications/{document['id'].replace('-', '')}"
+                           f"/notices/{document['id']}")
+
+    # The platform that asked fetches the file, signed, and checks it by its SHA-256.
+    fetched = _get(flows, "province_window", document["url"])
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.headers["Content-Type"] == "application/pdf"
+    assert hashlib.sha256(fetched.content).hexdigest() == document["sha256"]
+    assert fetched.headers["X-Content-SHA256"] == document["sha256"]
+    assert len(fetched.content) == document["size"]
+    # The same renderer as the decision notices, in the embedded CJK font: the text reads
+    # back, the person de-identified as in the answer.
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(fetched.content)).pages)
+    assert "无房证明" in text.replace("\n", "") and body["certificate_no"] in text
+    assert nobody["cert_num"] not in text and body["person"]["id_number"] in text
+    # Another platform does not get it: as unknown as a missing one.
+    assert _get(flows, "county_window", document["url"]).status_code == 404
 
 
 def test_a_query_without_a_purpose_is_422_asks_nothing_and_is_audited(flows):

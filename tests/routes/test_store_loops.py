@@ -55,6 +55,26 @@ def test_a_notice_is_kept_once_and_read_only_within_the_submitters_scope(store):
     assert store.submitter("320684", "B-2") is None
 
 
+def test_a_document_issued_to_the_client_that_asked_is_read_only_by_that_client(store):
+    # A no-property certificate answers a request: no client submitted its number.
+    row = {"id": "n-9", "tenant": "320684", "business_no": "WFZM-1", "message_id": "q-1",
+           "kind": "no_property", "name": "WFZM-1-no_property.pdf",
+           "media_type": "application/pdf", "sha256": "b" * 64, "size": 3, "content": "JVBE",
+           "created_at": 100.0}
+
+    assert store.add_notice(recipient={"client": "province_window", "channel": "province"},
+                            **row) is True
+    assert store.add_notice(recipient={"client": "county_window", "channel": "county"},
+                            **row) is False
+
+    assert store.notice("320684", "WFZM-1", "n-9", client="province_window")["content"] == "JVBE"
+    assert store.notice("320684", "WFZM-1", "n-9", client="county_window") is None
+    assert [n["id"] for n in store.notices_for("320684", "WFZM-1", channel="province")] == ["n-9"]
+    assert store.notices_for("320684", "WFZM-1", channel="county") == []
+    assert store.notice("320684", "WFZM-1", "n-9")["kind"] == "no_property"  # a tenant reader
+    assert store.submitter("320684", "WFZM-1") is None  # not a case: no channel counts it
+
+
 def test_a_held_application_is_kept_sealed_replaced_when_held_again_and_released(store):
     store.hold_application("320684", "B-1", route="online_application",
                            envelope='{"body": {"n": 1}}', at=100.0)

@@ -3,7 +3,9 @@
 Guide §三(一)1: acceptance (受理通知书), refusal (不予受理告知书, with the reason,
 its legal basis and the applicant's remedies) and correction (补正通知书,
 listing what to supply and by when) go back to the platform the application
-came from as documents, not only as data. ``render`` lays one out with fpdf2
+came from as documents, not only as data. Guide §二(一)7: the no-property
+certificate (无房证明, kind ``no_property``) is a document too, rendered from
+the certificate the registration system issued (the body's ``document``). ``render`` lays one out with fpdf2
 and embeds the subset of a CJK TrueType font it uses, so the document reads
 the same on any viewer; the wording is the registration agency's, in Chinese
 whatever language the operator reads the hub in.
@@ -34,9 +36,12 @@ MEDIA_TYPE = "application/pdf"
 
 #: message type -> notice kind
 KINDS = {"acceptance.notified": "acceptance", "refusal.notified": "refusal",
-         "correction.requested": "correction"}
+         "correction.requested": "correction", "query.no_property": "no_property"}
 TITLES = {"acceptance": "不动产登记受理通知书", "refusal": "不动产登记不予受理告知书",
-          "correction": "不动产登记补正材料通知书"}
+          "correction": "不动产登记补正材料通知书",
+          "no_property": "不动产登记信息查询结果证明（无房证明）"}
+#: Kinds that name a person: rendered from the body as the masking block shows it.
+MASKED = frozenset({"no_property"})
 #: Remedies a refusal must state (《行政复议法》, 《行政诉讼法》).
 REMEDY = ("如对本决定不服，可以自收到本告知书之日起六十日内依法申请行政复议，"
           "或者在六个月内依法向人民法院提起行政诉讼。")
@@ -67,13 +72,28 @@ def _date(value: Any) -> str:
 
 def decided_at(kind: str, notice: Mapping[str, Any]) -> dt.datetime | None:
     """When the decision was taken, as the notice says."""
+    if kind == "no_property":
+        return _when((notice.get("document") or {}).get("issued_at"))
     field = {"acceptance": "accepted_at", "refusal": "refused_at",
              "correction": "requested_at"}[kind]
     return _when(notice.get(field))
 
 
+def _certificate(document: Mapping[str, Any]) -> list[str]:
+    """The no-property certificate's text: who, what the register says, for what."""
+    person = document.get("person") or {}
+    return [f"证明编号：{document.get('certificate_no') or ''}",
+            f"查询对象：{person.get('name') or ''}（证件号码：{person.get('id_number') or ''}）",
+            str(document.get("statement") or ""),
+            f"用途：{document.get('purpose') or ''}",
+            f"出具机构：{document.get('issuer') or ''}",
+            f"出具时间：{_date(document.get('issued_at'))}"]
+
+
 def paragraphs(kind: str, notice: Mapping[str, Any], business_no: str) -> list[str]:
     """The notice's text, paragraph by paragraph (also what a test reads back)."""
+    if kind == "no_property":
+        return _certificate(notice.get("document") or {})
     organisation = (notice.get("organisation") or {}).get("name") or ""
     lines = [f"业务号：{business_no}"]
     if kind == "acceptance":
