@@ -13,7 +13,10 @@ watches the folder and takes each arrival through these steps:
    is first mastered there into an image of exactly its files, so both kinds
    go through the one importer and the one set of checks;
 3. ``FerryImporter`` imports it: signature, manifests, sequence, expiry,
-   replay ledger and content policy, everything ``hub ferry import`` checks;
+   replay ledger and content policy, everything ``hub ferry import`` checks,
+   and the types its messages would be published as: only those of
+   ``event_types`` (default ``FERRY_EVENT_TYPES``), so a signed disc cannot
+   publish the hub's own events past the ``owns`` rule of the inbound API;
 4. a delivered batch is published onto the hub (``BridgePublisher``) and the
    image moves to ``.processed/`` (or is deleted); a refused one is moved into
    the quarantine, beside the importer's ``reason.json``.
@@ -37,7 +40,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,13 @@ from bdchub.core.i18n import _
 from .ferry import image, sign, spec
 from .ferry.importer import DELIVERED, REFUSED, BatchResult, FerryImporter
 from .ferry.ledger import BatchKey, Ledger
-from .publish import BridgePublisher, Watch, read_delivered_bag
+from .publish import (
+    FERRY_EVENT_TYPES,
+    BridgePublisher,
+    Watch,
+    event_type_check,
+    read_delivered_bag,
+)
 
 log = logging.getLogger("bdchub.bridge.ferry_inbox")
 
@@ -95,7 +104,8 @@ class FerryWatch(Watch):
                  publisher: BridgePublisher, inbox: str | os.PathLike[str],
                  quarantine: str | os.PathLike[str], ledger: str | os.PathLike[str],
                  audit: AuditLog, policy: Any = None, keep_processed: bool = True,
-                 interval: float = DEFAULT_INTERVAL):
+                 interval: float = DEFAULT_INTERVAL,
+                 event_types: Iterable[str] = FERRY_EVENT_TYPES):
         self.folder = Path(folder)
         self.inbox = Path(inbox)
         self.quarantine = Path(quarantine)
@@ -103,7 +113,7 @@ class FerryWatch(Watch):
         self.audit = audit
         self.importer = FerryImporter(verifiers=verifiers, audit=audit, inbox=self.inbox,
                                       quarantine=self.quarantine, ledger=self.ledger,
-                                      policy=policy)
+                                      policy=policy, item_check=event_type_check(event_types))
         self.publisher = publisher
         self.keep_processed = keep_processed
         self.interval = interval
@@ -154,7 +164,8 @@ class FerryWatch(Watch):
                    quarantine=where("quarantine", "quarantine"),
                    ledger=where("ledger", "ledger.sqlite3"), audit=audit, policy=policy,
                    keep_processed=bool(block.get("keep_processed", True)),
-                   interval=float(block.get("poll_interval", DEFAULT_INTERVAL)))
+                   interval=float(block.get("poll_interval", DEFAULT_INTERVAL)),
+                   event_types=block.get("event_types") or FERRY_EVENT_TYPES)
 
     # -- lifecycle ---------------------------------------------------------------
 

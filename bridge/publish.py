@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bdchub.core.envelope import TENANT_PATTERN, Envelope
-from bdchub.core.errors import BridgeError, HubError, MessageError
+from bdchub.core.errors import BridgeError, HubError, MessageError, PolicyError
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id
 
@@ -89,9 +89,20 @@ FERRY_INBOX: dict[str, Any] = {
         "keep_processed": {"type": "boolean",
                            "description": "keep imported images under .processed/ "
                                           "(default true)"},
+        "event_types": {"type": "array", "minItems": 1, "uniqueItems": True,
+                        "items": {"type": "string", "minLength": 1},
+                        "description": "the message types a disc may publish (default: "
+                                       "bridge.message_received, bridge.file_received); a "
+                                       "disc with any other is refused and quarantined"},
         "enabled": {"type": "boolean"},
     },
 }
+
+#: What a disc may publish unless ``bridge.ferry_inbox.event_types`` says otherwise: what
+#: the shipped flows take from the internal network (review results arrive as plain
+#: messages, wrapped). A disc that is an envelope of any other type would otherwise
+#: publish it as the hub's own event, past the ``owns`` rule the inbound API keeps.
+FERRY_EVENT_TYPES: tuple[str, ...] = ("bridge.message_received", "bridge.file_received")
 
 #: The ``bridge:`` section of config.yaml (registered by ``bridge.parts``).
 SCHEMA: dict[str, Any] = {
@@ -133,6 +144,34 @@ def item_id(created: float, via: str, origin: str, name: str, sha256: str) -> st
 def _looks_like_envelope(message: Mapping[str, Any]) -> bool:
     return (isinstance(message.get("type"), str) and isinstance(message.get("tenant"), str)
             and isinstance(message.get("body"), Mapping))
+
+
+def published_type(item: DeliveredItem) -> str:
+    """The type the ferry item ``item`` is published as (``ferry_item_envelope``)."""
+    if item.kind != spec.KIND_MESSAGE or item.message is None:
+        return FILE_RECEIVED
+    if _looks_like_envelope(item.message):
+        try:
+            return Envelope.from_dict({**item.message, "id": item.message.get("id")
+                                       or "00000000-0000-7000-8000-000000000000"}).type
+        except MessageError:
+            pass  # wrapped, as message_envelope does
+    return MESSAGE_RECEIVED
+
+
+def event_type_check(allowed: Iterable[str]) -> Callable[[DeliveredItem], None]:
+    """A ``FerryImporter`` item check refusing an item published as a type not in
+    ``allowed``: the whole disc is then refused and quarantined with the reason."""
+    allowed = frozenset(allowed)
+
+    def check(item: DeliveredItem) -> None:
+        found = published_type(item)
+        if found not in allowed:
+            raise PolicyError(_("{path} would publish {type}, which a disc may not carry "
+                                "(bridge.ferry_inbox.event_types: {allowed})",
+                                path=item.relpath, type=found[:80],
+                                allowed=", ".join(sorted(allowed))))
+    return check
 
 
 def message_envelope(message: Mapping[str, Any], *, message_id: str, tenant: str, source: str,

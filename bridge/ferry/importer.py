@@ -15,7 +15,8 @@ tag files:
    Payload-Oxum totals;
 7. every payload byte hashed (and copied to staging in the same pass);
 8. bagit's completeness check of the staged bag; messages parse as JSON
-   objects; the content policy (if any) accepts every file;
+   objects; the receiver's ``item_check`` (if any: the ferry inbox's allowed
+   types) accepts every item; the content policy (if any) accepts every file;
 9. under the ledger's write lock: move the staged bag into the inbox in one
    rename, then record the batch. A crash between the two re-delivers on the
    next import (at-least-once), never loses.
@@ -175,7 +176,8 @@ class FerryImporter:
                  policy: ContentPolicyLike | None = None, progress: Progress | None = None,
                  now: Callable[[], datetime] = spec.utc_now,
                  clock_skew: timedelta = timedelta(hours=1), workers: int | None = None,
-                 durable: bool = True):
+                 durable: bool = True,
+                 item_check: Callable[[DeliveredItem], None] | None = None):
         if not verifiers:
             raise BridgeError(_("no ferry key given: pass the sender's key with --key"))
         self.verifiers = list(verifiers)
@@ -186,6 +188,9 @@ class FerryImporter:
         self.staging = Path(staging) if staging else (
             self.inbox.with_name(f".{self.inbox.name}.staging") if self.inbox else None)
         self.policy = policy
+        # What the receiving side will do with an item (the ferry inbox: the types it
+        # may publish); a PolicyError refuses the disc like the content policy does.
+        self.item_check = item_check
         self.progress = progress or NoProgress()
         self.now = now
         self.clock_skew = clock_skew
@@ -316,6 +321,9 @@ class FerryImporter:
             if deliver:
                 bag.validate_extracted(reader)
             self._read_messages(disc, files, result, bag_dir if deliver else None)
+            if self.item_check is not None:
+                for item in result.items:
+                    self.item_check(item)
             if deliver and self.policy is not None:
                 self._apply_policy(result, bag_dir)
             self._audit("verified", result, bytes=header.oxum_bytes, files=len(files),

@@ -17,7 +17,12 @@ from bdchub.bridge.ferry.ledger import Ledger
 from bdchub.bridge.ferry.testing import FerryRig, patch_file, unpack
 from bdchub.bridge.ferry_inbox import IMPORTING, JOURNAL, PROCESSED, FerryWatch
 from bdchub.bridge.policy import ContentPolicy
-from bdchub.bridge.publish import FILE_RECEIVED, MESSAGE_RECEIVED, BridgePublisher
+from bdchub.bridge.publish import (
+    FERRY_EVENT_TYPES,
+    FILE_RECEIVED,
+    MESSAGE_RECEIVED,
+    BridgePublisher,
+)
 from bdchub.core import config as config_mod
 from bdchub.core.errors import ConfigError, RecoverableError
 from tests.bridge.conftest import wait_for
@@ -38,6 +43,9 @@ class Site:
         self.hub = hub
 
     def watch(self, **kw) -> FerryWatch:  # a new one is what a restarted hub makes
+        # The rig's disc carries an envelope of its own type: allowed here, as a
+        # config would list it (the allow-list's own tests say otherwise).
+        kw.setdefault("event_types", (*FERRY_EVENT_TYPES, ENVELOPE["type"]))
         return FerryWatch(self.arrivals, verifiers=[self.rig.verifier],
                           publisher=BridgePublisher.for_hub(self.hub.hub),
                           inbox=self.root / "inbox", quarantine=self.root / "quarantine",
@@ -251,7 +259,9 @@ def test_the_ferry_inbox_runs_under_the_hub_service(tmp_path: Path, ferry: Ferry
     (tmp_path / "ferry.key").write_bytes(SECRET)
     config = {"tenant": TENANT, "__dir__": str(tmp_path), "inbound": {"enabled": False},
               "bridge": {"ferry_inbox": {"path": "arrivals", "key": "ferry.key",
-                                         "poll_interval": 0.05}}}
+                                         "poll_interval": 0.05,
+                                         "event_types": [*FERRY_EVENT_TYPES,
+                                                         ENVELOPE["type"]]}}}
     capturing = CapturingHub(config)
     svc = HubService(config, capturing.hub)
     svc.start()
@@ -269,6 +279,61 @@ def test_the_ferry_inbox_runs_under_the_hub_service(tmp_path: Path, ferry: Ferry
     records = [json.loads(line) for line in
                (tmp_path / "data" / "ferry" / "audit.jsonl").read_text().splitlines()]
     assert records[-1]["event"] == "audit.closed"
+
+
+def test_a_disc_carrying_a_hub_event_is_quarantined_and_nothing_of_it_is_published(
+        site: Site):
+    # A signed disc whose message is an envelope of the hub's own events (a refusal,
+    # a register entry) would publish it past the ``owns`` rule of the inbound API.
+    forged = {**ENVELOPE, "id": "0190a0b0-0000-7000-8000-000000000009",
+              "type": "registration.recorded"}
+    site.rig.write("results/forged.json", json.dumps(forged, ensure_ascii=False))
+    site.drop(image_of(site.rig))
+    watch = site.watch(event_types=FERRY_EVENT_TYPES + ("review.result",))
+    watch.scan()
+    result = watch.scan()
+
+    assert (result.refused, result.delivered) == (1, 0)
+    assert site.hub.published() == []
+    (folder,) = site.quarantined()
+    reason = json.loads((folder / "reason.json").read_text(encoding="utf-8"))
+    assert reason["error"] == "PolicyError"
+    assert "registration.recorded" in reason["reason"] and "forged.json" in reason["reason"]
+    refused = [r for r in site.rig.audit.records() if r["event"] == "refused"]
+    assert refused and "registration.recorded" in refused[-1]["fields"]["reason"]
+    assert not (site.root / "inbox").exists() or list((site.root / "inbox").iterdir()) == []
+
+
+def test_by_default_a_disc_may_carry_only_plain_messages_and_files(site: Site):
+    site.drop(image_of(site.rig))  # its envelope is of type review.result
+    watch = site.watch(event_types=FERRY_EVENT_TYPES)
+    watch.scan()
+    assert watch.scan().refused == 1 and site.hub.published() == []
+
+    plain = FerryRig(site.root / "plain")
+    plain.signer = plain.verifier = site.rig.verifier
+    plain.write("results/review.json", json.dumps(
+        {"kind": "review_result", "business_no": "YWH2024000123"}, ensure_ascii=False))
+    plain.write("附件/宗地图.pdf", PDF)
+    site.drop(image_of(plain), "plain.iso")
+    watch.scan()
+    assert watch.scan().delivered == 1
+    assert {e.type for e in site.hub.published()} == {MESSAGE_RECEIVED, FILE_RECEIVED}
+
+
+def test_the_ferry_inbox_takes_the_event_types_its_block_lists():
+    base = 'tenant: "320684"\nconnectors: {}\nroutes: {}\n'
+    report = config_mod.check_text(
+        base + "bridge:\n  ferry_inbox:\n    path: arrivals\n    key: a.pub.pem\n"
+               "    event_types: [bridge.message_received]\n", "config.yaml", {})
+    assert report.config["bridge"]["ferry_inbox"]["event_types"] == ["bridge.message_received"]
+    with pytest.raises(ConfigError):
+        config_mod.check_text(base + "bridge:\n  ferry_inbox: {path: a, key: k, "
+                                     "event_types: []}\n", "config.yaml", {})
+    root = Path(__file__).resolve().parents[2]
+    shipped = config_mod.load(root / "config.yaml", environ={})["bridge"]["ferry_inbox"]
+    assert shipped["event_types"] == list(FERRY_EVENT_TYPES) == [
+        "bridge.message_received", "bridge.file_received"]
 
 
 def test_a_name_starting_with_a_dot_is_never_taken(site: Site):
