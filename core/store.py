@@ -1041,6 +1041,18 @@ class Store:
                 held_applications.c.business_no == business_no)).mappings().first()
         return dict(row) if row else None
 
+    def update_held_application(self, tenant: str, business_no: str, *, envelope: str,
+                                held_at: float, at: float) -> bool:
+        """Replace a held application with ``envelope`` only if it is still the one held
+        at ``held_at`` (what the caller read); False when another writer came first or
+        it is held no more. The new ``held_at`` is ``at``, or just after the old one."""
+        with self._tx() as conn:
+            return bool(conn.execute(update(held_applications).where(
+                held_applications.c.tenant == tenant,
+                held_applications.c.business_no == business_no,
+                held_applications.c.held_at == held_at).values(
+                    envelope=envelope, held_at=max(at, held_at + 0.001))).rowcount)
+
     def release_application(self, tenant: str, business_no: str) -> bool:
         """Forget a held application (it went on); False when none was held."""
         with self._tx() as conn:

@@ -86,3 +86,19 @@ def test_a_held_application_is_kept_sealed_replaced_when_held_again_and_released
     assert store.release_application("320684", "B-1") is True
     assert store.release_application("320684", "B-1") is False
     assert store.held_application("320684", "B-1") is None
+
+
+def test_a_held_application_is_replaced_only_if_no_one_replaced_it_since_it_was_read(store):
+    store.hold_application("320684", "B-1", route="online_application",
+                           envelope='{"body": {"n": 1}}', at=100.0)
+    read = store.held_application("320684", "B-1")
+
+    assert store.update_held_application("320684", "B-1", envelope='{"body": {"n": 2}}',
+                                         held_at=read["held_at"], at=100.0) is True
+    # A second writer that read the same row loses, and reads again.
+    assert store.update_held_application("320684", "B-1", envelope='{"body": {"n": 3}}',
+                                         held_at=read["held_at"], at=101.0) is False
+    again = store.held_application("320684", "B-1")
+    assert again["envelope"] == '{"body": {"n": 2}}' and again["held_at"] > read["held_at"]
+    assert store.update_held_application("320684", "B-2", envelope="{}", held_at=0.0,
+                                         at=1.0) is False

@@ -16,9 +16,13 @@ submitter's headers. The run ends there (outcome ``resumed``). A case the hub
 does not hold goes on to the next step (the registration system's own
 correction), the hop saying ``not held``.
 
+The merged application is held in place of the one it came from, so a second
+correction sent before the first has been taken back in merges onto the first's
+materials, not onto the application as it was held (the row is replaced only
+if no other correction replaced it since it was read; else it is read again).
 The held row stays until the application passes the checklist (which lets go
-of it), so a correction delivered again after a crash publishes the same
-message again (same id: absorbed), never nothing.
+of it), so a correction delivered again after a crash merges the same materials
+again and publishes the same message again (same id: absorbed), never nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +32,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from bdchub.core.errors import RecoverableError, StoreError
+from bdchub.core.i18n import _
 
 from ...language import MESSAGE_TYPE
 from ..base import Compiling, StepKind, Stop
+
+#: Reads of the held application before giving up to a retry, when other corrections
+#: of the same case keep replacing it in between.
+MERGE_ATTEMPTS = 5
 
 
 def merged(held: list[Any], supplied: list[Any]) -> list[Any]:
@@ -52,18 +61,29 @@ class ResumeHeld(StepKind):
         return {"publish": (spec or {}).get("publish") or "application.submitted"}
 
     def run(self, engine, step, run) -> str:  # noqa: ANN001 - see StepKind.run
+        if not run.business_no:
+            return "not held"
+        supplied = run.body.get("materials")
+        supplied = supplied if isinstance(supplied, list) else []
         try:
-            row = (engine.store.held_application(run.tenant, run.business_no)
-                   if run.business_no else None)
+            for _attempt in range(MERGE_ATTEMPTS):
+                row = engine.store.held_application(run.tenant, run.business_no)
+                if row is None:
+                    return "not held"
+                held = json.loads(row["envelope"])
+                body = dict(held.get("body") or {})
+                body["materials"] = merged(list(body.get("materials") or []), supplied)
+                if engine.store.update_held_application(
+                        run.tenant, run.business_no, envelope=json.dumps(
+                            {**held, "body": body}, ensure_ascii=False),
+                        held_at=row["held_at"], at=run.clock()):
+                    break
+            else:
+                raise RecoverableError(_("the held application {business_no} kept changing "
+                                         "while its corrected materials were merged",
+                                         business_no=run.business_no))
         except StoreError as exc:  # the store comes back; the correction waits for it
             raise RecoverableError(str(exc)) from exc
-        if row is None:
-            return "not held"
-        held = json.loads(row["envelope"])
-        body = dict(held.get("body") or {})
-        supplied = run.body.get("materials")
-        body["materials"] = merged(list(body.get("materials") or []),
-                                   supplied if isinstance(supplied, list) else [])
         run.emit(step.compiled["publish"], body, step,
                  headers={str(k): str(v) for k, v in (held.get("headers") or {}).items()})
         raise Stop("resumed", f"held application published again with "
