@@ -98,7 +98,7 @@ def _label(msgid: str) -> str:
               help="print a JSON summary on stdout (everything else goes to stderr)")
 @click.option("--steps", is_flag=True, help="show every step in the traces, not one row per route")
 @click.option("--deadline", type=float, default=60.0, show_default=True,
-              help="seconds every application has to reach its end state")
+              help="seconds every case has to reach its end state")
 @click.option("--keep", is_flag=True, help="keep the demo's broker and store folder")
 @click.option("--verbose", is_flag=True, help="log the hub's warnings")
 @click.option("--write-samples", "samples_dir", default=None, type=click.Path(file_okay=False),
@@ -106,20 +106,26 @@ def _label(msgid: str) -> str:
 @LANG_OPTION
 def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: float,
                  keep: bool, verbose: bool, samples_dir: str | None) -> None:
-    """End-to-end demo: simulated departments, the hub and sample applications of six kinds."""
+    """End-to-end demo: simulated departments, the hub and the county's flows as sample cases."""
     if samples_dir:
-        from bdchub.sandbox.data import generate
+        from bdchub.sandbox import Sandbox
 
         from .samples import write_samples
 
-        for written in write_samples(samples_dir, generate(42)):
-            click.echo(_("wrote {file}", file=written))
+        # The platform's face comparison and signatures of the fully online sample,
+        # made at a sandbox that is never started.
+        platform = Sandbox(seed=42)
+        try:
+            for written in write_samples(samples_dir, platform.data, platform.endpoint("gov")):
+                click.echo(_("wrote {file}", file=written))
+        finally:
+            platform.stop()
         return
     from rich.cells import cell_len
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.rule import Rule
 
-    from .scenario import KINDS, DemoRun
+    from .scenario import DemoRun
 
     logging.basicConfig(level=logging.WARNING if verbose else logging.CRITICAL, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -138,34 +144,25 @@ def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: 
         console.print(_("hub: inbound endpoints on {url}; embedded SQLite broker and store in {dir}",
                         url=demo.service.url, dir=demo.workdir))
         cases = demo.submit_all()
-        for what, no, status in demo.submissions:
-            if what == "batch":
-                console.print("  " + _("the bank submitted batch {no}: HTTP {status}", no=no,
-                                       status=status))
-            elif status:
-                console.print("  " + _("submitted {what} {no}: HTTP {status}",
-                                       what=_label(KINDS[what][0]), no=no, status=status))
-            else:
-                console.print("  " + _("the court issued seizure order {no}; the hub pulls it",
-                                       no=no))
+        for line in demo.submissions:
+            console.print("  " + line)
         console.print()
         progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24),
                             MofNCompleteColumn(), TextColumn("{task.fields[state]}"),
                             TimeElapsedColumn(), console=console, refresh_per_second=8)
-        tasks = {}
-        labels = {c.business_no: _label(KINDS[c.kind][0]) for c in cases}
-        width = max(cell_len(label) for label in labels.values())
+        tasks = []
+        width = max(cell_len(_label(c.kind)) for c in cases)
         with progress:
             for case in cases:
-                label = labels[case.business_no]
-                tasks[case.business_no] = progress.add_task(
-                    f"{case.business_no:<17} {label}{' ' * (width - cell_len(label))}",
-                    total=len(case.milestones), state=_("submitted"))
+                label = _label(case.kind)
+                tasks.append(progress.add_task(
+                    f"{case.ref:<17} {label}{' ' * (width - cell_len(label))}",
+                    total=len(case.milestones), state=_("submitted")))
             end = began + deadline
             while True:
                 finished = demo.poll()
-                for case in cases:
-                    progress.update(tasks[case.business_no], completed=case.done,
+                for task, case in zip(tasks, cases, strict=True):
+                    progress.update(task, completed=case.done,
                                     state=("✓ " if case.reached else "") + _label(case.current))
                 if finished or time.monotonic() > end:
                     break
@@ -179,21 +176,25 @@ def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: 
         click.echo(json.dumps(summary, ensure_ascii=False))
     if not summary["ok"]:
         late = [c["business_no"] for c in summary["cases"] if not c["reached"]]
-        raise HubError(_("{n} of {total} applications did not reach their expected end state "
+        raise HubError(_("{n} of {total} cases did not reach their expected end state "
                          "within {seconds:.0f} s: {numbers}", n=len(late),
                          total=len(summary["cases"]), seconds=deadline, numbers=", ".join(late)))
-    console.print(_("all {n} applications reached their expected end state in {seconds:.1f} s",
+    console.print(_("all {n} cases reached their expected end state in {seconds:.1f} s",
                     n=len(summary["cases"]), seconds=summary["elapsed"]), style="bold green")
 
 
 def _print_traces(console: Any, demo: Any, steps: bool) -> None:
     from rich.table import Table
 
-    from .scenario import KINDS, VERIFICATION_KINDS
+    from .scenario import VERIFICATION_KINDS
 
+    shown: set[str] = set()
     for case in demo.cases:
+        if case.about in shown or not case.state.trace:
+            continue  # a case that follows another shows in that one's trace
+        shown.add(case.about)
         trace = case.state.trace
-        title = _("{kind} {no} — trace", kind=_label(KINDS[case.kind][0]), no=case.business_no)
+        title = _("{kind} {no} — trace", kind=_label(case.kind), no=case.about)
         table = Table(title=title, title_justify="left", expand=False)
         first = trace[0]["started_at"] if trace else 0.0
         table.add_column(_("at"), justify="right")
@@ -243,9 +244,9 @@ def _print_summary(console: Any, demo: Any) -> None:
                  _("reached"), _("time")):
         table.add_column(name)
     for case in demo.cases:
-        kind, expected = KINDS[case.kind]
         reached = ("✓ " if case.reached else "✗ ") + _label(case.current)
-        table.add_row(case.business_no, _label(kind), case.channel, _label(expected),
+        table.add_row(case.ref, _label(case.kind), case.channel,
+                      _label(KINDS[case.kind].expected),
                       reached, "-" if case.seconds is None else f"{case.seconds:.1f} s",
                       style=None if case.reached else "red")
     console.print(table)

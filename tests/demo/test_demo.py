@@ -13,33 +13,90 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
+#: what issue #12 asks the demo to show, by the plain-English kind ids of ``--json``
+COUNTY_FLOWS = {
+    "correction resubmitted", "notice at the province", "results at three levels",
+    "diode and ferry", "query", "appointment", "payment", "institution credit code",
+    "agent with face comparison", "suspended channel",
+}
+#: applications the demo follows to the archive, with their e-certificate
+ARCHIVED = {"transfer with tax", "first registration", "bank mortgage", "correction resubmitted",
+            "notice at the province", "results at three levels", "diode and ferry",
+            "institution credit code", "agent with face comparison", "developer batch"}
+
 
 def _hub(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(ROOT / "hub.py"), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_demo_brings_every_application_to_its_expected_end_state():
-    proc = _hub("--lang", "en", "demo", "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def english_run() -> subprocess.CompletedProcess[str]:
+    return _hub("--lang", "en", "demo", "--json")
+
+
+@pytest.fixture(scope="module")
+def summary(english_run: subprocess.CompletedProcess[str]) -> dict:
+    assert english_run.returncode == 0, english_run.stderr[-3000:]
+    return json.loads(english_run.stdout.strip().splitlines()[-1])
+
+
+def test_demo_brings_every_case_to_its_expected_end_state(summary):
     assert summary["ok"] is True
     cases = summary["cases"]
-    assert all(c["reached"] for c in cases), cases
-    kinds = {c["kind"] for c in cases}
-    assert {"transfer", "mortgage", "first", "seizure"} <= kinds
-    assert sum(c["kind"] == "mortgage" for c in cases) == 2  # one bank batch of two
+    assert len(cases) >= 14
+    assert all(c["reached"] for c in cases), [c for c in cases if not c["reached"]]
     for c in cases:
-        if c["kind"] in ("transfer", "mortgage", "first"):
-            assert c["stage"] == "archive", c
+        done, total = c["milestones"].split("/")
+        assert done == total, c
         assert c["seconds"] is not None and c["seconds"] < 60
     assert summary["elapsed"] < 60
-    # The human part went to stderr: progress, traces with timings, the summary table.
-    err = proc.stderr
-    assert "transfer with tax" in err and "court seizure" in err
+
+
+def test_every_county_flow_of_the_issue_is_a_case_named_in_plain_english(summary):
+    kinds = [c["kind"] for c in summary["cases"]]
+    assert COUNTY_FLOWS <= set(kinds)
+    assert {"transfer with tax", "first registration", "refused application",
+            "incomplete application", "court seizure", "developer batch",
+            "good-bad evaluation", "e-certificate verify and download"} <= set(kinds)
+    assert kinds.count("bank mortgage") == 2  # one bank batch of two
+    assert all(k.replace("-", " ").replace(" ", "").isalpha() and k == k.lower() for k in kinds)
+    for c in summary["cases"]:
+        assert c["expected"], c
+
+
+def test_applications_end_archived_and_the_others_where_they_should(summary):
+    cases = {}
+    for c in summary["cases"]:
+        cases.setdefault(c["kind"], []).append(c)
+    for kind in ARCHIVED:
+        assert [c["stage"] for c in cases[kind]] == ["archive"] * len(cases[kind]), kind
+    assert cases["refused application"][0]["stage"] == "refusal"
+    assert cases["incomplete application"][0]["stage"] == "correction"
+    # The appointment is booked for the incomplete application, whose stage it leaves alone.
+    [appointment] = cases["appointment"]
+    assert appointment["about"] == cases["incomplete application"][0]["business_no"]
+    assert appointment["stage"] == "correction"
+    # The payment is the transfer's; the evaluation and the e-certificate follow other cases.
+    assert cases["payment"][0]["about"] == cases["transfer with tax"][0]["business_no"]
+    assert cases["good-bad evaluation"][0]["about"] == \
+        cases["notice at the province"][0]["business_no"]
+    assert cases["e-certificate verify and download"][0]["about"] == \
+        cases["first registration"][0]["business_no"]
+    # A query and a refused batch are not applications: the hub keeps no progress for them.
+    assert cases["query"][0]["stage"] == "" and cases["suspended channel"][0]["stage"] == ""
+    assert cases["suspended channel"][0]["channel"] == "agency_hm"
+
+
+def test_the_human_output_shows_progress_traces_and_a_summary(english_run, summary):
+    err = english_run.stderr
+    assert "transfer with tax" in err and "court seizure" in err and "diode and ferry" in err
     assert "tax_application" in err and "awaiting tax.cleared" in err
+    assert "payment_notification" in err and "spatial_materials" in err
     assert "verification records" in err and "gov.verify_identity" in err
-    assert "all 7 applications reached their expected end state" in err
+    assert "the agency channel is suspended; its batch" in err and "HTTP 403" in err
+    n = len(summary["cases"])
+    assert f"all {n} cases reached their expected end state" in err
 
 
 def test_demo_speaks_chinese_by_default_and_exits_1_when_the_deadline_is_missed():
@@ -48,3 +105,4 @@ def test_demo_speaks_chinese_by_default_and_exits_1_when_the_deadline_is_missed(
     out = proc.stdout + proc.stderr
     assert "错误" in out and "未在" in out and "预期终态" in out
     assert "涉税转移登记" in out and "汇总" in out
+    assert "光闸送出、光盘摆渡回传" in out and "暂停的渠道" in out
