@@ -163,3 +163,76 @@ def test_classified_spatial_data_submitted_online_is_refused_with_the_on_site_in
     kinds = {r["kind"] for r in flows.hub.store.verifications_for(no)}
     assert not kinds & {"identity", "household", "business_licence", "diode_transfer"}
     assert not internal.reviews and not list(internal.inbox.glob("*"))
+
+
+def _at_correction(flows: Flows, suffix: str) -> str:
+    """A first registration without spatial materials that the registration system
+    sends back for correction (it lacks the cadastral survey form); its number."""
+    body = copy.deepcopy(flows.samples["first"])
+    body["business_no"] = body["business_no"].replace("W00002", suffix)
+    body["unit_codes"] = [flows.sb.data["legacy"]["correction_units"][0]]
+    body["materials"] = [m for m in body["materials"]
+                         if m["type"] not in ("survey_report", "spatial_data")]
+    no = body["business_no"]
+    flows.submit("county_window", body)
+    flows.wait(lambda: flows.stage(no) == "correction", timeout=30, what="stage correction")
+    return no
+
+
+def test_corrected_spatial_materials_cross_the_gate_and_are_confirmed_by_disc(
+        bridged: Flows, internal: InternalNetwork):
+    flows = bridged
+    no = _at_correction(flows, "W00041")
+    survey = {"name": "不动产权籍调查表", "type": "survey_report", "sha256": internal.deposit(PDF),
+              "size": len(PDF), "media_type": "application/pdf"}
+
+    answer = flows.post("county_window", f"/api/v1/applications/{no}/materials",
+                        {"materials": [survey], "reason": "按补正通知书补充不动产权籍调查表"})
+
+    assert answer.status_code == 202, answer.text
+    flows.wait(lambda: flows.received("legacy", operation="SupplementMaterials",
+                                      where=lambda b: b.get("YWH") == no), what="the correction")
+    review = flows.wait(lambda: [r for r in internal.reviews if r["business_no"] == no],
+                        timeout=30, what="the internal review of the corrected materials")[0]
+    assert [r["sha256"] for r in review["received"]] == [hashlib.sha256(PDF).hexdigest()]
+    records = {r["kind"]: r for r in flows.hub.store.verifications_for(no)}
+    assert [m["sha256"] for m in records["diode_transfer"]["result"]["materials"]] == [
+        hashlib.sha256(PDF).hexdigest()]
+    flows.wait(lambda: _published(flows, no, "bridge.materials_confirmed"), timeout=30,
+               what="confirmed by the disc")
+    # The registration system waited at 审核 for the review of the corrected materials.
+    told = flows.wait(lambda: flows.received("legacy", operation="ReceiveReviewResult",
+                                             where=lambda b: b["YWH"] == no), what="the review")
+    assert told[0]["body"]["CLZY"] in ([hashlib.sha256(PDF).hexdigest()],
+                                       hashlib.sha256(PDF).hexdigest())
+    flows.wait(lambda: flows.stage(no) == "archive", timeout=30, what="archive")
+
+
+def test_a_correction_holding_classified_spatial_data_is_refused_with_the_on_site_instruction(
+        bridged: Flows, internal: InternalNetwork, monkeypatch: pytest.MonkeyPatch):
+    from bdchub.core import i18n
+
+    flows = bridged
+    no = _at_correction(flows, "W00042")
+    drawing = {"name": "宗地图.dxf", "type": "spatial_data", "sha256": internal.deposit(DXF),
+               "size": len(DXF), "classified": True}
+    monkeypatch.delenv("HUB_LANG", raising=False)
+    i18n.set_language(None)  # what a caller that asks for no language gets
+
+    answer = flows.post("county_window", f"/api/v1/applications/{no}/materials",
+                        {"materials": [drawing], "reason": "补充宗地图"})
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "classified_material"
+    assert "宗地图.dxf" in error["message"] and "涉密空间数据只能在现场办理" in error["message"]
+    assert "现场提交" in error["message"]
+    refused = [r["fields"] for r in flows.hub.audit_log().records()
+               if r["event"] == "inbound.rejected" and r["fields"]["code"] == "classified_material"]
+    assert refused and refused[-1]["reason"] == "classified_material"
+    # Nothing of it went anywhere: the case still waits for its correction.
+    assert not flows.received("legacy", operation="SupplementMaterials",
+                              where=lambda b: b.get("YWH") == no)
+    assert not [h for h in flows.trace(no) if h["route"] == "material_corrections"]
+    assert flows.stage(no) == "correction"
+    assert not [r for r in internal.reviews if r["business_no"] == no]

@@ -94,7 +94,9 @@ def test_a_corrected_application_is_examined_again_and_ends_accepted(flows, cjk_
     assert answer.status_code == 202, answer.text
     supplied = flows.wait(lambda: flows.received("legacy", operation="SupplementMaterials",
                                                  where=_of(no)), what="SupplementMaterials")
-    assert supplied[0]["body"]["CL"] in ({"CLMC": "不动产权籍调查表"}, [{"CLMC": "不动产权籍调查表"}])
+    # With its type, so the registration system knows it awaits the internal review (flow g).
+    material = {"CLMC": "不动产权籍调查表", "CLLX": "survey_report"}
+    assert supplied[0]["body"]["CL"] in (material, [material])
     assert supplied[0]["body"]["BZ"] == SURVEY_FORM["reason"]
     _notice(flows, "window_county", no, "acceptance.notified")
     flows.wait(lambda: flows.stage(no) == "archive", what="archive")
