@@ -422,7 +422,7 @@ class LegacyEndpoint(SoapEndpoint):
                                             state=STATES[app["ZT"]]), "INVALID_TRANSITION")
             names = {str(c["CLMC"]) for c in supplied}
             app["CL"] = [c for c in app["CL"] if str(c.get("CLMC")) not in names] + [
-                {k: c.get(k) for k in ("CLMC", "FS", "YS")} for c in supplied]
+                {k: c.get(k) for k in ("CLMC", "FS", "YS", "CLLX")} for c in supplied]
             app["corrections"] += 1
             self._change(app, "01", yy=str(body.get("BZ") or "补正后重新提交"))
             return self._state(app)
