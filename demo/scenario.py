@@ -146,9 +146,10 @@ class DemoRun:
                           tax_clearance_delay=self.tax_delay).start()
         self.internal = InternalNetwork(self.workdir / "internal").start()
         # The review desk answers within a second; a real review takes hours, long after
-        # the registration system took the case in, and a review of a case the hub has
-        # no stage for yet is refused (review_results). It holds its reviews until the
-        # registration system reported every case with spatial materials (``_review``).
+        # the registration system took the case in. A review that overtakes the
+        # system's first report waits in the hub (review_results parks it for 30 s), so
+        # the desk holds its reviews until the registration system reported every case
+        # with spatial materials (``_review``), as it would in real time.
         self.internal.set(hold=True)
         port = free_port()
         data_dir = self.workdir / "data"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bdchub.core.errors import ConfigError
-from tests.routes.helpers import TENANT, application, echo, fake, make_hub
+from tests.routes.helpers import TENANT, Clock, application, echo, fake, make_hub
 
 # "stage.changed" stands for the registration system's stage changes: its route
 # records the stage it carries, as legacy_stage_change does.
@@ -76,6 +76,45 @@ def test_else_dead_letter_dead_letters_the_message_and_writes_no_progress():
     [dead] = hub.dlq_list()
     assert (dead["route"], dead["reason"], dead["business_no"]) == ("check", "invalid", "F-4")
     assert hub.store.progress(TENANT, "F-4") is None
+
+
+def test_else_wait_parks_an_early_message_until_the_case_reaches_a_stage_it_fits():
+    clock = Clock()
+    legacy = fake("legacy", echo)
+    hub = make_hub({"track": TRACK, "review": {
+        "from": "review.returned",
+        "on_error": {"retry": {"attempts": 1}, "park_for": 30, "park_max": 3},
+        "steps": [{"require_stage": {"not_in": ["new"], "else": "wait"}},
+                  {"to": {"connector": "legacy", "operation": "receive_review_result"}}]}},
+        {"legacy": legacy}, clock=clock)
+    hub.send("review.returned", {"business_no": "F-5", "result": "approved"})
+    hub.run_until_idle()
+    assert legacy.calls == [] and hub.dlq_list() == []
+    assert hub.store.count("parked", route="review") == 1
+
+    hub.send("stage.changed", {"business_no": "F-5", "stage": "acceptance"})
+    hub.run_until_idle()
+    clock.advance(31)
+    hub.tick()
+    hub.run_until_idle()
+    assert [c[1]["result"] for c in legacy.calls] == ["approved"]
+    assert hub.store.count("parked", route="review") == 0 and hub.dlq_list() == []
+
+
+def test_else_wait_dead_letters_once_the_parking_runs_out():
+    clock = Clock()
+    hub = make_hub({"review": {
+        "from": "review.returned",
+        "on_error": {"retry": {"attempts": 1}, "park_for": 30, "park_max": 2},
+        "steps": [{"require_stage": {"not_in": ["new"], "else": "wait"}}]}}, clock=clock)
+    hub.send("review.returned", {"business_no": "F-6"})
+    hub.run_until_idle()
+    for _ in range(3):
+        clock.advance(31)
+        hub.tick()
+        hub.run_until_idle()
+    [dead] = hub.dlq_list()
+    assert (dead["route"], dead["business_no"]) == ("review", "F-6")
 
 
 GATED = {

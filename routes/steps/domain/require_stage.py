@@ -17,7 +17,11 @@ with, not only the one just before it.
 When the stage does not fit, ``else`` decides: ``skip`` (the default) ends the
 run with outcome ``out_of_stage``, the hop saying which stage the case was at;
 ``dead_letter`` dead-letters the message (reason ``invalid``) for an operator
-to look at. Either way the message moves nothing of the case's progress.
+to look at; ``wait`` treats it as early rather than wrong (a department's
+answer that overtook the registration system's first report of the case): the
+route's ``on_error`` retries and parks it until the case reaches a stage it
+fits, and dead-letters it once the parking runs out. Either way the message
+moves nothing of the case's progress until it fits.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class RequireStage(StepKind):
         "properties": {
             "in": {**_LIST, "description": "the stages the message fits with"},
             "not_in": {**_LIST, "description": "the stages it does not fit with"},
-            "else": {"enum": ["skip", "dead_letter"], "default": "skip",
+            "else": {"enum": ["skip", "dead_letter", "wait"], "default": "skip",
                      "description": "what becomes of a message that does not fit"},
         },
     }
@@ -65,6 +69,10 @@ class RequireStage(StepKind):
         if stage in c["in"] if c["in"] is not None else stage not in c["not_in"]:
             return stage
         run.discredited = stage
+        if c["else"] == "wait":
+            raise RecoverableError(_("{type} came before case {business_no} reached a stage it "
+                                     "fits (it is at {stage}); it waits",
+                                     type=run.type, business_no=run.business_no, stage=stage))
         if c["else"] == "dead_letter":
             raise MessageError(_("{type} does not fit case {business_no} at stage {stage}",
                                  type=run.type, business_no=run.business_no, stage=stage))
