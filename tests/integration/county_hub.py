@@ -160,13 +160,19 @@ class Cases:
         self._n += 1
         return f"320684{self.year}{self.tag}{prefix}{self._n:05d}"
 
-    def first(self, channel: str, unit: str | None = None) -> dict[str, Any]:
-        """The demo's first registration of a developer's building, on a unit of its own."""
+    def first(self, channel: str, unit: str | None = None, *,
+              deposit: Callable[[bytes], str] | None = None) -> dict[str, Any]:
+        """The demo's first registration of a developer's building, on a unit of its own;
+        with ``deposit`` (``InternalNetwork.deposit``) its survey report is a file of the
+        material store, for the one-way gate."""
         body = copy.deepcopy(self.samples["first"])
         no = self.number()
         body.update(business_no=no, unit_codes=[unit or fresh_unit()], channel=channel)
         for m in body["materials"]:
             m.update(material(no, m["name"], m["type"]))
+            if deposit is not None and m["type"] == "survey_report":
+                report = f"%PDF-1.7\n房屋测绘报告 {no}\n".encode() * 200
+                m.update(sha256=deposit(report), size=len(report))
         return body
 
     def refusal(self, channel: str) -> dict[str, Any]:
@@ -202,10 +208,14 @@ def _of(no: str) -> Callable[[Any], bool]:
                                                     b.get("projectNo"), b.get("BusinessNo"))
 
 
-def received(sb: Any, name: str, path: str, no: str, **match: Any) -> list[dict[str, Any]]:
-    """Requests ``name`` received at ``path`` about case ``no`` (body fields ``match``)."""
+def received(sb: Any, name: str, path: str, no: str, *,
+             where: Callable[[dict[str, Any]], bool] | None = None,
+             **match: Any) -> list[dict[str, Any]]:
+    """Requests ``name`` received at ``path`` about case ``no`` (body fields ``match``,
+    bodies ``where`` says yes to)."""
     return [r for r in sb.received(name) if r["path"] == path and _of(no)(r["body"])
-            and all(r["body"].get(k) == v for k, v in match.items())]
+            and all(r["body"].get(k) == v for k, v in match.items())
+            and (where is None or where(r["body"]))]
 
 
 def idempotency_key(entry: dict[str, Any]) -> str:
@@ -213,11 +223,12 @@ def idempotency_key(entry: dict[str, Any]) -> str:
     return str(headers.get("idempotency-key") or "")
 
 
-def keys(sb: Any, name: str, path: str, no: str, **match: Any) -> Counter[str]:
+def keys(sb: Any, name: str, path: str, no: str, *,
+         where: Callable[[dict[str, Any]], bool] | None = None, **match: Any) -> Counter[str]:
     """The idempotency keys of what ``name`` took (answered 200) at ``path`` for ``no``,
     with how often each came. An endpoint that honours them applies each key once, so
     one key is one delivery in effect; a key-less request would apply every time."""
-    found = Counter(idempotency_key(r) for r in received(sb, name, path, no, **match)
+    found = Counter(idempotency_key(r) for r in received(sb, name, path, no, where=where, **match)
                     if r.get("status") == 200)
     assert "" not in found, f"{name}{path} took a request for {no} without an idempotency key"
     return found
