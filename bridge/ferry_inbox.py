@@ -57,6 +57,7 @@ from .publish import (
     BridgePublisher,
     Watch,
     event_type_check,
+    ferry_event_types,
     read_delivered_bag,
 )
 
@@ -165,7 +166,7 @@ class FerryWatch(Watch):
                    ledger=where("ledger", "ledger.sqlite3"), audit=audit, policy=policy,
                    keep_processed=bool(block.get("keep_processed", True)),
                    interval=float(block.get("poll_interval", DEFAULT_INTERVAL)),
-                   event_types=block.get("event_types") or FERRY_EVENT_TYPES)
+                   event_types=ferry_event_types(config))
 
     # -- lifecycle ---------------------------------------------------------------
 

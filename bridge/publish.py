@@ -159,6 +159,12 @@ def published_type(item: DeliveredItem) -> str:
     return MESSAGE_RECEIVED
 
 
+def ferry_event_types(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The event types a disc may publish under ``config`` (``bridge.ferry_inbox``)."""
+    block = (config.get("bridge") or {}).get("ferry_inbox") or {}
+    return tuple(block.get("event_types") or FERRY_EVENT_TYPES)
+
+
 def event_type_check(allowed: Iterable[str]) -> Callable[[DeliveredItem], None]:
     """A ``FerryImporter`` item check refusing an item published as a type not in
     ``allowed``: the whole disc is then refused and quarantined with the reason."""
@@ -353,8 +359,19 @@ class BridgePublisher:
         return cls(hub.publish, hub.tenant)
 
     def publish_import(self, batches: ImportReport | Iterable[BatchResult],
-                       inbox: str | os.PathLike[str]) -> list[Envelope]:
+                       inbox: str | os.PathLike[str], *,
+                       allowed: Iterable[str] | None = None) -> list[Envelope]:
+        """Publish every item of ``batches``; with ``allowed``, nothing at all when an
+        item would publish a type it does not name (``PolicyError``)."""
         envelopes = ferry_envelopes(batches, inbox=inbox, tenant=self.tenant)
+        if allowed is not None:
+            allowed = frozenset(allowed)
+            refused = sorted({env.type for env in envelopes if env.type not in allowed})
+            if refused:
+                raise PolicyError(_("a disc may not carry {types} (bridge.ferry_inbox."
+                                    "event_types: {allowed}): nothing published",
+                                    types=", ".join(t[:80] for t in refused),
+                                    allowed=", ".join(sorted(allowed))))
         for env in envelopes:
             self.publish(env)
         return envelopes

@@ -54,11 +54,15 @@ _config_option = config_option(help=_("the hub's config.yaml (for --publish)"))
 
 
 def _publish(hub, batches: list, inbox: str, as_json: bool) -> None:  # noqa: ANN001
-    from bdchub.bridge.publish import BridgePublisher
-    from bdchub.core.errors import HubError
+    from bdchub.bridge.publish import BridgePublisher, ferry_event_types
+    from bdchub.core.errors import HubError, PolicyError
 
     try:
-        sent = BridgePublisher.for_hub(hub).publish_import(batches, inbox)
+        # By hand as under hub run: a disc publishes only what the config allows.
+        sent = BridgePublisher.for_hub(hub).publish_import(
+            batches, inbox, allowed=ferry_event_types(hub.config))
+    except PolicyError:
+        raise
     except HubError as exc:
         folders = " ".join(str(b.delivered_to) for b in batches if b.delivered_to)
         raise BridgeError(_("delivered to the inbox but not published: {error}; publish again "
@@ -147,19 +151,24 @@ def import_command(images: tuple[str, ...], inbox: str, quarantine: str, ledger:
         from bdchub.bridge.policy import ContentPolicy
 
         policy = ContentPolicy(audit=audit)
-    importer = FerryImporter(verifiers=[sign.load_verifier(k) for k in key_files], audit=audit,
+
+
+    def importer(item_check=None) -> FerryImporter:  # noqa: ANN001
+        return FerryImporter(verifiers=[sign.load_verifier(k) for k in key_files], audit=audit,
                              inbox=inbox, quarantine=quarantine, ledger=ledger, policy=policy,
-                             progress=RichProgress())
+                             progress=RichProgress(), item_check=item_check)
     if not publish:
-        _finish(importer.import_images(images), as_json)
+        _finish(importer().import_images(images), as_json)
         return
     # The hub is opened first: a config that does not load must not cost a disc,
     # which the ledger consumes on import.
-    from bdchub.bridge.publish import open_hub
+    from bdchub.bridge.publish import event_type_check, ferry_event_types, open_hub
 
     hub = open_hub(config_path)
     try:
-        report = importer.import_images(images)
+        # A disc carrying a type the config does not allow is refused whole and
+        # quarantined, as the ferry inbox of hub run does.
+        report = importer(event_type_check(ferry_event_types(hub.config))).import_images(images)
         _show(report, as_json)
         _publish(hub, report.delivered, inbox, as_json)
         _raise_refused(report)

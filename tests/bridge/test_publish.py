@@ -122,8 +122,15 @@ def _import(site: Path, images: list[Path], key: Path, *extra: str):
         env={"HUB_FERRY_AUDIT": str(site / "audit.jsonl")})
 
 
+def _allow_review_results(hub: Hub) -> None:
+    """The rig's disc carries a review.result envelope: this hub's config allows it."""
+    hub.config["bridge"] = {"ferry_inbox": {"event_types": [
+        "review.result", MESSAGE_RECEIVED, FILE_RECEIVED]}}
+
+
 def test_ferry_import_publish_puts_messages_on_the_hub_and_a_replay_publishes_nothing(
         ferry, hub, tmp_path, monkeypatch):
+    _allow_review_results(hub)
     opened = []
     monkeypatch.setattr(hub, "close", lambda: None)
     monkeypatch.setattr(bridge_publish, "open_hub", lambda path: opened.append(path) or hub)
@@ -154,6 +161,7 @@ def test_failed_publish_after_import_names_the_republish_command(ferry, hub, tmp
     def down(env: Envelope) -> None:
         raise RecoverableError("broker down")
 
+    _allow_review_results(hub)
     monkeypatch.setattr(hub, "publish", down)
     monkeypatch.setattr(hub, "close", lambda: None)
     monkeypatch.setattr(bridge_publish, "open_hub", lambda path: hub)
@@ -166,6 +174,42 @@ def test_failed_publish_after_import_names_the_republish_command(ferry, hub, tmp
     monkeypatch.undo()
     monkeypatch.setattr(hub, "close", lambda: None)
     monkeypatch.setattr(bridge_publish, "open_hub", lambda path: hub)
+    again = CliRunner().invoke(ferry_group, ["publish", str(batch), "--inbox",
+                                             str(tmp_path / "inbox")])
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    assert len(published(hub)) == 3
+
+
+def test_ferry_import_publish_by_hand_refuses_a_disc_carrying_a_type_the_config_does_not_allow(
+        ferry, hub, tmp_path, monkeypatch):
+    # The rig's disc holds a review.result envelope; the default allow-list (what
+    # flow g takes) names only bridge.message_received and bridge.file_received.
+    monkeypatch.setattr(hub, "close", lambda: None)
+    monkeypatch.setattr(bridge_publish, "open_hub", lambda path: hub)
+    result = _import(tmp_path, [d.image for d in ferry.pack().discs], _key_file(tmp_path),
+                     "--publish", "--json")
+    assert result.exit_code != 0
+    assert json.loads(result.stdout)["batches"][0]["status"] == "refused"
+    assert "review.result" in result.output
+    assert published(hub) == []
+    assert list((tmp_path / "q").iterdir()), "the disc is kept in quarantine"
+    inbox = tmp_path / "inbox"
+    assert not inbox.exists() or not any(inbox.iterdir()), "nothing delivered"
+
+
+def test_ferry_publish_of_a_batch_in_the_inbox_publishes_nothing_when_one_type_is_not_allowed(
+        ferry, hub, tmp_path, monkeypatch):
+    delivered = _import(tmp_path, [d.image for d in ferry.pack().discs], _key_file(tmp_path))
+    assert delivered.exit_code == 0, delivered.output
+    batch = next((tmp_path / "inbox").iterdir())
+    monkeypatch.setattr(hub, "close", lambda: None)
+    monkeypatch.setattr(bridge_publish, "open_hub", lambda path: hub)
+    refused = CliRunner().invoke(ferry_group, ["publish", str(batch), "--inbox",
+                                               str(tmp_path / "inbox")])
+    assert refused.exit_code != 0 and "review.result" in str(refused.exception)
+    assert published(hub) == []
+
+    _allow_review_results(hub)
     again = CliRunner().invoke(ferry_group, ["publish", str(batch), "--inbox",
                                              str(tmp_path / "inbox")])
     assert again.exit_code == 0, again.output + repr(again.exception)
