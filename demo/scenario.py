@@ -178,8 +178,6 @@ class DemoRun:
             self.service = None
         if self.internal is not None:
             self.internal.stop()
-            # Its audit log is otherwise closed at exit, into the folder removed below.
-            self.internal.audit.close()
             self.internal = None
         if self.sb is not None:
             self.sb.stop()

@@ -158,6 +158,10 @@ class InternalNetwork:
             with contextlib.suppress(Exception):
                 self._sock.close()
             self._sock = None
+        # Its closing checkpoint now, not at interpreter exit: the caller may remove
+        # the folder right after (an audit log closed later recreates it).
+        with contextlib.suppress(OSError):
+            self.audit.close()
 
     def __enter__(self) -> InternalNetwork:
         return self.start()

@@ -161,3 +161,18 @@ def test_credentials_name_every_signed_department_including_payment_and_evaluati
     assert creds["evaluation"] == sandbox.endpoint("evaluation").credentials
     creds["payment"]["app_key"] = "changed"  # a copy: the caller cannot change the sandbox
     assert sandbox.credentials["payment"]["app_key"] != "changed"
+
+
+def test_a_stopped_internal_network_leaves_nothing_to_write_into_its_removed_folder(tmp_path):
+    import shutil
+
+    from bdchub.core import audit
+    from bdchub.sandbox.internal import InternalNetwork
+
+    root = tmp_path / "internal"
+    net = InternalNetwork(root).start()
+    net.audit.record("received", "disc-1")  # as a disc or a transfer would
+    net.stop()
+    shutil.rmtree(root)
+    audit._close_all()  # what interpreter exit runs: its audit log is closed already
+    assert not root.exists()
