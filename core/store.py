@@ -338,6 +338,18 @@ held_applications = Table(
     Column("held_at", Float, nullable=False),
 )
 
+#: The date by which a case's correction is due, as its latest 补正通知书 stated it
+#: (``render_notice``): corrected materials after it are refused at the door. A case
+#: sent back without a date (the registration system's own 补正) has no row.
+correction_deadlines = Table(
+    "correction_deadlines", metadata,
+    Column("tenant", String(6), primary_key=True),
+    Column("business_no", String(64), primary_key=True),
+    Column("deadline", String(10), nullable=False),  # YYYY-MM-DD, the last day it is taken
+    Column("notice_id", String(ID), nullable=False),
+    Column("noticed_at", Float, nullable=False),
+)
+
 #: Whom a notice was issued to when it answers a request rather than a case (a
 #: no-property certificate answers the platform that asked, and no client submitted
 #: its number): that client, or a client of that channel, may fetch it.
@@ -1059,6 +1071,32 @@ class Store:
             return bool(conn.execute(delete(held_applications).where(
                 held_applications.c.tenant == tenant,
                 held_applications.c.business_no == business_no)).rowcount)
+
+    # -- correction deadlines
+    def note_correction_deadline(self, tenant: str, business_no: str, *, deadline: str | None,
+                                 notice_id: str, at: float) -> None:
+        """What the correction notice ``notice_id`` (issued ``at``) says is due when:
+        a later notice replaces an earlier one's date, or removes it (``deadline``
+        None); an earlier one delivered again changes nothing."""
+        key = (correction_deadlines.c.tenant == tenant,
+               correction_deadlines.c.business_no == business_no)
+        with self._tx() as conn:
+            row = conn.execute(select(correction_deadlines.c.noticed_at).where(*key)).first()
+            if row is not None and float(row[0]) > at:
+                return
+            conn.execute(delete(correction_deadlines).where(*key))
+            if deadline:
+                conn.execute(insert(correction_deadlines).values(
+                    tenant=tenant, business_no=business_no, deadline=deadline,
+                    notice_id=notice_id, noticed_at=at))
+
+    def correction_deadline(self, tenant: str, business_no: str) -> str | None:
+        """The last day (YYYY-MM-DD) the case's correction is taken, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(correction_deadlines.c.deadline).where(
+                correction_deadlines.c.tenant == tenant,
+                correction_deadlines.c.business_no == business_no)).first()
+        return str(row[0]) if row else None
 
     # -- electronic notices
     def add_notice(self, *, recipient: Mapping[str, str] | None = None, **row: Any) -> bool:

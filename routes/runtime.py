@@ -632,6 +632,10 @@ class Hub:
         """One notice with its file, base64 (HubPort)."""
         return self.store.notice(tenant, business_no, notice_id, client=client, channel=channel)
 
+    def correction_deadline(self, tenant: str, business_no: str) -> str | None:
+        """The last day the case's correction is taken, as its notice said (HubPort)."""
+        return self.store.correction_deadline(tenant, business_no)
+
     def progress_by_applicant(self, tenant: str, id_number: str, *, client: str | None = None,
                               channel: str | None = None) -> list[dict[str, Any]]:
         """Applications of ``tenant`` whose first applicant has ``id_number`` (masked),

@@ -23,7 +23,8 @@ electronic notices of a case (``…/notices``, the PDF the routes rendered).
 Corrected materials (``application.materials_updated``) are taken only for a case
 the client may read that the registration agency sent back for correction
 (stage ``correction``): an unknown case answers 404, a closed one 409
-``case_closed``, one at another stage 409 ``not_awaiting_correction``; materials
+``case_closed``, one at another stage 409 ``not_awaiting_correction``, one past
+the deadline its correction notice stated 409 ``correction_deadline_passed``; materials
 marked classified answer 422 ``classified_material`` (only on site). The case
 is looked at after the idempotency records, so a repeat of a correction that was
 taken still gets its first answer once the case has moved on.
@@ -382,6 +383,14 @@ class InboundApp:
                 "are taken after a correction notice", business_no=business_no,
                 stage=stage or "-"), reason="correction_out_of_stage",
                 audit_fields={"stage": stage})
+        deadline = self.hub.correction_deadline(tenant, business_no)
+        if deadline is not None and time.strftime("%Y-%m-%d", time.localtime()) > deadline:
+            # The notice said by when; the case is not reopened by materials after it.
+            raise ApiError(409, "correction_deadline_passed", _(
+                "the correction of case {business_no} was due by {deadline}; materials are "
+                "no longer taken: make a new application", business_no=business_no,
+                deadline=deadline), reason="correction_deadline_passed",
+                audit_fields={"deadline": deadline})
 
     def _case_of_appointment(self, req: Request, body: dict[str, Any], schema: str) -> None:
         """An appointment for a case (to collect the certificate, bring materials …)

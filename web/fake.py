@@ -31,6 +31,8 @@ class FakeHub:
         self._progress: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._submitters: dict[tuple[str, str], tuple[str, str]] = {}  # (client, channel)
         self._notices: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        #: (tenant, business no) -> the last day its correction is taken (set by tests)
+        self.deadlines: dict[tuple[str, str], str] = {}
         self._nonces: dict[str, float] = {}
         self._records: Any = None
         self._lock = threading.Lock()
@@ -87,6 +89,9 @@ class FakeHub:
             return None
         return next((dict(n) for n in self._notices.get((tenant, business_no), [])
                      if n["id"] == notice_id), None)
+
+    def correction_deadline(self, tenant: str, business_no: str) -> str | None:
+        return self.deadlines.get((tenant, business_no))
 
     def audit(self, event: str, **fields: Any) -> None:
         with self._lock:

@@ -53,6 +53,11 @@ class HubPort(Protocol):
         """One notice with its file (``content``, base64), or None, narrowed as above."""
         ...
 
+    def correction_deadline(self, tenant: str, business_no: str) -> str | None:
+        """The last day (YYYY-MM-DD) the case's correction is taken, as its latest
+        correction notice stated it, or None when none stated one."""
+        ...
+
     def audit(self, event: str, **fields: Any) -> None:
         """Append one audit record. Callers pass no PII unmasked."""
         ...

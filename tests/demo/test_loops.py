@@ -131,6 +131,31 @@ def test_an_application_the_hubs_checklist_sent_back_goes_on_with_its_materials(
     assert flows.hub.store.held_application(flows.hub.tenant, no) is None
 
 
+def test_materials_after_the_deadline_the_correction_notice_stated_are_refused(flows, cjk_font):
+    body = dict(flows.samples["correction"], business_no=flows.samples["correction"][
+        "business_no"].replace("W00004", "W00014"))
+    no = body["business_no"]
+    flows.submit("county_window", body)
+    notice = _notice(flows, "window_county", no, "correction.requested")
+    # The hub's checklist gives five days, and the door knows the date the notice states.
+    assert flows.hub.store.correction_deadline(flows.hub.tenant, no) == notice["deadline"][:10]
+    flows.wait(lambda: flows.stage(no) == "correction", what="stage correction")
+    # Time passes: a later notice of this case stated a day now gone.
+    flows.hub.store.note_correction_deadline(flows.hub.tenant, no, deadline="2020-01-31",
+                                             notice_id="later", at=time.time() + 60)
+    identity = {"materials": [{"name": "申请人身份证明", "type": "identity_document",
+                               "sha256": hashlib.sha256(b"id").hexdigest(), "size": 1024}]}
+
+    late = flows.post("county_window", f"/api/v1/applications/{no}/materials", identity)
+
+    assert late.status_code == 409, late.text
+    assert late.json()["error"]["code"] == "correction_deadline_passed"
+    time.sleep(0.3)
+    assert not flows.received("legacy", where=_of(no))
+    assert flows.hub.store.held_application(flows.hub.tenant, no) is not None
+    assert flows.stage(no) == "correction"
+
+
 def test_a_correction_that_does_not_satisfy_ends_refused(flows, cjk_font):
     legacy = flows.sb.endpoint("legacy")
     body = _needs_correction(flows, "W00013")

@@ -102,3 +102,18 @@ def test_a_held_application_is_replaced_only_if_no_one_replaced_it_since_it_was_
     assert again["envelope"] == '{"body": {"n": 2}}' and again["held_at"] > read["held_at"]
     assert store.update_held_application("320684", "B-2", envelope="{}", held_at=0.0,
                                          at=1.0) is False
+
+
+def test_the_latest_correction_notice_states_the_deadline_and_an_older_one_again_changes_nothing(
+        store):
+    store.note_correction_deadline("320684", "B-1", deadline="2024-05-25", notice_id="n-1", at=10.0)
+    assert store.correction_deadline("320684", "B-1") == "2024-05-25"
+
+    store.note_correction_deadline("320684", "B-1", deadline="2024-06-30", notice_id="n-2", at=20.0)
+    store.note_correction_deadline("320684", "B-1", deadline="2024-05-25", notice_id="n-1", at=10.0)
+    assert store.correction_deadline("320684", "B-1") == "2024-06-30"
+
+    # A later notice without a date (the registration system's own 补正) lifts it.
+    store.note_correction_deadline("320684", "B-1", deadline=None, notice_id="n-3", at=30.0)
+    assert store.correction_deadline("320684", "B-1") is None
+    assert store.correction_deadline("320684", "B-2") is None

@@ -78,6 +78,31 @@ def test_corrected_materials_for_a_case_not_sent_back_are_409_in_english_when_as
     assert hub.published == []
 
 
+def test_corrected_materials_after_the_deadline_the_notice_stated_are_409_audited(client, hub):
+    _case(hub, "correction", "suspended")
+    hub.deadlines[(TENANT, CASE)] = "2020-01-31"
+
+    response = client.post(MATERIALS_PATH, MATERIALS)
+
+    assert response.status_code == 409
+    assert _error(response)["code"] == "correction_deadline_passed"
+    assert "2020-01-31" in _error(response)["message"] and "补正" in _error(response)["message"]
+    [audit] = hub.audited("inbound.rejected")
+    assert (audit["reason"], audit["deadline"]) == ("correction_deadline_passed", "2020-01-31")
+    assert hub.published == []
+
+
+def test_corrected_materials_on_the_last_day_are_still_taken(client, hub):
+    import time
+
+    _case(hub, "correction", "suspended")
+    hub.deadlines[(TENANT, CASE)] = time.strftime("%Y-%m-%d", time.localtime())
+
+    response = client.post(MATERIALS_PATH, MATERIALS)
+
+    assert response.status_code == 202, response.get_json()
+
+
 def test_another_platforms_case_is_as_unknown_as_a_missing_one(app, hub):
     _case(hub, "correction", client="county_window")
 

@@ -58,6 +58,12 @@ from . import notice_pdf
 
 URL = "/api/v1/applications/{business_no}/notices/{id}"
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _date(value: Any) -> str | None:
+    """The YYYY-MM-DD a correction notice's ``deadline`` starts with, or None."""
+    return value[:10] if isinstance(value, str) and _DATE.match(value) else None
 
 
 class RenderNotice(StepKind):
@@ -98,6 +104,11 @@ class RenderNotice(StepKind):
             kept = engine.store.notice(run.tenant, key, notice_id)
             if kept is None:
                 kept = self._render(engine, run, kind, key, notice_id, c)
+            if kind == "correction" and run.business_no:
+                # What the notice states is what binds: the door refuses materials after it.
+                engine.store.note_correction_deadline(
+                    run.tenant, run.business_no, deadline=_date(run.body.get("deadline")),
+                    notice_id=notice_id, at=float(kept["created_at"]))
         except StoreError as exc:  # the store comes back; the notice waits for it
             raise RecoverableError(str(exc)) from exc
         url = URL.format(business_no=key, id=notice_id)
