@@ -384,7 +384,8 @@ class InboundApp:
                 stage=stage or "-"), reason="correction_out_of_stage",
                 audit_fields={"stage": stage})
         deadline = self.hub.correction_deadline(tenant, business_no)
-        if deadline is not None and time.strftime("%Y-%m-%d", time.localtime()) > deadline:
+        today = time.strftime("%Y-%m-%d", time.localtime(self.intake.clock()))
+        if deadline is not None and today > deadline:
             # The notice said by when; the case is not reopened by materials after it.
             raise ApiError(409, "correction_deadline_passed", _(
                 "the correction of case {business_no} was due by {deadline}; materials are "

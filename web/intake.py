@@ -69,6 +69,7 @@ class Intake:
                  clock: Callable[[], float] = time.time, routes: Any = None):
         self.hub = hub
         self.tenant = tenant
+        self.clock = clock  # the hub's time, for the checks that read a date
         if not TENANT.match(tenant):
             raise ConfigError(_("tenant '{tenant}' must be the county's 6-digit division code",
                                 tenant=tenant))
