@@ -1,4 +1,4 @@
-"""E-certificate verification and download (flow j, guide §二(一)6) through the real
+"""E-certificate verification and download (flow i, guide §二(一)6) through the real
 engine, against the sandbox's integrated platform.
 
 Each test takes an application through to its certificate (flow a, the

@@ -1,4 +1,4 @@
-"""One-stop payment (flow i, guide §二(一)5) through the real engine, against the
+"""One-stop payment (flow h, guide §二(一)5) through the real engine, against the
 sandbox's finance platform (统一公共支付平台).
 
 The hub runs config.yaml with transfers (200) configured to be paid before they

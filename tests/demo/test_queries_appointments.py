@@ -1,4 +1,4 @@
-"""Flows q (queries of the register) and r (appointments) of config.yaml, through the
+"""Flows j (queries of the register) and k (appointments) of config.yaml, through the
 real engine and inbound server, against the sandbox's registration system and windows.
 
 Queries answer in the request: each says its purpose (422 without), is allowed by the
@@ -65,7 +65,7 @@ def _register(flows) -> dict[str, dict[str, Any]]:
     return {p["unit_code"]: p for p in flows.sb.data["register"]["properties"]}
 
 
-# -- q. queries ---------------------------------------------------------------
+# -- j. queries ---------------------------------------------------------------
 
 def test_a_person_asks_for_their_own_properties_and_gets_them_masked(flows):
     people = flows.sb.data["people"]
@@ -237,7 +237,7 @@ def test_a_query_outside_the_clients_tenant_is_refused(flows):
     assert person.status_code == 403 and person.json()["error"]["code"] == "type_forbidden"
 
 
-# -- r. appointments -------------------------------------------------------------
+# -- k. appointments -------------------------------------------------------------
 
 def _weekday(days_ahead: int = 1) -> str:
     day = dt.date.today() + dt.timedelta(days=days_ahead)

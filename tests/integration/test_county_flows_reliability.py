@@ -16,13 +16,11 @@
 The departments resend a callback the hub could not take while it restarted (the
 sandbox's pusher is given the retries for it); a callback no department resends
 is the reconciler's (tests/app/test_reconciler.py). The registration system pauses
-while the hub is down, once the hub has taken every stage change it was told of:
-a stage change the killed hub had taken comes back after its lease, and when the
-department's later ones of the same case overtake it, the 登簿 is dropped (the
-strict xfail at the end, a defect of config.yaml's legacy_stage_change guard).
-The internal network reviews a case only once the hub has its first stage: a
-review back before that is dead-lettered by review_results (in life a review
-takes days). Parked messages come due
+while the hub is down, once the hub has taken every stage change it was told of
+(a 登簿 the killed hub had taken that comes back after its lease, behind the 缮证 and
+归档 resent meanwhile, still sends its results: the last test). The internal
+network reviews a case only once the hub has its first stage, as in life, where a
+review takes days (one back before that waits in review_results). Parked messages come due
 after the shipped ``park_for``; the outage tests move the hub's clock an hour on
 instead of waiting for it (as tests/demo/test_loops.py does).
 """
@@ -304,7 +302,7 @@ def test_hub_run_killed_mid_flow_finishes_every_county_case_once_after_a_restart
         # Kill while some cases have ended and others are on their way: the registration
         # system pauses once a few cases are closed there, and the hub has taken every
         # stage change it was told of (a stage change taken again after a later one of
-        # its case is another matter: see the xfail test below).
+        # its case is the last test's).
         def some_closed() -> bool:
             run.supply_corrections()
             run.review_when_known(internal)
@@ -509,13 +507,6 @@ def test_the_registration_system_down_parks_the_corrected_materials_until_it_is_
     _nothing_left(flows)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a stage change taken again after a later one of its case is dropped: after a kill -9 "
-    "the 登簿 callback the killed hub had taken comes back after its lease, behind the "
-    "缮证 and 归档 the departments resent meanwhile; legacy_stage_change's guard "
-    "(require_stage not_in [archive] for any stage but archive) skips it as out of order, "
-    "so registration.recorded is never published and the case's results and e-certificate "
-    "never reach the windows (config.yaml, not this test's to change)"))
 def test_a_registration_taken_after_the_archive_of_its_case_still_sends_its_results(county):
     flows, sb = county, county.sb
     sb.legacy_set_callback(None)  # the test hands the hub the stage changes, in its order
