@@ -67,6 +67,10 @@ def test_refused_application_sends_the_refusal_notice_to_the_window(flows):
     assert "查封" in notice["reason"]
     assert notice["legal_basis"].startswith("《不动产登记暂行条例》")
     flows.wait(lambda: flows.stage(no) == "refusal", what="progress refusal")
+    # The registration system's callbacks are traced under the case (its YWH is the
+    # business number once the profile has renamed it), not only the fan-out they cause.
+    flows.wait(lambda: any(h["route"] == "legacy_stage_change" for h in flows.trace(no)),
+               what="legacy_stage_change in the trace")
 
 
 def test_incomplete_application_gets_a_correction_notice_and_never_reaches_legacy(flows):
