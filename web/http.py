@@ -8,9 +8,11 @@ own refusal (a JSON error or a SOAP fault).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from bdchub.core import i18n
 from bdchub.core.i18n import _
 
 from .signing import Client
@@ -185,3 +187,29 @@ def read_json(req: Request) -> dict[str, Any]:
                        violations=[{"path": "$", "message": _("must be a JSON object"),
                                     "keyword": "type"}])
     return value
+
+
+@lru_cache(maxsize=512)
+def _accept_language(value: str) -> str | None:
+    from werkzeug.datastructures import LanguageAccept
+    from werkzeug.http import parse_accept_header
+
+    best = parse_accept_header(value, LanguageAccept).best_match(["zh-CN", "zh", "en"])
+    if best is None:
+        return None
+    return "en" if best.lower().startswith("en") else "zh_CN"
+
+
+def request_language(req: Request, default: str | None) -> str | None:
+    """The language ``req`` asks for (``?lang=``, else ``Accept-Language``), else
+    ``default``: what the inbound API and the console answer in."""
+    if req.query and req.has_arg("lang"):
+        asked = i18n.normalise(req.arg("lang"))
+        if asked in ("en", "zh_CN"):
+            return asked
+    accept = req.environ.get("HTTP_ACCEPT_LANGUAGE")
+    if accept:
+        found = _accept_language(accept[:200])
+        if found:
+            return found
+    return default
