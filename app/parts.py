@@ -8,7 +8,5 @@ register_section("pollers", "bdchub.app.pollers:SCHEMA",
                  check="bdchub.app.pollers:check_section")
 register_section("reconcile", "bdchub.app.reconciler:SCHEMA",
                  check="bdchub.app.reconciler:check_section")
-register_section("metrics", {
-    "type": "object", "additionalProperties": False,
-    "properties": {"listen": {"type": "string"}, "enabled": {"type": "boolean"}},
-})
+register_section("metrics", "bdchub.app.metrics:SCHEMA",
+                 check="bdchub.app.metrics:check_section")

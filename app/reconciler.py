@@ -142,7 +142,7 @@ class ReconcileMetrics:
         reg = registry if registry is not None else REGISTRY
         self.stuck = Gauge("bdchub_reconcile_stuck_cases",
                            "Cases at a stage longer than its expected time", ["stage"],
-                           registry=reg)
+                           registry=reg, multiprocess_mode="livemax")  # one process runs it
         self.queries = Counter("bdchub_reconcile_queries",
                                "Stuck cases asked about at the registration system",
                                ["outcome"], registry=reg)

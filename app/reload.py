@@ -233,12 +233,14 @@ class ReloadMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY):
         self.config = Info("bdchub_config", "The configuration the hub runs: its file and the "
                            "file's sha256", registry=registry)
+        # With several processes (core.metrics), each reloads on its own: the latest
+        # application, and 0 while any live process refused.
         self.applied_at = Gauge("bdchub_config_applied_timestamp_seconds",
                                 "When the running configuration was applied (start or reload)",
-                                registry=registry)
+                                registry=registry, multiprocess_mode="livemax")
         self.last_ok = Gauge("bdchub_config_last_reload_successful",
                              "1 if the last reload was applied (or none was asked), 0 if it was "
-                             "refused", registry=registry)
+                             "refused", registry=registry, multiprocess_mode="livemin")
         self.reloads = Counter("bdchub_config_reloads", "Reloads asked for, by result",
                                ["result"], registry=registry)
         self.last_ok.set(1)

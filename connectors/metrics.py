@@ -70,11 +70,13 @@ class ConnectorMetrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.retries = Counter(f"{prefix}_connector_retries", "Connector call retries",
                                labels, registry=self.registry)
+        # With several processes (core.metrics): the worst state any live process
+        # sees, and the calls under way in all of them.
         self.circuit = Gauge(f"{prefix}_connector_circuit_state",
                              "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-                             ["connector"], registry=self.registry)
+                             ["connector"], registry=self.registry, multiprocess_mode="livemax")
         self.in_flight = Gauge(f"{prefix}_connector_in_flight", "Connector calls under way",
-                               labels, registry=self.registry)
+                               labels, registry=self.registry, multiprocess_mode="livesum")
 
     def set_circuit(self, connector: str, state: str) -> None:
         self.circuit.labels(connector=connector).set(CIRCUIT_VALUES.get(state, 0))

@@ -159,20 +159,34 @@ def send_cmd(paths: tuple[str, ...], to: str, rate: str, loss: float, target: fl
 @click.option("--idle-timeout", type=float, help=_("stop after this many idle seconds"))
 @click.option("--publish", is_flag=True,
               help=_("publish each delivered object onto the hub as messages"))
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help=_("serve the receiver's Prometheus metrics at this address"))
 @_config_option
 @_key_options
 def receive_cmd(listen: str, inbox: str, staging: str | None, quarantine: str | None,
                 verify_key: str | None, policy_file: str | None, scanner: str | None,
                 max_objects: int | None, timeout: float | None, idle_timeout: float | None,
-                publish: bool, config_path: str, key_file: str | None, sig_alg: str,
-                audit_log: str | None, audit_key_file: str | None) -> None:
+                publish: bool, metrics_listen: str | None, config_path: str,
+                key_file: str | None, sig_alg: str, audit_log: str | None,
+                audit_key_file: str | None) -> None:
     from ..diode.receiver import DiodeReceiver
     from ..diode.rxsocket import open_receive_socket
+    from ..metrics import bridge_metrics
 
     verifier = make_verifier(key_file, verify_key, sig_alg)
     audit = _audit(audit_log, audit_key_file)
     policy = _load_policy(policy_file, scanner, audit)
     base = Path(inbox).resolve().parent
+    metrics = None
+    if metrics_listen:  # the receiving side is a process of its own: it serves its counts
+        from bdchub.core.metrics import MetricsListener, parse_listen
+
+        bridge_metrics()
+        try:
+            metrics = MetricsListener(*parse_listen(metrics_listen))
+            metrics.start()
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics-listen") from exc
     hub = publisher = None
     if publish:
         from ..publish import BridgePublisher, InboxPublisher, open_hub
@@ -197,6 +211,8 @@ def receive_cmd(listen: str, inbox: str, staging: str | None, quarantine: str | 
     finally:
         if hub is not None:
             hub.close()
+        if metrics is not None:
+            metrics.stop()
     click.echo(_("delivered {delivered}, quarantined {quarantined}, rejected {rejected}, "
                  "incomplete {incomplete}; {datagrams} datagrams, {malformed} malformed",
                  **{k: v for k, v in stats.__dict__.items()}))

@@ -27,6 +27,7 @@ from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, HubError, IntegrityError_
 from bdchub.core.i18n import _
 
+from ..metrics import bridge_metrics
 from ..policy import ContentPolicy, quarantine
 from . import fec, wire
 from .inbound import deliver
@@ -393,6 +394,8 @@ class DiodeReceiver:
         span = st.last_seq - st.first_seq + 1
         got = (sess.received - st.session_count_at_first + 1) if sess and st.first_seq else 0
         loss = max(0.0, 1.0 - got / span) if span > 0 and got else 0.0
+        if st.fec_blocks:
+            bridge_metrics().diode_repairs.inc(st.fec_blocks)
         self._record("received", obj.manifest, symbols=st.received, duplicates=st.duplicates,
                      fec_blocks=st.fec_blocks, blocks=obj.plan.blocks,
                      loss_estimate=round(loss, 4))
@@ -479,9 +482,11 @@ class DiodeReceiver:
                 continue
             if outcome.startswith("delivered:"):
                 self.stats.delivered += 1
+                bridge_metrics().diode_moved("received", 1, obj.manifest.size)
                 self.delivered.append(Path(outcome.split(":", 1)[1]))
             elif outcome.startswith("quarantined:"):
                 self.stats.quarantined += 1
+                bridge_metrics().diode_quarantined.inc()
             else:
                 self.stats.rejected += 1
                 log.error("diode: %s: %s", obj.manifest.ref, outcome)

@@ -28,6 +28,7 @@ from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError
 from bdchub.core.i18n import _
 
+from ..metrics import bridge_metrics
 from . import fec, wire
 from .manifest import Manifest, Signer, hash_file, new_hash, safe_name
 from .pacing import Pacer
@@ -255,6 +256,7 @@ class DiodeSender:
             total = sum(o.manifest.size for o in objects)
             report = SendReport(f"{self.session:016x}", len(objects), total,
                                 self.datagrams - first_dgram, seconds)
+            bridge_metrics().diode_moved("sent", len(objects), total)
             if self.audit:
                 for o in objects:
                     m = o.manifest

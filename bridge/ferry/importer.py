@@ -54,6 +54,7 @@ from bdchub.core.errors import (
 from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
+from ..metrics import bridge_metrics
 from . import bag, fsutil, sign, spec, stream
 from .image import DiscFile, DiscImage
 from .ledger import BatchKey, Ledger, ranges
@@ -212,10 +213,12 @@ class FerryImporter:
                                 error=exc.strerror or exc)) from exc
         ledger = self._open_ledger(readonly=False)
         try:
-            return self._run(paths, ledger, deliver=True)
+            report = self._run(paths, ledger, deliver=True)
         finally:
             if ledger:
                 ledger.close()
+        bridge_metrics().ferry_imported(report)
+        return report
 
     def verify_images(self, paths: Iterable[str | os.PathLike[str]]) -> ImportReport:
         ledger = self._open_ledger(readonly=True)

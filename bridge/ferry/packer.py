@@ -23,6 +23,7 @@ from bdchub.core.audit import AuditLog
 from bdchub.core.errors import BridgeError, PolicyError
 from bdchub.core.i18n import _
 
+from ..metrics import bridge_metrics
 from . import bag, image, sign, spec
 from .progress import NoProgress, Progress
 from .sequence import SequenceFile
@@ -249,6 +250,7 @@ class FerryPacker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
             self.progress.stop()
+        bridge_metrics().discs_packed.inc(len(report.discs))
         return report
 
     def _pack_disc(self, items: list[Item], bag_dir: Path, out: Path, *, group_id: str,
