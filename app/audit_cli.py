@@ -1,4 +1,4 @@
-"""``hub audit verify [-c config]``: check the hub's own audit logs.
+"""``hub audit verify [-c config] [--json]``: check the hub's own audit logs.
 
 The logs a hub writes under its audit key (``core.sealing.load_audit_key``):
 ``audit.jsonl`` in its data folder (``Hub.audit``: inbound requests, queries,
@@ -11,6 +11,7 @@ where it looked (exit 2). Exit 1 when any log has a problem.
 
 from __future__ import annotations
 
+import json
 import time
 
 import click
@@ -18,6 +19,7 @@ import click
 from bdchub.core.cliopts import CONFIG_OPTION
 from bdchub.core.errors import HubError, IntegrityError_
 from bdchub.core.i18n import _
+from bdchub.routes.cli import JSON_OPTION
 
 
 @click.group("audit", help=_("The hub's own audit log."))
@@ -28,7 +30,8 @@ def audit_group() -> None:
 @audit_group.command("verify", help=_("Check every audit log of the hub (chain, key, "
                                       "checkpoints); exit 1 on any problem."))
 @CONFIG_OPTION
-def verify_command(config_path: str) -> None:
+@JSON_OPTION
+def verify_command(config_path: str, as_json: bool) -> None:
     from bdchub.bridge.ferry_inbox import FerryWatch
     from bdchub.core.audit import AuditLog
     from bdchub.core.config import load
@@ -47,16 +50,22 @@ def verify_command(config_path: str) -> None:
     if not present:
         raise HubError(_("no audit log at {path}: the hub has written none there yet",
                          path=paths[0]))
-    bad = 0
-    for path in present:
-        report = AuditLog(path, key=key).report()
+    reports = [AuditLog(path, key=key).report() for path in present]
+    bad = sum(not report.ok for report in reports)
+    if as_json:
+        click.echo(json.dumps({"logs": [
+            {"path": str(r.path), "ok": r.ok, "records": r.records,
+             "last_checkpoint": r.last_checkpoint, "notices": [str(n) for n in r.notices],
+             "problems": [{"line": p.line, "reason": p.reason} for p in r.problems]}
+            for r in reports]}, ensure_ascii=False, indent=2))
+    for report in [] if as_json else reports:
+        path = report.path
         when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.last_checkpoint))
                 if report.last_checkpoint else "-")
         if report.ok:
             click.echo(_("{path}: intact, {count} records, last checkpoint {time}",
                          path=path, count=report.records, time=when))
         else:
-            bad += 1
             click.echo(_("{path}: {n} problems", path=path, n=len(report.problems)), err=True)
             for problem in report.problems:
                 click.echo(f"  {problem}", err=True)

@@ -1,0 +1,229 @@
+"""What a running hub reports of itself, and ``hub status`` reads.
+
+A connector's breaker and the calls it saw live in the memory of the process
+that runs it; a one-shot command that connects afresh (``hub check --ping``)
+sees none of it. So each running process (``HubService``) writes a report of
+itself into the store every ``EVERY`` seconds, one row per process
+(``Store.report_process``), and deletes it when it stops::
+
+    {"version": 1, "host": "…", "pid": 123, "tenant": "320684", "every": 5.0,
+     "connectors": {"legacy": {"type": "rest", "breaker": "closed",
+                               "retry_in_seconds": 0.0, "calls": 12, "errors": 0,
+                               "calls_1m": 3, "errors_1m": 0, "latency_ms": 41.5}},
+     "in_flight": {"online_application": 2, …}}
+
+``errors`` count the failures that speak of the endpoint's health (timeouts,
+refused connections, 5xx, an open breaker), not the requests it refused;
+``latency_ms`` is the mean of the calls of the last minute, retries included
+(None without calls). A report older than ``STALE_AFTER`` intervals is stale:
+that process died without a word, or is stuck.
+
+``status(hub, reports, now)`` puts the reports of the processes together with
+what the store and the broker know (parked, waiting and dead letters per
+route; queue depth) into the document ``hub status --json`` prints
+(docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+log = logging.getLogger("bdchub.status")
+
+#: Seconds between two reports of a process.
+EVERY = 5.0
+#: A report older than this many of its intervals is stale.
+STALE_AFTER = 3
+#: Reports older than this are deleted by the next process that starts.
+FORGET_AFTER = 86_400.0
+#: The window of ``calls_1m``, ``errors_1m`` and ``latency_ms``.
+WINDOW = 60.0
+#: Error classes (``connectors.metrics.error_class``) that speak of an endpoint's health.
+HEALTH_ERRORS = ("recoverable", "timeout", "circuit_open")
+
+HEALTH_RANK = {"up": 0, "degraded": 1, "down": 2}
+BREAKER_RANK = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class StatusReporter:
+    """An input of ``HubService`` (``app.inputs``) that reports the process every
+    ``every`` seconds. It never holds the hub up: a report that fails is logged and
+    the next one tries again."""
+
+    name = "status"
+
+    def __init__(self, hub: Any, *, every: float = EVERY,
+                 clock: Callable[[], float] = time.time):
+        self.hub = hub
+        self.every = every
+        self.clock = clock
+        self.started_at = clock()
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{self.started_at:.3f}"
+        self._samples: dict[str, collections.deque[tuple[float, float, float, float]]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        try:
+            self.hub.store.forget_process(self.process, before=self.clock() - FORGET_AFTER)
+        except Exception as exc:  # noqa: BLE001 - only a report; the hub runs on
+            log.warning("status: old reports not removed: %s", exc)
+        self.report()
+        self._thread = threading.Thread(target=self._run, name="hub-status", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            self.hub.store.forget_process(self.process)
+        except Exception as exc:  # noqa: BLE001 - hub status will call it stale
+            log.warning("status: report not removed: %s", exc)
+
+    def kill(self) -> None:
+        self._stop.set()  # the row stays and goes stale, as after a crash
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.report()
+
+    def report(self) -> None:
+        """Write this process's report now."""
+        try:
+            now = self.clock()
+            self.hub.store.report_process(self.process, started_at=self.started_at, at=now,
+                                          report=self.snapshot(now))
+        except Exception as exc:  # noqa: BLE001 - the next interval tries again
+            log.warning("status: not reported: %s", exc)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        host, pid, _started = self.process.rsplit(":", 2)
+        return {"version": 1, "host": host, "pid": int(pid), "every": self.every,
+                "tenant": self.hub.tenant, "name": str(self.hub.config.get("name") or ""),
+                "connectors": {name: self._connector(name, connector, now)
+                               for name, connector in sorted(self.hub.connectors.items())},
+                "in_flight": self.hub.in_flight()}
+
+    def _connector(self, name: str, connector: Any, now: float) -> dict[str, Any]:
+        breaker = getattr(connector, "breaker", None)
+        calls, errors, seconds = _call_totals(getattr(connector, "metrics", None), name)
+        samples = self._samples.setdefault(name, collections.deque())
+        samples.append((now, calls, errors, seconds))
+        while len(samples) > 1 and samples[1][0] <= now - WINDOW:
+            samples.popleft()
+        _at, calls0, errors0, seconds0 = samples[0]
+        recent = calls - calls0
+        return {"type": str(getattr(connector, "type_name", "") or ""),
+                "breaker": breaker.state if breaker is not None else "closed",
+                "retry_in_seconds": round(breaker.retry_in(), 1) if breaker is not None else 0.0,
+                "calls": int(calls), "errors": int(errors),
+                "calls_1m": int(recent), "errors_1m": int(errors - errors0),
+                "latency_ms": round((seconds - seconds0) / recent * 1000, 1) if recent else None}
+
+
+def _call_totals(metrics: Any, connector: str) -> tuple[float, float, float]:
+    """(calls, health errors, seconds spent in calls) of ``connector`` since this
+    process started, from its Prometheus metric objects (``connectors.metrics``)."""
+    if metrics is None:
+        return 0.0, 0.0, 0.0
+    calls = errors = seconds = 0.0
+    for family in (*metrics.calls.collect(), *metrics.errors.collect(),
+                   *metrics.latency.collect()):
+        for sample in family.samples:
+            if sample.labels.get("connector") != connector:
+                continue
+            if sample.name.endswith("_calls_total"):
+                calls += sample.value
+            elif sample.name.endswith("_errors_total") and (
+                    sample.labels.get("error") in HEALTH_ERRORS):
+                errors += sample.value
+            elif sample.name.endswith("_latency_seconds_sum"):
+                seconds += sample.value
+    return calls, errors, seconds
+
+
+# ------------------------------------------------------------------ reading
+
+def status(hub: Any, reports: Iterable[Mapping[str, Any]], now: float,
+           depth: Callable[[str], int | None] | None = None) -> dict[str, Any]:
+    """The document of ``hub status --json`` (docs/operations.md): the processes
+    with the freshness of their reports, each connector of the config as the fresh
+    processes see it, and each route's queue depth (``depth(queue)``), messages in
+    flight, parked, waiting and dead-lettered."""
+    processes = [_process(r, now) for r in reports]
+    fresh = [p for p, r in zip(processes, reports, strict=True) if p["fresh"]]
+    fresh_reports = [r["report"] for p, r in zip(processes, reports, strict=True) if p["fresh"]]
+    blocks = hub.config.get("connectors") or {}
+    connectors = [_merged_connector(name, str((blocks.get(name) or {}).get("type") or ""),
+                                    [(p["process"], r["connectors"][name])
+                                     for p, r in zip(fresh, fresh_reports, strict=True)
+                                     if name in r.get("connectors", {})])
+                  for name in sorted({*blocks, *(n for r in fresh_reports
+                                                 for n in r.get("connectors", {}))})]
+    counts = hub.store.route_counts()
+    routes = []
+    for name in sorted({*hub.routes, *counts}):
+        route = hub.routes.get(name)
+        queue = route.queue if route is not None and not route.sync else None
+        held = counts.get(name, {})
+        routes.append({
+            "name": name, "queue": queue,
+            "depth": depth(queue) if depth is not None and queue else None,
+            "in_flight": sum(int((r.get("in_flight") or {}).get(name, 0))
+                             for r in fresh_reports) if fresh_reports else None,
+            "parked": held.get("parked", 0), "waiting": held.get("waiting", 0),
+            "dead_letters": held.get("dead_letters", 0),
+            "in_config": route is not None})
+    return {"version": 1, "at": now, "running": bool(fresh), "tenant": hub.tenant,
+            "processes": processes, "connectors": connectors, "routes": routes}
+
+
+def _process(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    report = row["report"]
+    every = float(report.get("every") or EVERY)
+    age = max(0.0, now - float(row["reported_at"]))
+    return {"process": row["process"], "host": report.get("host"), "pid": report.get("pid"),
+            "started_at": row["started_at"], "reported_at": row["reported_at"],
+            "age_seconds": round(age, 1), "every": every, "fresh": age <= every * STALE_AFTER}
+
+
+def health(seen: Mapping[str, Any]) -> str:
+    """``down`` while the breaker is open, ``degraded`` while it is half-open or
+    calls of the last minute failed for the endpoint's sake, else ``up``."""
+    if seen["breaker"] == "open":
+        return "down"
+    if seen["breaker"] == "half-open" or seen["errors_1m"]:
+        return "degraded"
+    return "up"
+
+
+def _merged_connector(name: str, type_: str,
+                      seen: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """One connector across the fresh processes: the worst health and breaker, the
+    sums of calls and errors, the latency averaged over the calls."""
+    if not seen:
+        return {"name": name, "type": type_, "health": None, "breaker": None,
+                "retry_in_seconds": None, "latency_ms": None, "calls": 0, "errors": 0,
+                "calls_1m": 0, "errors_1m": 0, "processes": []}
+    per = [{"process": process, "health": health(s), **s} for process, s in seen]
+    recent = sum(int(s["calls_1m"]) for s in per)
+    weighted = sum(float(s["latency_ms"]) * int(s["calls_1m"]) for s in per
+                   if s.get("latency_ms") is not None)
+    return {"name": name, "type": type_ or str(per[0].get("type") or ""),
+            "health": max((s["health"] for s in per), key=HEALTH_RANK.__getitem__),
+            "breaker": max((s["breaker"] for s in per), key=lambda b: BREAKER_RANK.get(b, 0)),
+            "retry_in_seconds": max(float(s.get("retry_in_seconds") or 0) for s in per),
+            "latency_ms": round(weighted / recent, 1) if recent else None,
+            **{key: sum(int(s[key]) for s in per)
+               for key in ("calls", "errors", "calls_1m", "errors_1m")},
+            "processes": per}
