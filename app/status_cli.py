@@ -24,7 +24,8 @@ from bdchub.routes.cli import JSON_OPTION, echo_json, local_time, one_shot_hub, 
 from .status import status
 
 
-@click.command("status", help=_("The running hub's connectors (health, breaker, latency, as "
+@click.command("status", short_help=_("The running hub: connectors, breakers, queues."),
+               help=_("The running hub's connectors (health, breaker, latency, as "
                                 "the hub sees them), and each route's queue depth and "
                                 "messages in flight, parked, waiting and dead-lettered; "
                                 "exit 1 when the hub is not running."))
