@@ -294,8 +294,9 @@ def _clear_cookie(prefix: str) -> tuple[str, str]:
 
 
 def mount(hub: Any, config: dict[str, Any]) -> tuple[str, ConsoleApp] | None:
-    """(prefix, application) for ``web.mounts``, or None when the console is off."""
-    if settings(config) is None:
+    """(prefix, application) for ``web.mounts``, or None when the console is off or
+    ``hub`` keeps no store (the config tests' stand-in port, a test's fake hub)."""
+    if settings(config) is None or getattr(hub, "store", None) is None:
         return None
     app = ConsoleApp(hub, config)
     return app.prefix, app
