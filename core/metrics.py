@@ -24,7 +24,6 @@ shared broker and store, so it is the same whichever process answers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -82,16 +81,6 @@ def multiprocess_dir() -> str | None:
     """The folder of the processes' values, when in multiprocess mode."""
     found = os.environ.get(MULTIPROC_ENV)
     return found if found and values.ValueClass is not values.MutexValue else None
-
-
-def forget_process(pid: int) -> None:
-    """Drop the live gauges (``live*`` modes) of a process that stopped."""
-    folder = multiprocess_dir()
-    if folder:
-        from prometheus_client.multiprocess import mark_process_dead
-
-        with contextlib.suppress(OSError):
-            mark_process_dead(pid, folder)
 
 
 # -- what a scrape is made of -------------------------------------------------------------
