@@ -17,34 +17,17 @@ from bdchub.core import metrics as core_metrics
 from bdchub.core.config import load
 from bdchub.core.errors import StoreError
 from bdchub.demo.environment import free_port
+from tests.app.test_status import _config as _status_config
 from tests.routes.helpers import application
 
 
 def config(tmp_path: Path, **extra) -> Path:
-    """A hub whose tax endpoint is a loopback port nobody listens on: its breaker opens
-    at the first failure and the message parks; the archive route only queues."""
-    doc = {
-        "tenant": "320684",
-        "broker": {"url": f"sqla+sqlite:///{tmp_path / 'broker.db'}"},
-        "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
-        "inbound": {"enabled": False},
-        "connectors": {
-            "tax": {"type": "rest", "base_url": f"http://127.0.0.1:{free_port()}",
-                    "operations": {"declare": {"method": "POST", "path": "/declarations"}},
-                    "timeout": 2, "retry": {"attempts": 1},
-                    "breaker": {"failures": 1, "reset_after": 600}},
-            "legacy": {"type": "fake", "responses": {"submit": {"ok": True}}}},
-        "routes": {
-            "tax_declaration": {"from": "application.submitted",
-                                "on_error": {"retry": {"attempts": 1}, "park_for": 600},
-                                "steps": [{"to": {"connector": "tax",
-                                                  "operation": "declare"}}]},
-            "archive": {"from": "application.archived",
-                        "steps": [{"to": {"connector": "legacy", "operation": "submit"}}]}},
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    """``hub status``'s test hub (tests/app/test_status.py): its tax endpoint is a loopback
+    port nobody listens on, so its breaker opens at the first failure and the message
+    parks; the archive route's connector answers. ``extra``: more top-level sections."""
+    path = _status_config(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**doc, **extra}, allow_unicode=True))
     return path
 
 
