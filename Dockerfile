@@ -21,14 +21,20 @@ USER bdchub
 # address, never its loopback (config.yaml's default, fine outside a container).
 # Everything the hub writes (audit log, data key, embedded broker and store,
 # the ferry's inbox, ledger and quarantine) goes to HUB_DATA_DIR, a volume.
+# The log goes to the container runtime as JSON lines (config.yaml's logging.format).
+# Secrets: config.yaml's defaults are published demo values, which hub run refuses;
+# give each as HUB_…=value or HUB_…_FILE=/run/secrets/… (docs/configuration.md).
 ENV HUB_CONFIG=/etc/bdc-hub/config.yaml \
+    HUB_LOG_FORMAT=json \
     HUB_LISTEN_HOST=0.0.0.0 \
     HUB_DATA_DIR=/var/lib/bdc-hub \
     HUB_BROKER_URL=sqla+sqlite:////var/lib/bdc-hub/broker.db \
     HUB_STORE_URL=sqlite:////var/lib/bdc-hub/hub.db
 VOLUME ["/var/lib/bdc-hub"]
 EXPOSE 8080 9100
+# Ready, not merely alive: /readyz answers 503 (urlopen raises, the check fails)
+# while the store, the broker, the route workers or the pollers do not answer.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/api/v1/health', timeout=4).status == 200 else 1)"
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=4).status == 200 else 1)"
 ENTRYPOINT ["hub"]
 CMD ["run"]

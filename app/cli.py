@@ -3,6 +3,7 @@
     hub run [-c config.yaml] [--host H] [--port P]   serve the inbound endpoints,
             [--no-pollers] [--log-level L]           run the route workers and the
                                                      inputs (pollers, bridge watches)
+                                                     (--log-level wins over logging.level)
     hub reload [-c config.yaml] [--timeout S]        ask the hub running that file to
                                                      reload it (SIGHUP does the same)
 
@@ -23,8 +24,9 @@ import threading
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from bdchub.core.cliopts import CONFIG_OPTION, LANG_OPTION, LOG_LEVEL_OPTION, setup_logging
+from bdchub.core.cliopts import CONFIG_OPTION, LANG_OPTION, LOG_LEVEL_OPTION
 from bdchub.core.errors import HubError
 from bdchub.core.i18n import _
 
@@ -42,13 +44,20 @@ def run_command(config_path: str, host: str | None, port: int | None, no_pollers
     """Serve the inbound endpoints and run the route workers until SIGTERM or Ctrl-C."""
     from bdchub.core.config import load
     from bdchub.core.datadir import data_dir
+    from bdchub.core.logs import configure as configure_logging
+    from bdchub.core.secrets import refuse as refuse_demo_secrets
 
     from .reload import RUN_FOLDER, ReloadListener, RunFile, install_sighup
     from .service import HubService
 
-    setup_logging(log_level)
     sha256 = _sha256(config_path)  # of the file as loaded, not as it may be by the end of start
     config = load(config_path)
+    # The command line's --log-level wins over the config's logging.level.
+    given = click.get_current_context().get_parameter_source("log_level")
+    configure_logging(config.get("logging"),
+                      level=None if given == ParameterSource.DEFAULT else log_level)
+    # Before anything starts or forks: published demo secrets are refused (core.secrets).
+    refuse_demo_secrets(config)
     listen = _served_by_processes(config)
     if listen is not None:
         _run_processes(config, listen, host, port, not no_pollers, config_path, sha256)
@@ -156,7 +165,8 @@ def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | N
         service = HubService.from_config(config, web=False, pollers=pollers and per.index == 0)
         service.start()
         try:
-            slot = service.app_slot = AppSlot(create_app(service.hub, dict(config)))
+            slot = service.app_slot = AppSlot(create_app(service.hub, dict(config),
+                                                         readiness=service.readiness))
             run = RunFile(folder, config_path, "child", parent=os.getppid())
         except BaseException:
             service.stop()

@@ -51,8 +51,10 @@ class InboundServer:
     name = "inbound"
 
     def __init__(self, hub: Any, config: Mapping[str, Any], host: str, port: int,
-                 threads: int):
+                 threads: int, readiness: Any = None):
         self.hub = hub
+        #: what ``/readyz`` asks (``HubService.readiness``)
+        self.readiness = readiness
         self.config = config
         self.host = host
         self.port = port
@@ -76,7 +78,7 @@ class InboundServer:
         from bdchub.web import loopserver
         from bdchub.web.app import create_app
 
-        self.app = create_app(self.hub, dict(self.config))
+        self.app = create_app(self.hub, dict(self.config), readiness=self.readiness)
         try:
             self.server = loopserver.start(self.app, self.host, self.port, threads=self.threads)
         except OSError as exc:

@@ -90,6 +90,7 @@ from bdchub.core.envelope import Envelope
 from bdchub.core.errors import ConfigError, HubError, StoreError
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id, event_id
+from bdchub.core.logs import log_context
 from bdchub.core.store import hops, progress
 from bdchub.routes.body import truthy
 
@@ -388,6 +389,35 @@ class CaseSchedule:
         return {(r["tenant"], r["business_no"]): r["state"] for r in rows}
 
 
+class Failing:
+    """Whether a poller is failing: one WARNING when it starts to (not once a poll
+    while the department stays away: the breaker's warnings say the rest), one
+    INFO when it works again, and DEBUG lines between."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def failed(self, poller: str, exc: BaseException, business_no: str = "") -> None:
+        error = str(exc) if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
+        if self.since is not None:
+            log.debug("poller %s still failing: %s", poller, error)
+            return
+        self.since = time.time()
+        with log_context(business_no=business_no):
+            log.warning(_("poller {name} failed: {error}; it tries again at its next poll",
+                          name=poller, error=error),
+                        extra={"event": "poller.failed", "poller": poller},
+                        exc_info=not isinstance(exc, HubError))
+
+    def ok(self, poller: str) -> None:
+        if self.since is None:
+            return
+        log.info(_("poller {name} works again after {seconds:.0f} s", name=poller,
+                   seconds=time.time() - self.since),
+                 extra={"event": "poller.recovered", "poller": poller})
+        self.since = None
+
+
 class Poller:
     """One ``pollers:`` entry. ``poll_once`` is one call; ``run`` loops until stopped."""
 
@@ -416,6 +446,7 @@ class Poller:
         self.polls = 0
         self.published = 0
         self.last_error: str | None = None
+        self.failing = Failing()
 
     def poll_once(self) -> bool:
         """Call once, publish what came, save the cursor. True when more is waiting."""
@@ -457,19 +488,18 @@ class Poller:
         return more and bool(items)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set; errors are logged and tried again next time."""
+        """Poll until ``stop`` is set; errors are tried again next time, and logged
+        once a failure (``failing``), not once a poll."""
         while not stop.is_set():
             try:
                 more = self.poll_once()
+                self.failing.ok(self.name)
                 self.last_error = None
-            except HubError as exc:
-                more = False
-                self.last_error = str(exc)
-                log.warning("poller %s: %s", self.name, exc)
             except Exception as exc:  # noqa: BLE001 - a poller never dies of one bad reply
                 more = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("poller %s failed", self.name)
+                self.last_error = str(exc) if isinstance(exc, HubError) \
+                    else f"{type(exc).__name__}: {exc}"
+                self.failing.failed(self.name, exc)
             if not more:
                 stop.wait(self.every)
 
@@ -520,6 +550,7 @@ class CasePoller:
         self.published = 0
         self.failed = 0
         self.last_error: str | None = None
+        self.failing = Failing()
 
     def due_at(self, tenant: str, business_no: str, after: float) -> float:
         """The case's first poll time after ``after``: its own phase in each interval."""
@@ -585,25 +616,25 @@ class CasePoller:
                 self.publish(env)
                 self.published += 1
             self.last_error = None
+            self.failing.ok(self.name)
         except Exception as exc:  # noqa: BLE001 - one case's failure leaves the others
             # Asked again at its next time; what was published then has the same ids.
             self.failed += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("poller %s: %s", self.name, _(
-                "case {business_no}: the progress query failed: {error}",
-                business_no=business_no, error=exc))
+            self.failing.failed(self.name, exc, business_no=business_no)
         self.polls += 1
         self.schedule.settle(self.name, tenant, business_no, lease, state=OPEN,
                              next_at=self.due_at(tenant, business_no, now), polled=True, now=now)
 
     def run(self, stop: threading.Event) -> None:
-        """Passes until ``stop`` is set; a failed pass is logged and the next one tries."""
+        """Passes until ``stop`` is set; a failed pass is logged once a failure
+        (``failing``) and the next one tries."""
         while not stop.is_set():
             try:
                 busy = self.run_once() >= BATCH
-            except Exception:  # noqa: BLE001 - a poller never dies of one bad pass
+            except Exception as exc:  # noqa: BLE001 - a poller never dies of one bad pass
                 busy = False
-                log.exception("poller %s: pass failed", self.name)
+                self.failing.failed(self.name, exc)
             if not busy:
                 stop.wait(min(self.every, TICK))
 
@@ -648,6 +679,13 @@ class Pollers:
                                       name=f"poller-{poller.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def stopped(self) -> list[str]:
+        """The pollers whose thread has ended while the others run (a poller never
+        ends on its own: one that did is a fault readiness reports)."""
+        if self._stop.is_set():
+            return []
+        return [t.name.removeprefix("poller-") for t in self._threads if not t.is_alive()]
 
     def stop(self, timeout: float = 10.0) -> None:
         if not self.items:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bdchub.core.errors import HubError
+from bdchub.core.health import Part, probe
 from bdchub.core.i18n import _
 
 from .inputs import InboundServer, Input, singleton_inputs
@@ -77,7 +78,7 @@ class HubService:
             inputs = []
             if bool(inbound.get("enabled", True)) if web is None else web:
                 self.web = InboundServer(hub, config, self.host, self.port,
-                                         int(listen["threads"]))
+                                         int(listen["threads"]), readiness=self.readiness)
                 inputs.append(self.web)
             if pollers:
                 inputs += singleton_inputs(config, hub)
@@ -89,9 +90,16 @@ class HubService:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, host: str | None = None,
                     port: int | None = None, web: bool | None = None, pollers: bool = True,
-                    **hub_options: Any) -> HubService:
+                    demo_secrets: bool = False, **hub_options: Any) -> HubService:
+        """The service of a loaded config. It refuses (``ConfigError``) a config whose
+        secrets still hold the published defaults written in the file (``core.secrets``)
+        unless ``demo_secrets``: only ``hub demo`` and the tests that run the shipped
+        config against the sandbox say so."""
+        from bdchub.core.secrets import refuse
         from bdchub.routes.runtime import Hub
 
+        if not demo_secrets:
+            refuse(config)
         prepare_paths(config)
         hub = Hub.from_config(config, **hub_options)
         try:
@@ -114,6 +122,20 @@ class HubService:
     def endpoints(self) -> list[tuple[str, str, str]]:
         """(method, path, route) of the configured and route-declared inbound endpoints."""
         return self.web.endpoints() if self.web is not None else []
+
+    def readiness(self) -> list[Part]:
+        """What ``/readyz`` reports: the store, the broker and the route workers
+        (``routes.runtime.Hub.readiness``), and the pollers where this process runs them."""
+        parts = list(self.hub.readiness())
+        if self.pollers is not None and self.pollers.items:
+            parts.append(probe("pollers", self._pollers_answer))
+        return parts
+
+    def _pollers_answer(self) -> str | None:
+        stopped = self.pollers.stopped() if self.pollers is not None else []
+        if stopped:
+            return _("pollers stopped: {names}", names=", ".join(stopped))
+        return None
 
     def watches(self) -> list[Any]:
         """The inputs that watch a folder (bridge inboxes), each with ``name`` and ``path``."""
@@ -187,7 +209,8 @@ class HubService:
             return None
         from bdchub.web.app import create_app
 
-        return create_app(hub, dict(config), nonce_store=current.nonces)
+        return create_app(hub, dict(config), nonce_store=current.nonces,
+                          readiness=self.readiness)
 
     @property
     def inbound_app(self) -> Any:

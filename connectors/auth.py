@@ -57,7 +57,8 @@ from .http import classify_requests_error, status_error, timeouts
 GJGXJHPT_CANONICAL = "{rid}\n{sid}\n{rtime}"
 APPKEY_CANONICAL = "{app_key}\n{timestamp}\n{nonce}\n{method}\n{path_query}\n{body_sha256}"
 
-_SECRET = {"type": "string", "minLength": 1}
+#: ``secret``: a published default here is refused at start (``core.secrets``).
+_SECRET = {"type": "string", "minLength": 1, "secret": True}
 DEFAULT_SECRET_PATH = "data.app_secret || app_secret || data.secret || secret"
 DEFAULT_EXPIRES_PATH = "data.expires_in || expires_in"
 #: Seconds a 401's refresh waits for a fetch in progress before clearing anyway.
@@ -71,7 +72,7 @@ AUTH_SCHEMA: dict[str, Any] = {
         {"type": "object", "additionalProperties": False,
          "required": ["scheme", "username", "password"],
          "properties": {"scheme": {"const": "basic"}, "username": {"type": "string"},
-                        "password": {"type": "string"}}},
+                        "password": {"type": "string", "secret": True}}},
         {"type": "object", "additionalProperties": False, "required": ["scheme"],
          "properties": {
              "scheme": {"const": "bearer"},

@@ -29,6 +29,7 @@ Defaults when a block leaves a key out (also in ``registry.COMMON_SCHEMA``):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import threading
 import time
@@ -53,6 +54,8 @@ from bdchub.core.i18n import _
 
 from .base import CallContext, Connector, Health
 from .metrics import ConnectorMetrics, default_metrics, error_class
+
+log = logging.getLogger("bdchub.connectors")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -217,7 +220,14 @@ class CircuitBreaker:
                     self._trials -= 1
 
     def _notify(self, before: str, after: str) -> None:
-        if before != after and self._on_change is not None:
+        if before == after:
+            return
+        # One warning a change, whoever looked first: ops see a department go and come back.
+        log.warning(_("circuit of connector {name}: {before} -> {after}", name=self.name,
+                      before=before, after=after),
+                    extra={"event": "breaker.changed", "connector": self.name,
+                           "state": after, "previous": before})
+        if self._on_change is not None:
             self._on_change(after)
 
 

@@ -169,7 +169,7 @@ class SoapConnector(Connector):
                 "description": "WS-Security UsernameToken header",
                 "properties": {
                     "username": {"type": "string"},
-                    "password": {"type": "string"},
+                    "password": {"type": "string", "secret": True},
                     "use_digest": {"type": "boolean", "default": False,
                                    "description": "PasswordDigest with nonce and created"},
                     "timestamp": {"type": "boolean", "default": True,

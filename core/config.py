@@ -30,6 +30,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from .errors import ConfigError
 from .i18n import _
 from .registry import Registry, resolve
+from .secrets import DEMO_SECRETS_KEY, DemoSecret, demo_secrets, secret_paths
 from .suggest import did_you_mean
 from .violations import explain
 from .yamlsource import Path_, Source, dotted, load_yaml, parse_yaml
@@ -114,6 +115,8 @@ class CheckReport:
     config: dict[str, Any]
     connectors: list[tuple[str, str]] = field(default_factory=list)  # (name, type)
     routes: list[tuple[str, int]] = field(default_factory=list)      # (name, steps)
+    #: secrets still holding the default written in the file (``core.secrets``)
+    demo_secrets: list[DemoSecret] = field(default_factory=list)
 
 
 class Checker:
@@ -130,6 +133,8 @@ class Checker:
         self.source = source
         self.data = self.config = data
         self.problems: list[Problem] = []
+        #: paths of the values a schema marks ``"secret": true`` (``core.secrets``)
+        self.secrets: set[Path_] = set()
         self.report = CheckReport(source.file if source else "<config>",
                                   data if isinstance(data, dict) else {})
 
@@ -143,6 +148,7 @@ class Checker:
         before = len(self.problems)
         for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
             self.explain(error, base)
+        self.secrets.update(secret_paths(instance, schema, base))
         return len(self.problems) == before
 
     def explain(self, error: ValidationError, base: Path_) -> None:
@@ -236,6 +242,7 @@ def check_source(source: Source) -> CheckReport:
     checker = Checker(source.data, source)
     report = checker.run()
     checker.raise_if_any()
+    report.demo_secrets = demo_secrets(source, checker.secrets)
     return report
 
 
@@ -253,11 +260,14 @@ def check_text(text: str, file: str = "<string>",
 def load(path: str | os.PathLike[str] = DEFAULT_PATH,
          environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The validated config as a plain dict, with ``__file__`` and ``__dir__`` added
-    so relative paths (WSDL files, data folders) resolve against the config's folder."""
+    so relative paths (WSDL files, data folders) resolve against the config's folder,
+    and ``__demo_secrets__``: the secrets that still hold the published default
+    written in the file (``core.secrets``; a starting hub refuses them)."""
     report = check(path, environ)
     config = dict(report.config)
     config["__file__"] = str(Path(path).resolve())
     config["__dir__"] = str(Path(path).resolve().parent)
+    config[DEMO_SECRETS_KEY] = list(report.demo_secrets)
     return config
 
 
@@ -270,3 +280,4 @@ register_section("lang", {"enum": ["zh_CN", "en"]})
 register_section("broker", "bdchub.core.broker:SCHEMA")
 register_section("store", "bdchub.core.store:SCHEMA")
 register_section("masking", "bdchub.core.masking:SCHEMA")
+register_section("logging", "bdchub.core.logs:SCHEMA")

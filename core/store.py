@@ -533,6 +533,17 @@ class Store:
             url = "postgresql+" + _pg_driver() + url[len("postgresql"):]
         return create_engine(url, pool_pre_ping=True, pool_size=pool_size or 10, max_overflow=10)
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise unless the database answers now (``/readyz``)."""
+        from .health import ping_sqlite, sqlite_path
+
+        path = sqlite_path(self.url)
+        if path is not None:
+            ping_sqlite(path, timeout)
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def close(self) -> None:
         group, self._group = self._group, None
         if group is not None:

@@ -5,6 +5,14 @@ can point at the exact spot. PyYAML's node tree has the marks; this module
 builds plain Python data from it with a side table of locations, refuses
 duplicate keys (PyYAML silently keeps the last), and substitutes ``${VAR}`` /
 ``${VAR:default}`` from the environment in scalars. ``$${`` stays a literal.
+
+Secrets may also come from files: ``${file:/run/secrets/x}`` is that file's
+text, and an unset ``VAR`` with ``VAR_FILE=/path`` in the environment takes the
+file's text (the convention of container secrets). One trailing newline is
+stripped; a file that cannot be read is a problem at the value's file:line.
+``Source.defaulted`` records the values that took a written ``:default``
+rather than the environment or a file: the published demo values a running
+hub must not keep for its secrets (``core.secrets``).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,10 @@ from .i18n import _
 Path_ = tuple[str | int, ...]
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+#: ``${file:PATH}``: the name that reads a file rather than a variable.
+FILE_REF = "file"
+#: ``VAR_FILE=/path`` supplies an unset ``VAR``.
+FILE_SUFFIX = "_FILE"
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,9 @@ class Source:
     data: Any
     values: dict[Path_, Location]
     keys: dict[Path_, Location]
+    #: path -> the variables whose written default the value took (not set in the
+    #: environment, nor given as ``VAR_FILE``)
+    defaulted: dict[Path_, tuple[str, ...]] = field(default_factory=dict)
 
     def where(self, path: Path_, *, key: bool = False) -> Location:
         """The closest known location of ``path`` (falls back to its parents)."""
@@ -74,6 +89,7 @@ class _Builder:
         self.environ = environ
         self.values: dict[Path_, Location] = {}
         self.keys: dict[Path_, Location] = {}
+        self.defaulted: dict[Path_, tuple[str, ...]] = {}
         self.problems: list[str] = []
 
     def loc(self, node: yaml.Node) -> Location:
@@ -121,13 +137,25 @@ class _Builder:
         return substituted
 
     def substitute(self, text: str, node: yaml.Node, path: Path_) -> str:
+        defaulted: list[str] = []
+
         def repl(match: re.Match[str]) -> str:
             escaped, name, default = match.groups()
             if escaped:
                 return match.group(0)[1:]
+            if name == FILE_REF and default is not None:
+                return self.read_secret(default, node, path, None)
             if name in self.environ:
+                if name + FILE_SUFFIX in self.environ:
+                    self.problems.append(_(
+                        "{loc}: {path}: both {name} and {name}_FILE are set; keep one",
+                        loc=self.loc(node), path=dotted(path), name=name))
                 return self.environ[name]
+            if name + FILE_SUFFIX in self.environ:
+                return self.read_secret(self.environ[name + FILE_SUFFIX], node, path,
+                                        name + FILE_SUFFIX)
             if default is not None:
+                defaulted.append(name)
                 return default
             self.problems.append(_(
                 "{loc}: {path}: environment variable {name} is not set; "
@@ -135,7 +163,25 @@ class _Builder:
                 loc=self.loc(node), path=dotted(path), name=name))
             return ""
 
-        return _VAR.sub(repl, text)
+        out = _VAR.sub(repl, text)
+        if defaulted:
+            self.defaulted[path] = tuple(defaulted)
+        return out
+
+    def read_secret(self, file: str, node: yaml.Node, path: Path_, variable: str | None) -> str:
+        """The text of a secret's file, less one trailing newline (``echo`` adds it)."""
+        try:
+            text = Path(file).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            error = exc.reason if isinstance(exc, UnicodeDecodeError) else (exc.strerror or exc)
+            where = f"{variable}={file}" if variable else file
+            self.problems.append(_("{loc}: {path}: cannot read the secret file {file}: {error}",
+                                   loc=self.loc(node), path=dotted(path), file=where,
+                                   error=error))
+            return ""
+        if text.endswith("\r\n"):
+            return text[:-2]
+        return text[:-1] if text.endswith("\n") else text
 
 
 def load_yaml(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Source:
@@ -174,4 +220,4 @@ def parse_yaml(text: str, file: str = "<string>",
         loader.dispose()
     if builder.problems:
         raise ConfigError(builder.problems)
-    return Source(file, data, builder.values, builder.keys)
+    return Source(file, data, builder.values, builder.keys, builder.defaulted)

@@ -69,6 +69,7 @@ from bdchub.core.errors import (
 )
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id
+from bdchub.core.logs import log_context
 from bdchub.core.masking import Masker
 from bdchub.core.store import Finish, Store
 
@@ -87,6 +88,32 @@ log = logging.getLogger("bdchub.routes")
 FANOUT_THREADS = 8
 
 Validator = Callable[[str, Any], list]
+
+
+def _warn_failed(run: Run) -> None:
+    """One warning for a message parked or dead-lettered, once its fate is stored
+    (a run whose finish failed is redelivered and says it then)."""
+    step = run.failed_step.label if run.failed_step else ""
+    with log_context(step=step):
+        _warn_outcome(run, step)
+
+
+def _warn_outcome(run: Run, step: str) -> None:
+    error = f"{type(run.error).__name__}: {run.error}"[:500] if run.error else ""
+    if run.outcome == "parked" and run.parked:
+        log.warning(_("route {route}: message parked at step {step} (parking {count}), "
+                      "tried again in {seconds:.0f} s: {error}", route=run.route.name,
+                      step=step, count=run.parked["park_count"],
+                      seconds=run.route.on_error.park_for, error=error),
+                    extra={"event": "message.parked", "park_count": run.parked["park_count"]})
+    elif run.outcome == "dead_letter" and run.dead_letter:
+        log.warning(_("route {route}: message dead-lettered at step {step} ({reason}): "
+                      "{error}; see hub dlq show {id}", route=run.route.name, step=step,
+                      reason=run.dead_letter["reason"], error=error,
+                      id=run.dead_letter["id"]),
+                    extra={"event": "message.dead_lettered",
+                           "reason": run.dead_letter["reason"],
+                           "dead_letter_id": run.dead_letter["id"]})
 
 
 def _log_audit(event: str, **fields: Any) -> None:
@@ -225,6 +252,10 @@ class Engine:
             self._step(step, run)
 
     def _step(self, step: Step, run: Run) -> None:
+        with log_context(step=step.label + run.scope):
+            self._run_step(step, run)
+
+    def _run_step(self, step: Step, run: Run) -> None:
         policy = run.route.on_error
         self.mw.before_step(run.route.name, step, run)
         started = run.clock()
@@ -408,7 +439,14 @@ class Engine:
         try:
             env = Envelope.from_json(delivery.body)
         except MessageError as exc:
-            return self._malformed(route.name, delivery, exc)
+            with log_context(route=route.name):
+                return self._malformed(route.name, delivery, exc)
+        # Every line logged while this message is handled says which it is (core.logs).
+        with log_context(message_id=env.id, business_no=env.business_no, route=route.name,
+                         tenant=env.tenant):
+            return self._handle(route, delivery, env)
+
+    def _handle(self, route: Route, delivery: Delivery, env: Envelope) -> str:
         try:
             if self.store.is_processed(env.id, route.name):
                 self.mw.on_duplicate(route.name, env)
@@ -427,6 +465,7 @@ class Engine:
             return "requeued"
         delivery.ack()
         self.mw.on_ack(route.name, env, run.outcome)
+        _warn_failed(run)
         return run.outcome
 
     def _malformed(self, route: str, delivery: Delivery, exc: Exception) -> str:
@@ -447,6 +486,9 @@ class Engine:
             delivery.reject(requeue=True)
             return "requeued"
         delivery.ack()
+        log.warning(_("route {route}: a malformed message was dead-lettered: {error}",
+                      route=route, error=str(exc)[:500]),
+                    extra={"event": "message.dead_lettered", "reason": "malformed"})
         return "dead_letter"
 
     def run_sync(self, route_name: str, envelope: Envelope) -> Envelope:
@@ -459,6 +501,11 @@ class Engine:
         route = self.routes.get(route_name)
         if route is None:
             raise RouteError(_("no route named '{name}'", name=route_name), route=route_name)
+        with log_context(message_id=envelope.id, business_no=envelope.business_no,
+                         route=route.name, tenant=envelope.tenant):
+            return self._run_sync(route, envelope)
+
+    def _run_sync(self, route: Route, envelope: Envelope) -> Envelope:
         run = self.execute(route, envelope)
         for item in run.out:
             # On the inbound server's loop a publish (with confirms) waits in a thread.

@@ -38,6 +38,7 @@ from bdchub.core import greenloop
 from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.datadir import data_dir
 from bdchub.core.envelope import Envelope
+from bdchub.core.health import Part, probe
 from bdchub.core.errors import ConfigError, HubError, RouteError
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id
@@ -300,6 +301,20 @@ class Hub:
             self.engine.close()
             self.store.close()
         self._started = False
+
+    # -- readiness (``/readyz``)
+    def readiness(self, timeout: float = 2.0) -> list[Part]:
+        """Whether the store, the broker and the route workers answer now."""
+        return [probe("store", lambda: self.store.ping(timeout)),
+                probe("broker", lambda: self.broker.ping(timeout)),
+                probe("workers", self._workers_answer)]
+
+    def _workers_answer(self) -> str | None:
+        if not self._started:
+            return _("the route workers are not running")
+        if self._scheduler is not None and not self._scheduler.is_alive():
+            return _("the scheduler (parked messages, await timeouts) has stopped")
+        return None
 
     def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
         """Start, then block until SIGTERM or SIGINT; then stop gracefully."""

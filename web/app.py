@@ -71,6 +71,7 @@ from . import metrics as metrics_mod
 from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
 from .dedupe import ContentId
+from .health import Health, Readiness
 from .http import Answer, ApiError, Handler, Request, dumps, json_answer, read_json, status_line
 from .idempotency import Replay
 from .intake import Intake
@@ -110,7 +111,10 @@ def builtin_endpoints(*, metrics: bool = True) -> list[tuple[str, str, str, str]
          _("the electronic notices of one case (acceptance, refusal, correction)")),
         ("GET", f"{API}/applications/{{business_no}}/notices/{{notice_id}}", "get_notice",
          _("one electronic notice, as its PDF file")),
-        ("GET", f"{API}/health", "get_health", _("liveness")),
+        ("GET", "/healthz", "health.alive", _("liveness: the process answers")),
+        ("GET", "/readyz", "health.ready",
+         _("readiness: store, broker, route workers and pollers answer (else 503)")),
+        ("GET", f"{API}/health", "health.alive", _("liveness (the same as /healthz)")),
         ("GET", "/openapi.json", "get_openapi", _("this API as OpenAPI 3.1")),
         ("GET", "/soap/inbound", "soap.get_wsdl", _("WSDL of the SOAP endpoint (?wsdl)")),
         ("POST", "/soap/inbound", "soap.post",
@@ -136,7 +140,8 @@ class InboundApp:
     def __init__(self, hub: HubPort, config: dict[str, Any], *,
                  metrics: metrics_mod.InboundMetrics | None = None,
                  nonce_store: NonceStore | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 readiness: Readiness | None = None):
         self.hub = hub
         self.config = cfg = with_defaults(config.get("inbound"))
         self.connectors_config = config.get("connectors") or {}
@@ -153,15 +158,18 @@ class InboundApp:
         self._openapi: bytes | None = None
         self.public_url = cfg.get("public_url")
         self.soap = SoapEndpoint(self.intake, public_url=self.public_url)
+        self.readiness = readiness if readiness is not None else getattr(hub, "readiness", None)
+        self.health = Health(self.tenant, self.readiness)
 
         # Handlers that wait only through core.greenloop: the inbound server runs
         # them on its event loop; the others (publishing, store queries, SOAP) in threads.
-        self._inline: set[Handler] = {self.get_health}
+        self._inline: set[Handler] = {self.health.alive}
         # Exact paths, then templates with {param} segments (compiled once).
         self.exact: dict[str, tuple[str, dict[str, Handler]]] = {}
         self.patterns: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = []
+        owners: dict[str, Any] = {"soap": self.soap, "health": self.health}
         for method, path, name, _what in builtin_endpoints(metrics=cfg.get("metrics", True)):
-            owner: Any = self.soap if name.startswith("soap.") else self
+            owner: Any = owners.get(name.partition(".")[0], self) if "." in name else self
             self._serve(method, path, getattr(owner, name.rpartition(".")[2]))
         self.endpoints = list(cfg["endpoints"])
         seen = {(e["method"], e["path"]): e["route"] for e in self.endpoints}
@@ -568,9 +576,6 @@ class InboundApp:
         return handle
 
     # -- plain resources -------------------------------------------------------
-    def get_health(self, req: Request) -> Answer:
-        return json_answer(200, {"status": "ok", "tenant": self.tenant})
-
     def get_metrics(self, req: Request) -> Answer:
         data = generate_latest(self.metrics.registry)
         return 200, [("Content-Type", CONTENT_TYPE_LATEST)], data
@@ -608,6 +613,7 @@ def create_app(hub: HubPort, config: dict[str, Any], **options: Any) -> InboundA
     ``config`` holds ``tenant`` (6-digit division code) and ``inbound`` (see
     ``web.config_schema.INBOUND_SCHEMA``). ``options``: ``metrics`` (an
     ``InboundMetrics``, default on the process registry), ``nonce_store`` (a
-    ``NonceStore``, default bounded memory), ``clock`` (for tests).
+    ``NonceStore``, default bounded memory), ``clock`` (for tests), ``readiness``
+    (what ``/readyz`` asks, ``web.health``; default the hub's own ``readiness``).
     """
     return InboundApp(hub, config, **options)

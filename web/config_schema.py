@@ -68,7 +68,7 @@ CLIENT_SCHEMA: dict[str, Any] = {
         "app_key": {"type": "string", "minLength": 1, "maxLength": 128,
                     "pattern": r"^[A-Za-z0-9._~-]+$",
                     "description": "public key id sent as X-App-Key (and as the WS-Security Username)"},
-        "app_secret": {"type": "string", "minLength": 1,
+        "app_secret": {"type": "string", "minLength": 1, "secret": True,
                        "description": "shared HMAC secret (16 characters or more once expanded); "
                                       "write ${VAR} and keep it in the environment"},
         "tenants": {"type": "array", "minItems": 1, "uniqueItems": True,

@@ -141,6 +141,17 @@ class Intake:
     def _auth_error(self, req: Request, failure: AuthFailure) -> ApiError:
         if failure.client:
             req.client = self.clients.get(failure.client)
+        # One warning a refused request (a client retrying with a wrong secret is
+        # what ops look for); the audit record holds the same and more.
+        log.warning(_("refused the signature of a request to {endpoint} from {address} "
+                      "(client {client}, app key {app_key}): {reason}",
+                      endpoint=req.endpoint or req.path, address=req.header("REMOTE_ADDR"),
+                      client=req.client.name if req.client else "-",
+                      app_key=(req.header("HTTP_X_APP_KEY") or "-")[:128],
+                      reason=failure.reason or failure.code),
+                    extra={"event": "signature.refused", "code": failure.code,
+                           "reason": failure.reason,
+                           "client": req.client.name if req.client else ""})
         if failure.code == "replayed_nonce":
             return ApiError(401, "replayed_nonce",
                             _("this nonce was already used; sign every request with a new nonce"),

@@ -50,7 +50,7 @@ class DiodeConnector(Connector):
             "port": {"type": "integer", "minimum": 1, "maximum": 65535},
             "rate": {"type": ["string", "number"], "description": "bit rate, e.g. 200M"},
             "key_file": {"type": "string", "description": "shared HMAC key (hex)"},
-            "key": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){16,}$",
+            "key": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){16,}$", "secret": True,
                     "description": "the shared HMAC key itself, in hex (at least 16 bytes), "
                                    "for a ${VAR} in place of key_file"},
             "materials_dir": {"type": "string", "minLength": 1,

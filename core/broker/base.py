@@ -128,6 +128,12 @@ class Broker:
         with contextlib.suppress(Exception):
             self.close()
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise (any error) unless the broker answers now: what ``/readyz`` asks.
+
+        No-op by default: a broker in this process always answers.
+        """
+
     def queue_size(self, name: str) -> int | None:
         """Messages ready in ``name`` (not counting unacknowledged), if known.
 

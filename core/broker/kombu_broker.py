@@ -434,6 +434,39 @@ class KombuBroker(Broker):
             self._thread = None
         self._release_engine()
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """A new connection answers now, and the consumer (once started) is connected."""
+        from ..health import ping_sqlite, sqlite_path
+
+        if self._thread is not None and not self._thread.is_alive() \
+                and not self._stopping.is_set():
+            raise RecoverableError(_("the broker's consumer has stopped"))
+        if self._thread is not None and not self.connected.is_set():
+            raise RecoverableError(_("the broker's consumer is not connected; it is "
+                                     "reconnecting"))
+        hostname = self._conn_args["hostname"]
+        path = sqlite_path(hostname) if self.virtual else None
+        if path is not None:
+            ping_sqlite(path, timeout)
+            return
+        if self.virtual:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
+
+            engine = create_engine(hostname, poolclass=NullPool)
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+            finally:
+                engine.dispose()
+            return
+        conn = self._kombu.Connection(**{**self._conn_args, "connect_timeout": timeout})
+        try:
+            conn.ensure_connection(max_retries=0)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.release()
+
     def queue_size(self, name: str) -> int | None:
         queue = self._queues.get(name)
         if queue is None:

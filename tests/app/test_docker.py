@@ -21,7 +21,7 @@ import yaml
 
 from bdchub.core import config as config_mod
 
-from .test_run import hub_run
+from .test_run import hub_run, own_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.yaml"
@@ -61,6 +61,14 @@ def test_the_image_runs_hub_run_listening_on_every_interface_with_its_data_on_a_
         assert url.split(":///", 1)[1].startswith(data + "/"), url
 
 
+def test_the_image_health_check_asks_readiness_not_mere_liveness():
+    (check,) = [rest for word, rest in instructions() if word == "HEALTHCHECK"]
+    assert "http://127.0.0.1:8080/readyz" in check
+    # The check answers "unhealthy" for a 503: urlopen raises on it.
+    assert "urlopen" in check
+    assert image_env()["HUB_LOG_FORMAT"] == "json"  # the container's log goes to a collector
+
+
 def test_the_image_carries_the_cjk_font_the_notices_are_rendered_in():
     from bdchub.routes.steps.domain.notice_pdf import FONT_CANDIDATES
 
@@ -90,6 +98,8 @@ def test_the_audit_log_data_key_and_databases_land_in_the_data_folder(
     etc.mkdir()
     image = image_env()
     env = {k: v.replace(image["HUB_DATA_DIR"], str(data)) for k, v in image.items()}
+    # As deployed: the published demo secrets replaced (a hub refuses them).
+    env = own_secrets(env)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("BDCHUB_DATA_KEY", raising=False)
@@ -125,8 +135,8 @@ def test_hub_run_with_the_image_listen_host_answers_on_a_non_loopback_address(
     if address is None:
         pytest.skip("this machine has no non-loopback IPv4 address to reach the hub on")
     port = free_port("0.0.0.0")
-    env = sandbox_environ(clean_sandbox, inbound_port=port, data_dir=tmp_path / "data",
-                          HUB_LISTEN_HOST="0.0.0.0")
+    env = own_secrets(sandbox_environ(clean_sandbox, inbound_port=port,
+                                      data_dir=tmp_path / "data", HUB_LISTEN_HOST="0.0.0.0"))
     # No proxy: the request must reach this machine's own address directly.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with hub_run(tmp_path, env) as output:
@@ -134,6 +144,9 @@ def test_hub_run_with_the_image_listen_host_answers_on_a_non_loopback_address(
         assert f"inbound endpoints on http://0.0.0.0:{port}" in out
         with opener.open(f"http://{address}:{port}/api/v1/health", timeout=10) as resp:
             assert resp.status == 200
+        # What the image's health check asks, on the address it asks it.
+        with opener.open(f"http://127.0.0.1:{port}/readyz", timeout=10) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["status"] == "ready"
 
 
 def test_compose_publishes_one_host_port_per_hub_replica():

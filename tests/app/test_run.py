@@ -49,6 +49,20 @@ class Output:
         return self.seen
 
 
+def own_secrets(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with a fresh value for every secret it leaves at config.yaml's published
+    demo default (the clients' secrets, the diode key: the sandbox's department
+    credentials are set already), as a deployment sets them: ``hub run`` refuses
+    the demo values. Hex, so the diode key's form fits too."""
+    import secrets
+
+    from bdchub.core.config import load
+    from bdchub.core.secrets import DEMO_SECRETS_KEY
+
+    found = load(ROOT / "config.yaml", environ=env)[DEMO_SECRETS_KEY]
+    return {**env, **{s.variables[0]: secrets.token_hex(24) for s in found}}
+
+
 @contextlib.contextmanager
 def hub_run(tmp_path: Path, env: dict[str, str]):
     """``hub run`` on a copy of the shipped config in ``tmp_path`` (so the hub's own
@@ -83,8 +97,8 @@ def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox,
 
     sb = clean_sandbox
     port = free_port()
-    env = sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
-                          HUB_COURT_POLL_SECONDS="0.5")
+    env = own_secrets(sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
+                                      HUB_COURT_POLL_SECONDS="0.5"))
     with hub_run(tmp_path, env) as output:
         out = output.until("stop with Ctrl-C or SIGTERM")
         assert f"inbound endpoints on http://127.0.0.1:{port}" in out
@@ -96,7 +110,7 @@ def test_hub_run_serves_inbound_runs_workers_and_stops_on_sigterm(clean_sandbox,
         body = samples_mod.build(sb.data, tag=uuid.uuid4().hex[:4].upper())["first"]
         raw = json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json",
-                   **signed_headers("ik-window-national", "demo-only-national-window-secret",
+                   **signed_headers("ik-window-national", env["HUB_CLIENT_NATIONAL_SECRET"],
                                     "POST", "/api/v1/applications", raw)}
         resp = requests.post(f"http://127.0.0.1:{port}/api/v1/applications", data=raw,
                              headers=headers, timeout=10)
@@ -123,6 +137,30 @@ def test_hub_run_reports_a_missing_config_as_one_error_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_hub_run_refuses_to_start_with_published_demo_secrets_naming_each_in_one_error(
+        tmp_path):
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    # Every department's secret set, the clients' and the diode's left at their defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    for var in ("GOV", "CIVIL", "PUBLIC_SECTOR", "HEALTH", "JUSTICE", "FINANCE"):
+        env[f"HUB_{var}_SECRET"] = uuid.uuid4().hex
+    proc = subprocess.run([sys.executable, str(ROOT / "hub.py"), "run", "-c", "config.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    first, *rest = proc.stderr.strip().splitlines()
+    assert first.startswith("错误: 配置中有 ") and "个密钥仍是配置文件里公开的演示值" in first
+    lines = (ROOT / "config.yaml").read_text(encoding="utf-8").splitlines()
+    line = 1 + next(i for i, text in enumerate(lines) if "${HUB_CLIENT_COUNTY_SECRET:" in text)
+    assert [text for text in rest if "inbound.clients.county_window.app_secret" in text] == [
+        f"  config.yaml:{line}:19：inbound.clients.county_window.app_secret：仍是公开的演示值；"
+        "请设置 HUB_CLIENT_COUNTY_SECRET（或 HUB_CLIENT_COUNTY_SECRET_FILE）"]
+    named = " ".join(rest)
+    assert "connectors.police.auth.password" in named and "HUB_POLICE_PASSWORD" in named
+    assert "connectors.gov.auth.secret" not in named  # set in the environment
+    assert not (tmp_path / "var").exists()  # nothing started, nothing written
+
+
 def test_hub_run_with_two_processes_serves_one_port_polls_once_and_stops_on_sigterm(
         clean_sandbox, tmp_path):
     from bdchub.demo import samples as samples_mod
@@ -131,8 +169,8 @@ def test_hub_run_with_two_processes_serves_one_port_polls_once_and_stops_on_sigt
 
     sb = clean_sandbox
     port = free_port()
-    env = sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
-                          HUB_COURT_POLL_SECONDS="0.5", HUB_LISTEN_PROCESSES="2")
+    env = own_secrets(sandbox_environ(sb, inbound_port=port, data_dir=tmp_path / "data",
+                                      HUB_COURT_POLL_SECONDS="0.5", HUB_LISTEN_PROCESSES="2"))
     with hub_run(tmp_path, env) as output:
         out = output.until("stop with Ctrl-C or SIGTERM")
         assert f"2 processes on http://127.0.0.1:{port}" in out
@@ -150,7 +188,7 @@ def test_hub_run_with_two_processes_serves_one_port_polls_once_and_stops_on_sigt
         body = samples_mod.build(sb.data, tag=uuid.uuid4().hex[:4].upper())["first"]
         raw = json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json",
-                   **signed_headers("ik-window-national", "demo-only-national-window-secret",
+                   **signed_headers("ik-window-national", env["HUB_CLIENT_NATIONAL_SECRET"],
                                     "POST", "/api/v1/applications", raw)}
         url = f"http://127.0.0.1:{port}/api/v1/applications"
         assert requests.post(url, data=raw, headers=headers, timeout=10).status_code == 202

@@ -130,7 +130,8 @@ def _flows(sb: Any, tmp_path: Path, *, legacy_callback: bool = True,
         for key in enable:
             block = block[key]
         block["enabled"] = True
-    service = HubService.from_config(config, tick_interval=0.1)
+    # The shipped config against the sandbox: its clients sign with the demo secrets.
+    service = HubService.from_config(config, tick_interval=0.1, demo_secrets=True)
     service.start()
     try:
         if legacy_callback:

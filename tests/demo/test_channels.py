@@ -296,7 +296,7 @@ def test_two_hubs_on_one_store_both_refuse_a_suspended_client(flows, cli, tmp_pa
     config["inbound"]["listen"]["port"] = free_port()
     # The second hub keeps the documented staleness, shortened so the test does not wait.
     config["inbound"]["suspension_refresh"] = 0.2
-    second = HubService.from_config(config, tick_interval=0.1, pollers=False)
+    second = HubService.from_config(config, tick_interval=0.1, pollers=False, demo_secrets=True)
     second.start()
     flows.service.inbound_app.intake.suspensions.refresh = 0.2
     tag, prefix = _numbers()

@@ -98,7 +98,8 @@ def test_an_application_callback_and_reconciliation_go_through_the_second_vendor
     environ = sandbox_environ(sb, inbound_port=free_port(), data_dir=tmp_path / "data",
                               HUB_LEGACY_WSDL=djxt.url + "?wsdl")
     cfg = config.load(write(tmp_path, with_vendor(vendor_block())), environ=environ)
-    service = HubService.from_config(cfg, tick_interval=0.1)
+    # The shipped config against the sandbox: its clients sign with the demo secrets.
+    service = HubService.from_config(cfg, tick_interval=0.1, demo_secrets=True)
     service.start()
     hub = service.hub
     try:
