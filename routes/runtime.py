@@ -38,8 +38,8 @@ from bdchub.core import greenloop
 from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.datadir import data_dir
 from bdchub.core.envelope import Envelope
-from bdchub.core.health import Part, probe
 from bdchub.core.errors import ConfigError, HubError, RouteError
+from bdchub.core.health import Part, probe
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id
 from bdchub.core.masking import Masker
