@@ -29,6 +29,8 @@ LAZY_COMMANDS = {
     "bridge": "bdchub.bridge.cli.diode:bridge_group",
     "ferry": "bdchub.bridge.cli.ferry:ferry_group",
     "dlq": "bdchub.routes.cli:dlq_group",
+    "parked": "bdchub.routes.cli:parked_group",
+    "status": "bdchub.app.status_cli:status_command",
     "trace": "bdchub.routes.cli:trace_command",
     "send": "bdchub.routes.cli:send_command",
     "run": "bdchub.app.cli:run_command",
@@ -38,6 +40,7 @@ LAZY_COMMANDS = {
     "test": "bdchub.app.configtest_cli:test_command",
     "demo": "bdchub.demo.cli:demo_command",
     "channel": "bdchub.app.channels_cli:channel_group",
+    "user": "bdchub.console.cli:user_group",
 }
 
 

@@ -181,6 +181,11 @@ def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | N
         slot.run.remove()
         slot.service.stop()
 
+    # Every process's counts in every scrape, whichever answers (core.metrics): set
+    # before the first fork, so each process's metrics are made in that mode.
+    from bdchub.core.metrics import enable_multiprocess
+
+    enable_multiprocess(data_dir(config) / "metrics")
     per = PerProcess(build, close=close)
     click.echo(_("bdc-hub {name} (tenant {tenant}): {processes} processes on http://{host}:{port}",
                  name=config.get("name") or "", tenant=config["tenant"], processes=processes,

@@ -30,6 +30,7 @@ from bdchub.core.i18n import _
 
 from .inputs import InboundServer, Input, singleton_inputs
 from .reload import INPUT_GROUPS, Answer, Reloader, RunFile
+from .status import StatusReporter
 
 log = logging.getLogger("bdchub.service")
 
@@ -75,7 +76,12 @@ class HubService:
         self.port = int(listen["port"] if port is None else port)
         self.web: InboundServer | None = None
         if inputs is None:
-            inputs = []
+            from .metrics import StateMetrics, listen_address
+
+            # First: the state is in the scrapes before the inbound server answers one.
+            # The metrics listener goes with the singletons: one process serves it.
+            inputs = [StateMetrics(hub, listen_address(config) if pollers else None,
+                                   pollers=lambda: self.pollers)]
             if bool(inbound.get("enabled", True)) if web is None else web:
                 self.web = InboundServer(hub, config, self.host, self.port,
                                          int(listen["threads"]), readiness=self.readiness)
@@ -84,6 +90,8 @@ class HubService:
                 inputs += singleton_inputs(config, hub)
         self.inputs: list[Input] = list(inputs)
         self._started: list[Input] = []
+        #: Reports this process to ``hub status`` (``app.status``) while it runs.
+        self.status = StatusReporter(hub)
         by_name = {i.name: i for i in self.inputs}
         self.pollers = getattr(by_name.get("pollers"), "target", None)
 
@@ -147,6 +155,7 @@ class HubService:
         reverse, then the workers, and its error is raised."""
         self.hub.start()
         try:
+            self.status.start()
             for item in self.inputs:
                 item.start()
                 self._started.append(item)
@@ -168,6 +177,7 @@ class HubService:
                 item.stop(timeout)
             except Exception:  # noqa: BLE001 - the rest must still stop
                 log.exception("input %s did not stop cleanly", item.name)
+        self.status.stop()  # before the store closes with the workers
         try:
             self.hub.stop(timeout)
         except Exception:  # noqa: BLE001
@@ -179,6 +189,7 @@ class HubService:
             item = self._started.pop()
             with contextlib.suppress(Exception):
                 item.kill()
+        self.status.kill()
         with contextlib.suppress(Exception):
             self.hub.kill()
 

@@ -37,6 +37,8 @@ table                     what it holds
                           also documents that answer a request (无房证明, kind no_property)
 ``notice_recipients``     whom a notice that answers a request was issued to (client,
                           channel): they fetch it as they fetch their own cases' notices
+``hub_processes``         what each running hub process last reported of itself
+                          (breakers, latency, deliveries in flight) for ``hub status``
 ========================  ==============================================================
 
 ``finish`` writes a route's whole outcome (processed record, hops, and the
@@ -372,6 +374,19 @@ channel_suspensions = Table(
     Column("suspended_by", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("suspended_at", Float, nullable=False),
+)
+
+
+#: What each running hub process last reported of itself (``app.status``): its
+#: connectors' breakers and latency and its routes' deliveries in flight, as JSON. One
+#: row per process, replaced every few seconds and deleted when the process stops;
+#: ``hub status`` tells a fresh report from a stale one by ``reported_at``.
+hub_processes = Table(
+    "hub_processes", metadata,
+    Column("process", String(200), primary_key=True),  # host:pid:start
+    Column("started_at", Float, nullable=False),
+    Column("reported_at", Float, nullable=False),
+    Column("report", Text, nullable=False),
 )
 
 
@@ -1155,6 +1170,102 @@ class Store:
             rows = conn.execute(q.order_by(verifications.c.id)).mappings()
             return [{**r, "result": json.loads(r["result"])} for r in rows]
 
+
+    # -- what running processes report of themselves (app.status, hub status)
+    def report_process(self, process: str, *, started_at: float, at: float,
+                       report: Mapping[str, Any]) -> None:
+        """Replace ``process``'s report: one row per process, whatever its age."""
+        stmt = _dialect_insert(self.dialect)(hub_processes).values(
+            process=process, started_at=started_at, reported_at=at, report=_dumps(report))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[hub_processes.c.process],
+            set_={"reported_at": stmt.excluded.reported_at, "report": stmt.excluded.report})
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def process_reports(self) -> list[dict[str, Any]]:
+        """Every process's last report (``report`` parsed), the latest first."""
+        with self._read() as conn:
+            rows = conn.execute(select(hub_processes).order_by(
+                hub_processes.c.reported_at.desc())).mappings()
+            return [{**r, "report": json.loads(r["report"])} for r in rows]
+
+    def forget_process(self, process: str, *, before: float | None = None) -> int:
+        """Delete ``process``'s report (a process that stops); with ``before``, also
+        every report older than that (processes that died without a word)."""
+        where = hub_processes.c.process == process
+        if before is not None:
+            where = or_(where, hub_processes.c.reported_at < before)
+        with self._tx() as conn:
+            return conn.execute(delete(hub_processes).where(where)).rowcount
+
+    def route_counts(self) -> dict[str, dict[str, int]]:
+        """Per route: messages ``parked``, ``waiting`` at an await step and
+        ``dead_letters`` not yet replayed or dropped."""
+        queries = {
+            "parked": select(parked.c.route, func.count()).group_by(parked.c.route),
+            "waiting": select(correlations.c.route, func.count()).where(
+                correlations.c.state == "waiting").group_by(correlations.c.route),
+            "dead_letters": select(dead_letters.c.route, func.count()).where(
+                dead_letters.c.status == "dead").group_by(dead_letters.c.route),
+        }
+        out: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            for key, query in queries.items():
+                for route, n in conn.execute(query):
+                    out.setdefault(route, {"parked": 0, "waiting": 0, "dead_letters": 0})[
+                        key] = int(n)
+        return out
+
+    # -- ids of dead letters and parked messages, typed by people as prefixes
+    def ids_with_prefix(self, table_name: str, prefix: str,
+                        limit: int = 10) -> list[dict[str, Any]]:
+        """The rows of ``table_name`` (``dead_letters``, ``parked``) that ``prefix``
+        designates, without their messages: the one whose id equals it, else up to
+        ``limit`` whose ids start with it (id, route, step, business_no, created_at)."""
+        table = metadata.tables[table_name]
+        q = select(table.c.id, table.c.route, table.c.step, table.c.business_no,
+                   table.c.created_at)
+        with self._read() as conn:
+            exact = conn.execute(q.where(table.c.id == prefix)).mappings().first()
+            if exact is not None:
+                return [dict(exact)]
+            return [dict(r) for r in conn.execute(
+                q.where(table.c.id.startswith(prefix, autoescape=True))
+                .order_by(table.c.id).limit(limit)).mappings()]
+
+    def parked_message(self, parked_id: str) -> dict[str, Any] | None:
+        """One parked message by its whole id, with its envelope (JSON)."""
+        with self._read() as conn:
+            row = conn.execute(select(parked).where(parked.c.id == parked_id)).mappings().first()
+        return dict(row) if row else None
+
+    def unique_prefixes(self, table_name: str, ids: Sequence[str],
+                        minimum: int = 13) -> dict[str, str]:
+        """For each of ``ids``, its shortest prefix (at least ``minimum`` characters)
+        that no other id of ``table_name`` starts with: ids that only differ after
+        ``minimum`` characters (UUIDv7 ids of the same millisecond, or derived from
+        one parent) get longer ones, so each prefix shown opens its own row."""
+        id_ = metadata.tables[table_name].c.id
+        out: dict[str, str] = {}
+        with self._read() as conn:
+            for value in ids:
+                before = conn.execute(select(func.max(id_)).where(id_ < value)).scalar()
+                after = conn.execute(select(func.min(id_)).where(id_ > value)).scalar()
+                shared = max(_common_prefix(value, before), _common_prefix(value, after))
+                out[value] = value[:max(minimum, shared + 1)]
+        return out
+
+
+def _common_prefix(a: str, b: str | None) -> int:
+    if not b:
+        return 0
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 def _pg_driver() -> str:
     """psycopg2 (what the hub's extra installs) unless only psycopg 3 is there; SQLAlchemy

@@ -90,16 +90,18 @@ FANOUT_THREADS = 8
 Validator = Callable[[str, Any], list]
 
 
-def _warn_failed(run: Run) -> None:
+def _warn_failed(run: Run, masking: Masker) -> None:
     """One warning for a message parked or dead-lettered, once its fate is stored
     (a run whose finish failed is redelivered and says it then)."""
     step = run.failed_step.label if run.failed_step else ""
     with log_context(step=step):
-        _warn_outcome(run, step)
+        _warn_outcome(run, step, masking)
 
 
-def _warn_outcome(run: Run, step: str) -> None:
-    error = f"{type(run.error).__name__}: {run.error}"[:500] if run.error else ""
+def _warn_outcome(run: Run, step: str, masking: Masker) -> None:
+    # An endpoint's error may quote what it refused (an ID number): masked like the store's.
+    error = (masking.text(f"{type(run.error).__name__}: {run.error}")[:500]
+             if run.error else "")
     if run.outcome == "parked" and run.parked:
         log.warning(_("route {route}: message parked at step {step} (parking {count}), "
                       "tried again in {seconds:.0f} s: {error}", route=run.route.name,
@@ -465,7 +467,7 @@ class Engine:
             return "requeued"
         delivery.ack()
         self.mw.on_ack(route.name, env, run.outcome)
-        _warn_failed(run)
+        _warn_failed(run, self.masking)
         return run.outcome
 
     def _malformed(self, route: str, delivery: Delivery, exc: Exception) -> str:
@@ -487,7 +489,7 @@ class Engine:
             return "requeued"
         delivery.ack()
         log.warning(_("route {route}: a malformed message was dead-lettered: {error}",
-                      route=route, error=str(exc)[:500]),
+                      route=route, error=self.masking.text(str(exc))[:500]),
                     extra={"event": "message.dead_lettered", "reason": "malformed"})
         return "dead_letter"
 

@@ -623,6 +623,14 @@ class Hub:
         row = self.store.dead_letter(dl_id)
         return bool(row) and self.store.drop_dead_letter(row["id"])
 
+    def in_flight(self) -> dict[str, int]:
+        """Messages each route of this process holds now, by route name: deliveries
+        handed to its workers (waiting for a thread or running) and request/reply
+        runs under way (``hub status``, through ``app.status``)."""
+        by_queue = {queue: workers.busy for queue, workers in list(self._workers.items())}
+        return {name: by_queue.get(route.queue, 0) + self._sync_busy.get(id(route), 0)
+                for name, route in self.routes.items()}
+
     def parked_list(self, limit: int = 100) -> list[dict[str, Any]]:
         return [{k: v for k, v in r.items() if k != "envelope"}
                 for r in self.store.parked_list(limit)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["core", "connectors", "routes", "schemas", "bridge", "sandbox", "web", "app", "demo"]
+PACKAGES = ["core", "connectors", "routes", "schemas", "bridge", "sandbox", "web", "console", "app", "demo"]
 KEYWORDS = {"_": None, "gettext": None}
 
 

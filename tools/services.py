@@ -197,6 +197,8 @@ def ensure() -> int:
         missing.append("rabbitmq-server")
     if not PG_BIN_CANDIDATES:
         missing.append("postgresql")
+    if shutil.which("promtool") is None:  # checks deploy/prometheus's alert rules
+        missing.append("prometheus")
     if not missing:
         return 0
     if os.geteuid() != 0:
@@ -208,7 +210,8 @@ def ensure() -> int:
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
                    check=True, env=env)
     # The package starts a system node; ours use their own ports and data, so stop it.
-    subprocess.run(["sh", "-c", "service rabbitmq-server stop; service postgresql stop"],
+    subprocess.run(["sh", "-c", "service rabbitmq-server stop; service postgresql stop; "
+                    "service prometheus stop"],
                    check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return 0
 

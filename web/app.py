@@ -48,13 +48,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bdchub.connectors.profile import record_mapping
 from bdchub.core import i18n
+from bdchub.core import metrics as core_metrics
 from bdchub.core.envelope import new_id
 from bdchub.core.errors import (
     ConfigError,
@@ -72,9 +72,20 @@ from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
 from .dedupe import ContentId
 from .health import Health, Readiness
-from .http import Answer, ApiError, Handler, Request, dumps, json_answer, read_json, status_line
+from .http import (
+    Answer,
+    ApiError,
+    Handler,
+    Request,
+    dumps,
+    json_answer,
+    read_json,
+    request_language,
+    status_line,
+)
 from .idempotency import Replay
 from .intake import Intake
+from .mounts import mounted
 from .ports import HubPort
 from .queries import Queries, is_query
 from .relay import Relay
@@ -125,17 +136,6 @@ def builtin_endpoints(*, metrics: bool = True) -> list[tuple[str, str, str, str]
     return found
 
 
-@lru_cache(maxsize=512)
-def _accept_language(value: str) -> str | None:
-    from werkzeug.datastructures import LanguageAccept
-    from werkzeug.http import parse_accept_header
-
-    best = parse_accept_header(value, LanguageAccept).best_match(["zh-CN", "zh", "en"])
-    if best is None:
-        return None
-    return "en" if best.lower().startswith("en") else "zh_CN"
-
-
 class InboundApp:
     def __init__(self, hub: HubPort, config: dict[str, Any], *,
                  metrics: metrics_mod.InboundMetrics | None = None,
@@ -180,6 +180,8 @@ class InboundApp:
             self.endpoints.append(endpoint)
         for endpoint in self.endpoints:
             self._add_endpoint(endpoint)
+        # Applications of parts above web under a prefix (the console): (prefix, app).
+        self.mounts = mounted(hub, dict(config))
 
     # -- set-up ----------------------------------------------------------------
     def _add_endpoint(self, endpoint: dict[str, Any]) -> None:
@@ -230,6 +232,11 @@ class InboundApp:
 
     # -- WSGI ------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if self.mounts:
+            path = environ.get("PATH_INFO") or "/"
+            for prefix, app in self.mounts:
+                if path == prefix or path.startswith(prefix + "/"):
+                    return app(environ, start_response)
         started = time.perf_counter()
         req = Request(environ, environ.get("REQUEST_METHOD", "GET"),
                       environ.get("PATH_INFO") or "/", started)
@@ -245,16 +252,7 @@ class InboundApp:
         return [body]
 
     def _language(self, req: Request) -> str | None:
-        if req.query and req.has_arg("lang"):
-            asked = i18n.normalise(req.arg("lang"))
-            if asked in ("en", "zh_CN"):
-                return asked
-        accept = req.environ.get("HTTP_ACCEPT_LANGUAGE")
-        if accept:
-            found = _accept_language(accept[:200])
-            if found:
-                return found
-        return self.language
+        return request_language(req, self.language)
 
     def _dispatch(self, req: Request) -> Answer:
         records = self.intake.idempotency
@@ -577,7 +575,9 @@ class InboundApp:
 
     # -- plain resources -------------------------------------------------------
     def get_metrics(self, req: Request) -> Answer:
-        data = generate_latest(self.metrics.registry)
+        # The hub's whole exposition: the state read now and, with several
+        # processes, every process's counts (core.metrics).
+        data = core_metrics.exposition(self.metrics.registry)
         return 200, [("Content-Type", CONTENT_TYPE_LATEST)], data
 
     def get_openapi(self, req: Request) -> Answer:

@@ -157,3 +157,11 @@ def test_compose_publishes_one_host_port_per_hub_replica():
     first, _sep, last = host.partition("-")
     assert container == "8080"
     assert int(last or first) - int(first) + 1 >= hub["deploy"]["replicas"]
+
+
+def test_compose_gives_the_hub_its_secrets_from_an_env_file_not_the_demo_defaults():
+    hub = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))[
+        "services"]["hub"]
+    assert hub["env_file"] == ["hub.env"]
+    assert not any("SECRET" in key or "PASSWORD" in key and "POSTGRES" not in key
+                   for key in hub["environment"])

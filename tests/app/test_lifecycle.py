@@ -115,7 +115,7 @@ def test_the_adapters_follow_the_protocol_and_their_kill_never_raises():
     assert inbound.server is None
 
 
-def test_the_config_gives_inbound_pollers_diode_inbox_and_ferry_inbox_in_that_order(
+def test_the_config_gives_metrics_inbound_pollers_diode_inbox_and_ferry_inbox_in_that_order(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "ferry.key").write_bytes(SECRET)
@@ -130,8 +130,9 @@ def test_the_config_gives_inbound_pollers_diode_inbox_and_ferry_inbox_in_that_or
     capturing = CapturingHub(config)
     try:
         full = HubService(config, capturing.hub)
+        # The hub's state is in the scrapes (app.metrics) before the server answers one.
         assert [i.name for i in full.inputs] == [
-            "inbound", "pollers", "bridge.diode_inbox", "bridge.ferry_inbox"]
+            "metrics", "inbound", "pollers", "bridge.diode_inbox", "bridge.ferry_inbox"]
         assert [(w.name, w.path) for w in full.watches()] == [
             ("bridge.diode_inbox", tmp_path / "diode-inbox"),
             ("bridge.ferry_inbox", tmp_path / "arrivals")]
@@ -141,8 +142,10 @@ def test_the_config_gives_inbound_pollers_diode_inbox_and_ferry_inbox_in_that_or
             tmp_path / "data" / "ferry" / "inbox", tmp_path / "data" / "ferry" / "quarantine",
             tmp_path / "data" / "ferry" / "ledger.sqlite3",
             tmp_path / "data" / "ferry" / "audit.jsonl")
-        # Another worker process of the same deployment: no singletons, no web server.
+        # Another worker process of the same deployment: no singletons, no web server;
+        # its state in the scrapes, without a metrics listener of its own.
         worker = HubService(config, capturing.hub, web=False, pollers=False)
-        assert worker.inputs == [] and worker.pollers is None
+        assert [i.name for i in worker.inputs] == ["metrics"] and worker.pollers is None
+        assert worker.inputs[0].listener is None
     finally:
         capturing.hub.close()

@@ -96,6 +96,32 @@ def test_one_warning_per_parking_and_per_dead_letter_with_the_message_context(ca
     assert "320684-2026-000042" not in caplog.text
 
 
+class Refuses:
+    """An endpoint whose error quotes the ID number it refused, as some do."""
+
+    def __call__(self, op, payload, ctx):
+        raise RecoverableError("证件号 320684198503120313 核验服务不可用", connector="tax",
+                               operation=op)
+
+
+def test_an_error_quoting_an_id_number_is_logged_masked():
+    import logging as _logging
+
+    stream = io.StringIO()
+    handler = _logging.StreamHandler(stream)
+    _logging.getLogger("bdchub").addHandler(handler)
+    try:
+        hub = make_hub(ROUTES, {"legacy": fake("legacy", echo), "tax": fake("tax", Refuses())},
+                       clock=Clock())
+        hub.send("application.submitted", application("320684-2026-000043"))
+        hub.run_until_idle()
+    finally:
+        _logging.getLogger("bdchub").removeHandler(handler)
+    logged = stream.getvalue()
+    assert "message parked" in logged
+    assert "320684198503120313" not in logged and "核验服务不可用" in logged
+
+
 class Failing:
     def __init__(self):
         self.fail = True

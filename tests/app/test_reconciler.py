@@ -218,8 +218,8 @@ def test_the_reconciler_runs_in_the_first_process_only(tmp_path):
     with_it = HubService.from_config(config, web=False)
     without = HubService.from_config(config, web=False, pollers=False)
     try:
-        assert [i.name for i in with_it.inputs] == ["reconciler"]
-        assert without.inputs == []
+        assert [i.name for i in with_it.inputs] == ["metrics", "reconciler"]
+        assert [i.name for i in without.inputs] == ["metrics"]
     finally:
         with_it.hub.close()
         without.hub.close()

@@ -66,7 +66,8 @@ def test_the_wheel_installs_one_package_and_carries_its_data(wheel):
     for needed in ("bdchub/config.yaml", "bdchub/locale/zh_CN/core.po",
                    "bdchub/schemas/messages/application.schema.json",
                    "bdchub/schemas/wsdl/hub_inbound.wsdl", "bdchub/schemas/data/divisions.csv",
-                   "bdchub/hub.py", "bdchub/routes/steps/domain/require_materials.py"):
+                   "bdchub/hub.py", "bdchub/routes/steps/domain/require_materials.py",
+                   "bdchub/console/api.py", "bdchub/locale/zh_CN/console.po"):
         assert needed in names
     assert not any(n.startswith(("bdchub/tests/", "bdchub/bench/", "bdchub/tools/"))
                    for n in names)
