@@ -7,4 +7,4 @@ from bdchub.web.mounts import MOUNTS
 
 register_section("console", "bdchub.console.config:SCHEMA",
                  check="bdchub.console.config:check_section")
-MOUNTS.register("console", "bdchub.console.api:mount")
+MOUNTS.register("console", "bdchub.console.pages:mount")

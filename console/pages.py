@@ -1,0 +1,385 @@
+"""The console's first pages: login, overview and dead letters (issue #13, item 1).
+
+Server-rendered HTML (every value through ``html.escape``) plus one small script
+(``static/console.js``) and Apache ECharts, all served by the hub under the
+console's prefix, so the console works without the Internet::
+
+    GET  {path}/                        -> the overview (or the login page)
+    GET  {path}/login                   the login page (POST {path}/api/login)
+    GET  {path}/overview                connectors, breakers, queues; refreshed by the script
+    GET  {path}/api/overview            what the overview shows, as JSON
+    GET  {path}/dead-letters?q=         dead letters (reason, route, step, last error, masked)
+    GET  {path}/dead-letters/show?id=   one dead letter, its message masked
+    POST {path}/api/dead-letters/replay {"id", "reason"}: as ``hub dlq replay``
+    POST {path}/api/dead-letters/drop   {"id", "reason"}: as ``hub dlq drop``
+
+Pages are in the operator's language: Chinese unless ``?lang=en`` (remembered
+in a cookie) or the browser asks for English. A page the role does not allow
+answers 403 with an HTML page (audited as ``console.refused`` like any
+endpoint); without a session it sends the browser to the login page.
+
+The overview reads the running hub's status through ``STATUS_SOURCES`` (the
+assembly floor registers ``app.status.status`` there: the same document as
+``hub status --json``), since the console sits below that floor.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from bdchub.core import i18n
+from bdchub.core.i18n import _
+from bdchub.core.registry import Registry
+from bdchub.routes.cli import masked_envelope
+from bdchub.web.http import Answer, ApiError, json_answer, read_json
+
+from .api import ConsoleApp, ConsoleRequest, require
+from .api import mount as api_mount
+
+#: ``status(hub, reports, now, depth) -> document`` of the running hub (``app.status``).
+STATUS_SOURCES: Registry[Callable[..., dict[str, Any]]] = Registry("console status source")
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: URL under the prefix -> (file under static/, content type). Nothing else is served.
+STATIC_FILES = {
+    "/static/console.js": ("console.js", "text/javascript; charset=utf-8"),
+    "/static/console.css": ("console.css", "text/css; charset=utf-8"),
+    "/static/vendor/echarts/echarts.min.js": ("vendor/echarts/echarts.min.js",
+                                              "text/javascript; charset=utf-8"),
+}
+LANG_COOKIE = "bdchub_console_lang"
+LIST_LIMIT = 200
+MAX_REASON = 500
+
+e = html.escape
+
+
+def mount(hub: Any, config: dict[str, Any]) -> tuple[str, ConsoleApp] | None:
+    """``console.api.mount`` with the pages added (``web.mounts``)."""
+    found = api_mount(hub, config)
+    if found is not None:
+        install(found[1])
+    return found
+
+
+def install(app: ConsoleApp) -> None:
+    """Add the pages, their JSON endpoints and the static files to ``app``."""
+    app.add("GET", "/", _root)
+    app.add("GET", "/login", _login_page)
+    app.add("GET", "/overview", page("overview.read")(_overview_page))
+    app.add("GET", "/api/overview", require("overview.read")(_overview_api))
+    app.add("GET", "/dead-letters", page("messages.read")(_dead_letters_page))
+    app.add("GET", "/dead-letters/show", page("messages.read")(_dead_letter_page))
+    app.add("POST", "/api/dead-letters/replay", require("dead_letters.replay")(_replay))
+    app.add("POST", "/api/dead-letters/drop", require("dead_letters.drop")(_drop))
+    for url in STATIC_FILES:
+        app.add("GET", url, _static)
+
+
+# ------------------------------------------------------------------ plumbing
+
+def html_answer(status: int, text: str, extra: list[tuple[str, str]] | None = None) -> Answer:
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+               # Only the hub's own scripts and styles run, whatever a value smuggles in.
+               ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                                           "frame-ancestors 'none'"),
+               ("X-Content-Type-Options", "nosniff"), *(extra or [])]
+    return status, headers, text.encode("utf-8")
+
+
+def _redirect(location: str) -> Answer:
+    return 303, [("Location", location), ("Content-Length", "0")], b""
+
+
+def _language(req: ConsoleRequest) -> str | None:
+    """The page's language: ``?lang=`` (ConsoleApp already chose it), else the cookie."""
+    if req.has_arg("lang"):
+        return None
+    chosen = req.cookie(LANG_COOKIE)
+    return chosen if chosen in ("en", "zh_CN") else None
+
+
+def _with_language(handler: Callable[[ConsoleRequest], Answer]) -> Callable[..., Answer]:
+    @functools.wraps(handler)
+    def served(req: ConsoleRequest) -> Answer:
+        with i18n.use_language(_language(req)):
+            status, headers, body = handler(req)
+        if req.has_arg("lang"):
+            headers = [*headers, ("Set-Cookie", f"{LANG_COOKIE}={i18n.language()}; "
+                                                f"Path={req.console.prefix}; SameSite=Strict")]
+        return status, headers, body
+    return served
+
+
+def page(action: str) -> Callable[[Callable[[ConsoleRequest], str]], Callable[..., Answer]]:
+    """A page guarded by ``action``: no session sends the browser to the login page;
+    a role without the action gets a 403 page; both audited as any refusal."""
+    def decorate(render: Callable[[ConsoleRequest], str]) -> Callable[..., Answer]:
+        @_with_language
+        @functools.wraps(render)
+        def served(req: ConsoleRequest) -> Answer:
+            try:
+                req.console.authorize(req, action)
+            except ApiError as err:
+                req.console._refuse(req, err)  # audited as every refusal of the console
+                if err.status == 401:
+                    target = req.console.prefix + req.path + (f"?{req.query}" if req.query else "")
+                    return _redirect(f"{req.console.prefix}/login?"
+                                     + urlencode({"next": target}))
+                return html_answer(err.status, layout(req, _("Not allowed"), f"""
+<section class="refused"><h1>{e(_("Not allowed"))}</h1><p id="refusal">{e(err.message)}</p>
+</section>"""))
+            return html_answer(200, render(req))
+        return served
+    return decorate
+
+
+def _static(req: ConsoleRequest) -> Answer:
+    name, kind = STATIC_FILES[req.path]
+    body = (STATIC / name).read_bytes()
+    return 200, [("Content-Type", kind), ("Cache-Control", "max-age=3600"),
+                 ("X-Content-Type-Options", "nosniff")], body
+
+
+def _html_lang() -> str:
+    return "en" if i18n.language().startswith("en") else "zh-CN"
+
+
+def layout(req: ConsoleRequest, title: str, body: str, *, script: str = "") -> str:
+    """The frame of every page: navigation, language switch, the operator."""
+    prefix = req.console.prefix
+    operator = req.operator
+    csrf = req.session.csrf if req.session is not None else ""
+    other = "zh_CN" if _html_lang() == "en" else "en"
+    switch = "中文" if other == "zh_CN" else "English"
+    here = req.console.prefix + req.path + "?" + urlencode(
+        [(k, v) for k, v in _args(req) if k != "lang"] + [("lang", other)])
+    nav = ""
+    if operator is not None:
+        links = [("overview", _("Overview"), "overview.read"),
+                 ("dead-letters", _("Dead letters"), "messages.read")]
+        nav = "".join(f'<a href="{e(prefix)}/{href}">{e(text)}</a>'
+                      for href, text, action in links if operator.may(action))
+        nav += (f'<span class="who" id="operator">{e(operator.username)}</span>'
+                f'<button type="button" id="logout">{e(_("Log out"))}</button>')
+    return f"""<!doctype html>
+<html lang="{_html_lang()}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="console-prefix" content="{e(prefix)}">
+<meta name="csrf-token" content="{e(csrf)}">
+<title>{e(title)} · {e(_("bdc-hub console"))}</title>
+<link rel="stylesheet" href="{e(prefix)}/static/console.css">
+{script}<script src="{e(prefix)}/static/console.js" defer></script>
+</head><body>
+<header><span class="brand">{e(_("bdc-hub console"))}</span><nav>{nav}</nav>
+<a class="lang" id="lang-switch" href="{e(here)}">{e(switch)}</a></header>
+<main>{body}</main></body></html>"""
+
+
+def _args(req: ConsoleRequest) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(req.query, keep_blank_values=True)
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _time(ts: Any) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
+# ------------------------------------------------------------------ login
+
+@_with_language
+def _root(req: ConsoleRequest) -> Answer:
+    return _redirect(req.console.prefix + "/overview")
+
+
+@_with_language
+def _login_page(req: ConsoleRequest) -> Answer:
+    target = req.arg("next")
+    if not target.startswith(req.console.prefix + "/") or target.startswith("//"):
+        target = req.console.prefix + "/overview"  # never a redirect off the console
+    return html_answer(200, layout(req, _("Log in"), f"""
+<section class="login"><h1>{e(_("Log in"))}</h1>
+<form id="login-form" data-next="{e(target)}">
+<label>{e(_("Account"))}<input name="username" id="username" autocomplete="username" required></label>
+<label>{e(_("Password"))}<input name="password" id="password" type="password"
+ autocomplete="current-password" required></label>
+<button type="submit" id="login-button">{e(_("Log in"))}</button>
+<p class="message" id="login-message" role="alert"></p>
+</form></section>"""))
+
+
+# ------------------------------------------------------------------ overview
+
+def _overview_page(req: ConsoleRequest) -> str:
+    labels = {"up": _("up"), "degraded": _("degraded"), "down": _("down"),
+              "closed": _("closed"), "open": _("open"), "half-open": _("half-open"),
+              "unknown": _("no report"), "parked": _("parked"), "waiting": _("waiting"),
+              "dead_letters": _("dead letters"), "stale": _("the hub is not reporting"),
+              "failed": _("could not refresh")}
+    return layout(req, _("Overview"), f"""
+<h1>{e(_("Overview"))}</h1>
+<p class="updated">{e(_("Updated"))}: <span id="updated">-</span>
+<span id="refresh-error" class="message"></span></p>
+<section id="overview" data-labels="{e(json.dumps(labels, ensure_ascii=False))}">
+<h2>{e(_("Connectors"))}</h2>
+<table id="connectors"><thead><tr><th>{e(_("connector"))}</th><th>{e(_("type"))}</th>
+<th>{e(_("health"))}</th><th>{e(_("breaker"))}</th><th>{e(_("latency (ms)"))}</th>
+<th>{e(_("calls / errors (1 min)"))}</th></tr></thead><tbody></tbody></table>
+<h2>{e(_("Routes"))}</h2>
+<table id="routes"><thead><tr><th>{e(_("route"))}</th><th>{e(_("queue depth"))}</th>
+<th>{e(_("in flight"))}</th><th>{e(_("parked"))}</th><th>{e(_("waiting"))}</th>
+<th>{e(_("dead letters"))}</th></tr></thead><tbody></tbody></table>
+<h2>{e(_("Held messages per route"))}</h2>
+<div id="held-chart" class="chart"></div>
+</section>""", script=f'<script src="{e(req.console.prefix)}/static/vendor/echarts/'
+                       'echarts.min.js" defer></script>\n')
+
+
+def _overview_api(req: ConsoleRequest) -> Answer:
+    hub = req.console.hub
+    if "hub" not in STATUS_SOURCES:
+        raise ApiError(503, "status_unavailable",
+                       _("this hub does not report its status"), reason="no_status_source")
+    document = STATUS_SOURCES.get("hub")(hub, hub.store.process_reports(), time.time(),
+                                         hub.broker.queue_size)
+    return json_answer(200, document)
+
+
+# ------------------------------------------------------------------ dead letters
+
+def _visible(req: ConsoleRequest, row: dict[str, Any]) -> bool:
+    operator = req.operator
+    return operator is not None and operator.sees(str(row.get("tenant") or ""))
+
+
+def _dead_letters_page(req: ConsoleRequest) -> str:
+    hub, prefix = req.console.hub, req.console.prefix
+    query = req.arg("q").strip()[:100]
+    rows = [r for r in hub.dlq_list(limit=LIST_LIMIT) if _visible(req, r)]
+    if query:
+        rows = [r for r in rows if query in str(r.get("business_no") or "")
+                or query in str(r["id"]) or query in str(r.get("message_id") or "")
+                or query == r["route"]]
+    body = "".join(f"""<tr data-id="{e(r['id'])}"><td><a href="{e(prefix)}/dead-letters/show?id={
+        quote(str(r['id']))}">{e(str(r['id'])[:12])}</a></td><td>{e(_time(r['created_at']))}</td>
+<td>{e(_text(r['route']))}</td><td>{e(_text(r['step']))}</td>
+<td class="business-no">{e(_text(r.get('business_no')))}</td><td>{e(_text(r['reason']))}</td>
+<td class="error">{e(_text(r['last_error'])[:200])}</td></tr>""" for r in rows)
+    empty = "" if rows else f'<p id="no-dead-letters">{e(_("no dead letters"))}</p>'
+    return layout(req, _("Dead letters"), f"""
+<h1>{e(_("Dead letters"))}</h1>
+<form class="search" method="get"><label>{e(_("Business number, message id or route"))}
+<input name="q" id="search" value="{e(query)}"></label>
+<button type="submit">{e(_("Search"))}</button></form>
+<p>{e(_("Searched for"))}: <span id="searched">{e(query or "-")}</span></p>
+<table id="dead-letters"><thead><tr><th>{e(_("id"))}</th><th>{e(_("time"))}</th>
+<th>{e(_("route"))}</th><th>{e(_("step"))}</th><th>{e(_("business no"))}</th>
+<th>{e(_("reason"))}</th><th>{e(_("last error"))}</th></tr></thead>
+<tbody>{body}</tbody></table>{empty}""")
+
+
+def _dead_letter_page(req: ConsoleRequest) -> str:
+    hub, prefix = req.console.hub, req.console.prefix
+    row = hub.dlq_show(req.arg("id")) if req.arg("id") else None
+    if row is None:
+        return layout(req, _("Dead letters"), '<p id="not-found">'
+                      + e(_("no dead letter '{id}'", id=req.arg("id")[:64])) + "</p>")
+    req.console.authorize_tenant(req, str(row.get("tenant") or ""))
+    envelope = masked_envelope(row["envelope"], hub.masking)  # as hub dlq show
+    fields = [(_("id"), row["id"]), (_("message id"), row["message_id"]),
+              (_("route"), row["route"]), (_("step"), row["step"]), (_("type"), row["type"]),
+              (_("tenant"), row["tenant"]), (_("business no"), row["business_no"]),
+              (_("reason"), row["reason"]), (_("status"), row["status"]),
+              (_("replays"), row["replay_count"]), (_("time"), _time(row["created_at"])),
+              (_("last error"), row["last_error"])]
+    table = "".join(f"<tr><th>{e(k)}</th><td>{e(_text(v))}</td></tr>" for k, v in fields)
+    operator = req.operator
+    actions = ""
+    if row["status"] == "dead" and operator is not None:
+        if operator.may("dead_letters.replay"):
+            actions += (f'<button type="button" id="replay" data-action="replay">'
+                        f'{e(_("Replay"))}</button>')
+        if operator.may("dead_letters.drop"):
+            actions += (f'<button type="button" id="drop" data-action="drop" class="danger">'
+                        f'{e(_("Drop"))}</button>')
+    dialog = f"""<dialog id="confirm"><form method="dialog" id="confirm-form">
+<p id="confirm-question" data-replay="{e(_("Replay this dead letter? It goes back to its route "
+                                          "at the step that failed."))}"
+ data-drop="{e(_("Drop this dead letter for good?"))}"></p>
+<label>{e(_("Reason (kept in the audit log)"))}<textarea id="confirm-reason" required
+ maxlength="{MAX_REASON}"></textarea></label>
+<button type="button" id="confirm-ok">{e(_("Confirm"))}</button>
+<button type="button" id="confirm-cancel">{e(_("Cancel"))}</button></form></dialog>"""
+    return layout(req, _("Dead letters"), f"""
+<p><a href="{e(prefix)}/dead-letters">{e(_("All dead letters"))}</a></p>
+<h1>{e(_("Dead letter"))} <span id="dead-letter-id">{e(row["id"])}</span></h1>
+<table class="fields" id="dead-letter">{table}</table>
+<div class="actions" id="actions" data-id="{e(row["id"])}">{actions}</div>
+<p class="message" id="action-message" role="status"></p>{dialog}
+<h2>{e(_("Message (personal data masked)"))}</h2>
+<pre id="envelope">{e(json.dumps(envelope, ensure_ascii=False, indent=2, default=str))}</pre>""")
+
+
+def _letter_for_action(req: ConsoleRequest) -> tuple[dict[str, Any], str]:
+    body = read_json(req)
+    dl_id, reason = body.get("id"), body.get("reason")
+    if not isinstance(dl_id, str) or not dl_id:
+        raise ApiError(400, "bad_request", _("give the dead letter's id"), reason="form")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ApiError(400, "reason_required", _("give a reason; it is kept in the audit log"),
+                       reason="form")
+    row = req.console.hub.store.dead_letter(dl_id)
+    if row is None:
+        raise ApiError(404, "not_found", _("no dead letter '{id}'", id=dl_id[:64]),
+                       reason="no_dead_letter")
+    req.console.authorize_tenant(req, str(row.get("tenant") or ""))
+    if row["status"] != "dead":
+        raise ApiError(409, "already_handled",
+                       _("dead letter {id} was replayed or dropped already", id=row["id"]),
+                       reason="not_dead")
+    return row, reason.strip()[:MAX_REASON]
+
+
+def _audited(req: ConsoleRequest, event: str, row: dict[str, Any], reason: str,
+             **extra: Any) -> None:
+    assert req.operator is not None
+    req.console.audit(event, {"operator": req.operator.username, "dead_letter": row["id"],
+                              "route": row["route"], "step": row["step"],
+                              "business_no": row.get("business_no") or "",
+                              "tenant": row.get("tenant") or "", "reason": reason,
+                              "remote": req.remote, **extra})
+
+
+def _replay(req: ConsoleRequest) -> Answer:
+    """``hub dlq replay`` from the console: on at the step that failed."""
+    row, reason = _letter_for_action(req)
+    replays = req.console.hub.dlq_replays(row["id"])
+    _audited(req, "dead_letter.replayed", row, reason,
+             replays=[r["id"] for r in replays])
+    return json_answer(200, {"status": "replayed", "replays": replays,
+                             "message": _("replayed {n} message(s)", n=len(replays))})
+
+
+def _drop(req: ConsoleRequest) -> Answer:
+    """``hub dlq drop`` from the console."""
+    row, reason = _letter_for_action(req)
+    if not req.console.hub.dlq_drop(row["id"]):
+        raise ApiError(409, "already_handled",
+                       _("dead letter {id} was replayed or dropped already", id=row["id"]),
+                       reason="not_dead")
+    _audited(req, "dead_letter.dropped", row, reason)
+    return json_answer(200, {"status": "dropped", "message": _("dropped {id}", id=row["id"])})

@@ -1,0 +1,218 @@
+"""The console in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``) driven by Selenium against a hub running the shipped
+config with the sandbox's departments behind it.
+
+A system administrator logs in, watches a department go down and come back on
+the overview, finds a dead letter and replays it with a reason until its case
+goes on; a viewer and an audit administrator get no replay button and a 403 for
+the request itself. Every page loads only what the hub serves. Screenshots of
+each page go to ``$BDCHUB_SCREENSHOTS`` (default: the test's tmp folder).
+
+Locally, without Chromium, these tests are skipped loudly; under ``CI=true``
+they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bdchub.console.accounts import Operators
+from bdchub.core.operators import OperatorStore
+from tests.conftest import IN_CI
+from tests.demo.conftest import Flows, _flows
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PASSWORDS = {"wang": ("system_admin", "Xitong-Guanli-2024"),
+             "qian": ("audit_admin", "Shenji-Guanli-2024"),
+             "sun": ("viewer", "Zhidu-Chakan-2024")}
+WAIT = 40.0
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message + " (CI=true: the browser tests need chromium and chromium-driver)")
+    pytest.skip("SKIPPED LOUDLY: " + message)
+
+
+@pytest.fixture
+def hub(clean_sandbox: Any, tmp_path: Path) -> Iterator[Flows]:
+    """The shipped config on the sandbox, reporting its status every half second,
+    with one operator of each role the tests log in as."""
+    for flows in _flows(clean_sandbox, tmp_path):
+        flows.service.status.every = 0.5
+        operators = Operators(OperatorStore(flows.hub.store), flows.hub.audit)
+        for name, (role, password) in PASSWORDS.items():
+            operators.add(name, password, roles=[role], tenants=[flows.hub.tenant], by="test")
+        yield flows
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("BDCHUB_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        _unavailable("chromium or chromedriver not installed (apt-get install chromium "
+                     "chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1000", "--lang=zh-CN"):
+        options.add_argument(arg)
+    try:
+        found = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is unavailable
+        _unavailable(f"chromium did not start: {exc}")
+    try:
+        yield found
+    finally:
+        found.quit()
+
+
+def _until(condition: Callable[[], Any], what: str, seconds: float = WAIT) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            value = condition()
+        except Exception:  # noqa: BLE001 - the page is between two renderings
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _only_the_hub(driver: Any, origin: str) -> None:
+    """Every resource the page loaded came from the hub itself."""
+    urls = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".concat([location.href])")
+    assert urls and all(u.startswith(origin + "/") for u in urls), urls
+
+
+def _login(driver: Any, url: str, name: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(url + "/console/login")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(PASSWORDS[name][1])
+    driver.find_element(By.ID, "login-button").click()
+    _until(lambda: driver.current_url.endswith("/console/overview")
+           or driver.find_element(By.ID, "login-message").text, f"{name}'s login")
+    assert driver.current_url.endswith("/console/overview"), \
+        driver.find_element(By.ID, "login-message").text
+
+
+def _post(driver: Any, path: str, body: dict[str, Any]) -> int:
+    """A POST from the page with the session and its CSRF token: the request a
+    button would make, made without the button."""
+    return driver.execute_async_script("""
+        const [path, body, done] = arguments;
+        fetch(path, {method: 'POST', credentials: 'same-origin',
+                     headers: {'Content-Type': 'application/json',
+                               'X-CSRF-Token': document.querySelector(
+                                   'meta[name=csrf-token]').content},
+                     body: JSON.stringify(body)}).then(r => done(r.status));
+    """, path, body)
+
+
+def _connector_row(driver: Any, name: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'#connectors tr[data-connector="{name}"]')
+
+
+def _dead_letter(hub: Flows) -> dict[str, Any]:
+    """A court order without the respondent's ID number: the court poller takes it
+    and the order is dead-lettered (as tests/demo/test_flows.py shows)."""
+    sb = hub.sb
+    order = sb.court_add_seizure(sb.data["units"][11], RespondentName="无证件号",
+                                 CaseNo=f"(2026)苏0684执{time.monotonic_ns() % 10000}号")
+    return hub.wait(lambda: [d for d in hub.hub.dlq_list()
+                             if d["business_no"] == order["OrderId"]],
+                    timeout=WAIT, what="the court order's dead letter")[0]
+
+
+def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_letter(
+        hub, browser, shots, chinese):
+    url = hub.service.url
+    _login(browser, url, "wang")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    assert "概览" in browser.page_source
+    _until(lambda: _connector_row(browser, "tax"), "the overview's connectors")
+    _until(lambda: browser.find_element(By.ID, "overview").get_attribute("data-chart"),
+           "the chart")
+    browser.save_screenshot(str(shots / "overview.png"))
+    _only_the_hub(browser, url)
+
+    # The court's listener closes: the hub's court poller fails and its breaker opens.
+    hub.sb.down("court")
+    try:
+        down = _until(lambda: _connector_row(browser, "court").get_attribute("data-breaker")
+                      == "open", "the court's breaker open on the page")
+        assert _connector_row(browser, "court").get_attribute("data-health") == "down"
+        browser.save_screenshot(str(shots / "overview-court-down.png"))
+    finally:
+        hub.sb.up("court")
+    # Back: the breaker's wait over (its clock moved on), the poller's trial call closes it.
+    breaker = hub.hub.connectors["court"].breaker
+    breaker._clock = lambda: time.monotonic() + 3600
+    _until(lambda: _connector_row(browser, "court").get_attribute("data-breaker") == "closed",
+           "the court back on the page")
+    assert down is not None
+
+    letter = _dead_letter(hub)
+    browser.get(url + "/console/dead-letters?q=" + letter["business_no"])
+    row = browser.find_element(By.CSS_SELECTOR, f'#dead-letters tr[data-id="{letter["id"]}"]')
+    assert letter["route"] in row.text
+    browser.save_screenshot(str(shots / "dead-letters.png"))
+    _only_the_hub(browser, url)
+    row.find_element(By.TAG_NAME, "a").click()
+    _until(lambda: browser.find_element(By.ID, "replay"), "the replay button").click()
+    browser.find_element(By.ID, "confirm-reason").send_keys("法院已补正被执行人证件号")
+    browser.save_screenshot(str(shots / "dead-letter-replay.png"))
+    browser.find_element(By.ID, "confirm-ok").click()
+    _until(lambda: browser.find_element(By.ID, "action-message").get_attribute("data-done")
+           == "replay", "the replay's answer")
+    _only_the_hub(browser, url)
+
+    hub.wait(lambda: hub.hub.store.dead_letter(letter["id"])["status"] == "replayed",
+             what="the dead letter marked replayed")
+    audited = [fields for event, fields in _audit(hub) if event == "dead_letter.replayed"]
+    assert audited and audited[-1]["operator"] == "wang"
+    assert audited[-1]["reason"] == "法院已补正被执行人证件号"
+
+
+def _audit(hub: Flows) -> list[tuple[str, dict[str, Any]]]:
+    return [(r["event"], r["fields"]) for r in hub.hub.audit_log().records()]
+
+
+@pytest.mark.parametrize("name", ["sun", "qian"])
+def test_a_viewer_and_an_audit_administrator_cannot_replay(hub, browser, shots, name):
+    url = hub.service.url
+    letter = _dead_letter(hub)
+    _login(browser, url, name)
+    browser.get(f"{url}/console/dead-letters/show?id={letter['id']}")
+    assert not browser.find_elements(By.ID, "replay")
+    assert not browser.find_elements(By.ID, "drop")
+    browser.save_screenshot(str(shots / f"dead-letter-{name}.png"))
+    _only_the_hub(browser, url)
+    for action in ("replay", "drop"):
+        assert _post(browser, f"/console/api/dead-letters/{action}",
+                     {"id": letter["id"], "reason": "试试"}) == 403
+    assert hub.hub.store.dead_letter(letter["id"])["status"] == "dead"
