@@ -36,8 +36,19 @@ the file; a mismatch (cut or anchor removed while no one was writing) is
 written into the chain as ``audit.anchor_broken`` before the anchor moves on,
 so verification reports it for good.
 
-The file is never rotated or pruned by the hub: retention (at least one year,
-BRIEF §7) is the operator's archive policy over whole files.
+Rotation and retention (``Rotation``, the config's ``audit:`` block). The live
+file is rotated, under the same lock, when it reaches ``max_bytes`` or when its
+first record is of another day: the writer ends it with ``audit.rotated``,
+links it as ``<stem>.<YYYYMMDD>-<first seq>.jsonl`` and puts a new live file in
+its place whose first record, ``audit.continued``, names that archive and
+chains onto its last hash (the new file is locked before it replaces the old
+name, and a writer that locked a file no longer at the path retries, so no one
+writes into an archive). The series is one chain: a missing middle file, an
+archive cut short (its end no longer what the next file continues from) and an
+altered record are each reported with the file. Archives whose newest record
+is older than ``retention_days`` are removed at a rotation, after
+``audit.pruned`` names them and the last hash of the newest one removed: the
+first remaining file's link is checked against that record.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -71,8 +83,75 @@ CHECKPOINT = "audit.checkpoint"
 CLOSED = "audit.closed"
 RECOVERED = "audit.recovered"
 ANCHOR_BROKEN = "audit.anchor_broken"
+ROTATED = "audit.rotated"
+CONTINUED = "audit.continued"
+PRUNED = "audit.pruned"
 #: The log's own records; ``records()`` leaves them out.
-BOOKKEEPING = frozenset({OPENED, CHECKPOINT, CLOSED, RECOVERED, ANCHOR_BROKEN})
+BOOKKEEPING = frozenset({OPENED, CHECKPOINT, CLOSED, RECOVERED, ANCHOR_BROKEN, ROTATED,
+                         CONTINUED, PRUNED})
+
+DAY = 86400.0
+#: Six months, the Cybersecurity Law's floor (the guide asks for a year: 400 by default).
+MIN_RETENTION_DAYS = 183
+
+SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "description": "the hub's audit log (audit.jsonl in the data folder): rotation and "
+                   "retention; the chain stays verifiable across the rotated files",
+    "properties": {
+        "retention_days": {"type": "integer", "minimum": MIN_RETENTION_DAYS, "default": 400,
+                           "description": "rotated files whose newest record is older are "
+                                          "removed (the removal is recorded in the chain)"},
+        "rotate": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "max_bytes": {"type": "integer", "minimum": 4096, "default": 64 << 20,
+                              "description": "rotate the live file once it is this big"},
+                "daily": {"type": "boolean", "default": True,
+                          "description": "rotate when the live file's first record is of "
+                                         "an earlier day (local time)"},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """When the live file is rotated and how long rotated files are kept (None: never)."""
+
+    max_bytes: int | None = 64 << 20
+    daily: bool = True
+    retention_days: float | None = 400
+
+
+def rotation_from(config: Any) -> Rotation:
+    """The ``audit:`` section as a ``Rotation`` (its defaults when absent)."""
+    section = (config or {}).get("audit") or {}
+    rotate = section.get("rotate") or {}
+    return Rotation(max_bytes=rotate.get("max_bytes", 64 << 20),
+                    daily=bool(rotate.get("daily", True)),
+                    retention_days=section.get("retention_days", 400))
+
+
+def archive_pattern(live: Path) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(live.stem)}\.(\d{{8}})-(\d+){re.escape(live.suffix)}$")
+
+
+def log_files(live: str | os.PathLike[str]) -> list[Path]:
+    """The series of a log: its rotated files, oldest first, then the live file."""
+    live = Path(live)
+    pattern = archive_pattern(live)
+    found = []
+    if live.parent.is_dir():
+        for entry in live.parent.iterdir():
+            m = pattern.match(entry.name)
+            if m:
+                found.append((int(m.group(2)), entry))
+    files = [path for _seq, path in sorted(found)]
+    if live.exists():
+        files.append(live)
+    return files
 
 _TAIL_CHUNK = 8192  # a few records: the last is nearly always in the first read
 
@@ -113,8 +192,14 @@ def _anchor_mac(key: bytes | None, anchor: dict) -> str:
 class AuditProblem:
     line: int
     reason: str
+    file: str = ""
 
     def __str__(self) -> str:
+        if self.file and self.line:
+            return _("{file}, line {line}: {reason}", file=self.file, line=self.line,
+                     reason=self.reason)
+        if self.file:
+            return f"{self.file}: {self.reason}"
         if not self.line:
             return self.reason
         return _("line {line}: {reason}", line=self.line, reason=self.reason)
@@ -131,6 +216,7 @@ class AuditReport:
     notices: list[str] = field(default_factory=list)
     last_checkpoint: float | None = None
     unkeyed: int = 0
+    files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -186,8 +272,11 @@ class AuditLog:
     def __init__(self, path: str | os.PathLike[str], key: bytes | None = None, *,
                  checkpoint_every: int = CHECKPOINT_EVERY,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 rotation: Rotation | None = None):
         self.path = Path(path)
+        self.rotation = rotation
+        self._ino: int | None = None
         self.anchor_path = self.path.with_name(self.path.name + ".anchor")
         self.key = key
         self.checkpoint_every = checkpoint_every
@@ -210,10 +299,11 @@ class AuditLog:
         """Append one event and return the stored record (with seq and hash)."""
         with self._lock, self._locked() as fd:
             self._session(fd)
-            rec = self._append(fd, event, object_id, fields)
-            self._since += 1
-            if self._due():
-                self._checkpoint(fd, CHECKPOINT)
+            with self._rotated(fd) as live:
+                rec = self._append(live, event, object_id, fields)
+                self._since += 1
+                if self._due():
+                    self._checkpoint(live, CHECKPOINT)
             return rec
 
     def checkpoint(self) -> None:
@@ -252,12 +342,92 @@ class AuditLog:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
+        for _attempt in range(1000):
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            ino = os.fstat(fd).st_ino
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == ino:
+                    break
+            os.close(fd)  # another writer rotated it while we waited: lock the new file
+        else:
+            raise IntegrityError_(_("audit log {path} keeps being replaced", path=str(self.path)))
+        if ino != self._ino:  # a new live file: what is cached of the old one's tail is not its
+            self._ino, self._tail_cache = ino, None
+        try:
             yield fd
         finally:
             os.close(fd)  # releases the lock
+
+    # -- rotation and retention ----------------------------------------------------
+
+    def _rotation_due(self, fd: int) -> bool:
+        rotation = self.rotation
+        if rotation is None or not (rotation.max_bytes or rotation.daily):
+            return False
+        size = os.fstat(fd).st_size
+        if rotation.max_bytes and size >= rotation.max_bytes:
+            return True
+        if rotation.daily and size:
+            first = _first_record(fd)
+            if first is not None and isinstance(first.get("time"), int | float):
+                return _day(first["time"]) != _day(self.clock())
+        return False
+
+    @contextlib.contextmanager
+    def _rotated(self, fd: int) -> Iterator[int]:
+        """``fd`` itself, or after a rotation the new live file (locked)."""
+        if not self._rotation_due(fd):
+            yield fd
+            return
+        first = _first_record(fd) or {}
+        archive = self.path.with_name(
+            f"{self.path.stem}.{_day(first.get('time') or self.clock())}-"
+            f"{int(first.get('seq') or 0):09d}{self.path.suffix}")
+        anchor = self._check_anchor(fd)
+        open_writers = dict((anchor or {}).get("open") or {})
+        self._append(fd, ROTATED, self.writer, {"writer": self.writer, "to": archive.name})
+        seq, last, _start, _end = self._tail(fd)
+        nxt = self.path.with_name(f".{self.path.name}.{os.getpid()}.next")
+        new = os.open(nxt, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            fcntl.flock(new, fcntl.LOCK_EX)  # locked before anyone can open it by name
+            self._tail_cache = (seq, last, 0, 0)  # the new file chains on from the old end
+            self._append(new, CONTINUED, self.writer, {"writer": self.writer,
+                                                       "from": archive.name, "seq": seq,
+                                                       "hash": last})
+            os.link(self.path, archive)  # the live name never goes missing (no gap to race)
+            os.replace(nxt, self.path)
+            fsync_dir(self.path.parent)
+            self._ino = os.fstat(new).st_ino
+            self._write_anchor(new, open_writers)
+            self._prune(new)
+            yield new
+        finally:
+            os.close(new)
+
+    def _prune(self, fd: int) -> None:
+        """Remove rotated files wholly older than the retention, recording it first."""
+        days = self.rotation.retention_days if self.rotation else None
+        if not days:
+            return
+        cutoff = self.clock() - days * DAY
+        gone: list[tuple[Path, dict]] = []
+        for path in log_files(self.path)[:-1]:
+            with path.open("rb") as fh:
+                found = _last_record(fh.fileno(), os.fstat(fh.fileno()).st_size)
+            if found is None or not float(found[0].get("time") or 0) < cutoff:
+                break
+            gone.append((path, found[0]))
+        if not gone:
+            return
+        newest, last = gone[-1]
+        self._append(fd, PRUNED, self.writer, {
+            "writer": self.writer, "files": [p.name for p, _r in gone], "cutoff": cutoff,
+            "last": {"file": newest.name, "seq": last.get("seq"), "hash": last.get("hash")}})
+        for path, _rec in gone:
+            path.unlink(missing_ok=True)
+        fsync_dir(self.path.parent)
 
     def _session(self, fd: int) -> None:
         """Open this process's writer session on first write (and again after a fork)."""
@@ -313,7 +483,7 @@ class AuditLog:
 
     def _append(self, fd: int, event: str, object_id: str, fields: dict) -> dict:
         seq, prev, _start, end = self._tail(fd)
-        rec = {"seq": seq + 1, "time": time.time(), "event": event,
+        rec = {"seq": seq + 1, "time": self.clock(), "event": event,
                "object": object_id, "fields": fields, "prev": prev}
         rec["hash"] = _link(self.key, prev, _canonical(rec))
         line = _canonical(rec) + b"\n"
@@ -398,18 +568,18 @@ class AuditLog:
 
     # -- reading ---------------------------------------------------------------
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if raw.strip():
-                    yield lineno, raw
+    def files(self) -> list[Path]:
+        """The rotated files, oldest first, then the live file."""
+        return log_files(self.path)
+
+    def _lines(self) -> Iterator[tuple[Path, int, bytes]]:
+        for path in self.files():
+            yield from ((path, lineno, raw) for lineno, raw in file_lines(path))
 
     def entries(self) -> list[dict]:
-        """Every record, the log's own included."""
+        """Every record of the series, the log's own included."""
         out = []
-        for _lineno, raw in self._lines():
+        for _path, _lineno, raw in self._lines():
             with contextlib.suppress(ValueError):
                 out.append(json.loads(raw))
         return out
@@ -430,79 +600,146 @@ class AuditLog:
                                     path=str(self.path), problem=str(problems[0])))
 
     def report(self) -> AuditReport:
-        """Walk the whole chain, then hold it against its anchor and its writers."""
-        report = AuditReport(self.path)
+        """Walk the whole chain, file after file, then hold it against its anchor,
+        its writers and the rotated files removed by retention."""
+        files = self.files()
+        report = AuditReport(self.path, files=[f.name for f in files])
         problems = report.problems
         prev, expected_seq = GENESIS, 1
         keyed_seen = opened_seen = False
         last_seq, anchored_at, vouched = 0, None, 0
-        unkeyed: list[tuple[int, int]] = []  # (line, seq) linked without the key
+        unkeyed: list[tuple[str, int, int]] = []  # (file, line, seq) linked without the key
         anchor = self._read_anchor()
         writers: dict[str, dict[str, Any]] = {}
-        for lineno, raw in self._lines():
-            try:
-                rec = json.loads(raw)
-                stored = rec.pop("hash")
-                seq = rec["seq"]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                problems.append(AuditProblem(lineno, _("not a valid audit record")))
-                continue
-            if rec.get("prev") != prev:
-                problems.append(AuditProblem(lineno, _("chain broken: previous hash does not match")))
-            if seq != expected_seq:
-                problems.append(AuditProblem(lineno, _("sequence gap: expected {expected}, found {found}",
-                                                       expected=expected_seq, found=seq)))
-            body = _canonical(rec)
-            if self.key and hmac.compare_digest(_link(self.key, rec.get("prev", ""), body), stored):
-                keyed_seen = True
-                if rec.get("event") == OPENED and isinstance(rec.get("fields"), dict):
-                    until = rec["fields"].get("unkeyed_until")
-                    vouched = max(vouched, until if isinstance(until, int) else 0)
-            elif self.key and _link(None, rec.get("prev", ""), body) == stored:
-                if keyed_seen:
+        pruned: list[dict] = []  # what audit.pruned records say was removed
+        first_link: tuple[str, int, dict, str] | None = None  # the series' first continuation
+        before: Path | None = None
+        for path in files:
+            name, starting = path.name, True
+            for lineno, raw in file_lines(path):
+                try:
+                    rec = json.loads(raw)
+                    stored = rec.pop("hash")
+                    seq = rec["seq"]
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    problems.append(AuditProblem(lineno, _("not a valid audit record"), name))
+                    continue
+                if starting:
+                    starting = False
+                    link = self._file_link(rec, name, lineno, before, prev, expected_seq, problems)
+                    if link is not None and before is None:
+                        first_link = (name, lineno, link, str(rec.get("prev", "")))
+                    if link is not None:  # reported (or to be): go on from its own claim
+                        prev, expected_seq = rec.get("prev"), seq
+                if rec.get("prev") != prev:
                     problems.append(AuditProblem(lineno, _(
-                        "record not keyed: a plain hash after keyed records (rewritten "
-                        "without the key)")))
+                        "chain broken: previous hash does not match"), name))
+                if seq != expected_seq:
+                    problems.append(AuditProblem(lineno, _(
+                        "sequence gap: expected {expected}, found {found}",
+                        expected=expected_seq, found=seq), name))
+                body = _canonical(rec)
+                keyed = False
+                if self.key and hmac.compare_digest(_link(self.key, rec.get("prev", ""), body),
+                                                    stored):
+                    keyed = keyed_seen = True
+                    if rec.get("event") == OPENED and isinstance(rec.get("fields"), dict):
+                        until = rec["fields"].get("unkeyed_until")
+                        vouched = max(vouched, until if isinstance(until, int) else 0)
+                elif self.key and _link(None, rec.get("prev", ""), body) == stored:
+                    if keyed_seen:
+                        problems.append(AuditProblem(lineno, _(
+                            "record not keyed: a plain hash after keyed records (rewritten "
+                            "without the key)"), name))
+                    else:
+                        report.unkeyed += 1  # written before the log had a key, if vouched for
+                        unkeyed.append((name, lineno, seq))
+                elif not hmac.compare_digest(_link(self.key, rec.get("prev", ""), body), stored):
+                    problems.append(AuditProblem(lineno, _(
+                        "record altered: hash does not match its content")
+                        if self.key else _("record altered: hash does not match its content "
+                                           "(or the log is keyed: give its key)"), name))
                 else:
-                    report.unkeyed += 1  # written before the log had a key, if vouched for
-                    unkeyed.append((lineno, seq))
-            elif not hmac.compare_digest(_link(self.key, rec.get("prev", ""), body), stored):
-                problems.append(AuditProblem(lineno, _(
-                    "record altered: hash does not match its content")
-                    if self.key else _("record altered: hash does not match its content "
-                                       "(or the log is keyed: give its key)")))
-            self._follow(rec, lineno, writers, report)
-            opened_seen = opened_seen or rec.get("event") == OPENED
-            if rec.get("event") not in BOOKKEEPING:
-                report.records += 1
-            if anchor and seq == anchor.get("seq") and stored == anchor.get("hash"):
-                anchored_at = lineno
-            prev, expected_seq, last_seq = stored, (seq if isinstance(seq, int)
-                                                    else expected_seq) + 1, seq
-        stray = [line for line, seq in unkeyed if not isinstance(seq, int) or seq > vouched]
+                    keyed = True  # no key: a plain link that holds is all there is
+                if keyed and rec.get("event") == PRUNED and isinstance(rec.get("fields"), dict):
+                    pruned.append(rec["fields"])
+                self._follow(rec, lineno, writers, report, name)
+                opened_seen = opened_seen or rec.get("event") == OPENED
+                if rec.get("event") not in BOOKKEEPING:
+                    report.records += 1
+                if (anchor and path == self.path and seq == anchor.get("seq")
+                        and stored == anchor.get("hash")):
+                    anchored_at = lineno
+                prev, expected_seq, last_seq = stored, (seq if isinstance(seq, int)
+                                                        else expected_seq) + 1, seq
+            before = path
+        if first_link is not None:
+            self._hold_to_pruned(first_link, pruned, report)
+        stray = [(f, line) for f, line, seq in unkeyed
+                 if not isinstance(seq, int) or seq > vouched]
         if stray:
             # Whoever rewrites a log without the key can only make it look unkeyed;
             # a log from before keys is vouched for by the first keyed writer's record.
-            problems.append(AuditProblem(stray[0], _(
+            problems.append(AuditProblem(stray[0][1], _(
                 "{n} records are not keyed and no keyed record vouches for them (rewritten "
                 "without the key, or a log from before keys that no hub has opened since)",
-                n=len(stray))))
+                n=len(stray)), stray[0][0]))
         self._hold_to_anchor(anchor, anchored_at, last_seq, opened_seen, report)
         self._hold_to_writers(writers, report)
-        problems.sort(key=lambda p: (p.line == 0, p.line))
+        order = {name: i for i, name in enumerate(report.files)}
+        live = len(report.files)
+        problems.sort(key=lambda p: (order.get(p.file, live), p.line == 0, p.line))
         return report
 
     @staticmethod
+    def _file_link(rec: dict, name: str, lineno: int, before: Path | None, prev: str,
+                   expected_seq: int, problems: list[AuditProblem]) -> dict | None:
+        """A file's first record against the file before it: the continuation's fields
+        when it is one (None otherwise; a plain break is the chain's to report)."""
+        fields = rec.get("fields")
+        if rec.get("event") != CONTINUED or not isinstance(fields, dict):
+            return None
+        if before is None:
+            return fields  # the files before it were removed: held to audit.pruned at the end
+        if fields.get("from") != before.name:
+            problems.append(AuditProblem(lineno, _(
+                "continues from {missing}, which is missing (the series goes from {before} to "
+                "{file})", missing=fields.get("from"), before=before.name, file=name), name))
+        elif rec.get("prev") != prev or rec.get("seq") != expected_seq:
+            problems.append(AuditProblem(0, _(
+                "cut short or altered: it ends at record {last}, but {file} continues from "
+                "record {seq}", last=expected_seq - 1, file=name, seq=fields.get("seq")),
+                before.name))
+        return fields
+
+    @staticmethod
+    def _hold_to_pruned(first_link: tuple[str, int, dict, str], pruned: list[dict],
+                        report: AuditReport) -> None:
+        name, lineno, link, prev = first_link
+        for fields in pruned:
+            last = fields.get("last")
+            if (isinstance(last, dict) and last.get("file") == link.get("from")
+                    and last.get("hash") == prev):
+                report.notices.append(_(
+                    "older files removed by retention: {files}",
+                    files=", ".join(str(f) for f in fields.get("files") or [])))
+                return
+        report.problems.append(AuditProblem(lineno, _(
+            "continues from {missing}, which is missing and no record of the log says it "
+            "was removed", missing=link.get("from")), name))
+
+    @staticmethod
     def _follow(rec: dict, lineno: int, writers: dict[str, dict[str, Any]],
-                report: AuditReport) -> None:
+                report: AuditReport, name: str = "") -> None:
         event, fields = rec.get("event"), rec.get("fields") or {}
         if event not in BOOKKEEPING or not isinstance(fields, dict):
             return
         writer = str(fields.get("writer") or "")
         if event == OPENED:
-            writers[writer] = {**fields, "line": lineno, "last_checkpoint": lineno}
+            writers[writer] = {**fields, "line": lineno, "last_checkpoint": lineno,
+                               "checkpoint_file": name}
         elif event == CHECKPOINT and writer in writers:
-            writers[writer]["last_checkpoint"] = lineno
+            writers[writer].update(last_checkpoint=lineno, checkpoint_file=name)
             report.last_checkpoint = rec.get("time")
         elif event == CLOSED:
             writers.pop(writer, None)
@@ -525,7 +762,8 @@ class AuditLog:
             report.problems.append(AuditProblem(lineno, _(
                 "writer {writer} found the log cut or its anchor tampered with at {time}: "
                 "{reason}", writer=writer or "-", time=_when(rec.get("time")),
-                reason=reasons.get(str(fields.get("reason")), str(fields.get("reason"))))))
+                reason=reasons.get(str(fields.get("reason")), str(fields.get("reason")))),
+                name))
 
     def _hold_to_anchor(self, anchor: dict | None, anchored_at: int | None, last_seq: int,
                         opened_seen: bool, report: AuditReport) -> None:
@@ -564,13 +802,45 @@ class AuditLog:
             else:
                 report.problems.append(AuditProblem(info["last_checkpoint"], _(
                     "no closing checkpoint after an unclean stop: writer {writer} is gone; "
-                    "what it wrote after this line could have been cut", writer=writer)))
+                    "what it wrote after this line could have been cut", writer=writer),
+                    str(info.get("checkpoint_file") or "")))
 
 
 def _when(ts: Any) -> str:
     if not isinstance(ts, int | float):
         return "?"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _day(ts: float) -> str:
+    return time.strftime("%Y%m%d", time.localtime(ts))
+
+
+def file_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of one file, blank lines skipped; nothing if it is gone."""
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        return
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if raw.strip():
+                yield lineno, raw
+
+
+def _first_record(fd: int) -> dict | None:
+    """The file's first record (read up to its first line's end)."""
+    buf, pos = b"", 0
+    while True:
+        chunk = os.pread(fd, _TAIL_CHUNK, pos)
+        buf += chunk
+        if b"\n" in buf or not chunk:
+            break
+        pos += len(chunk)
+    with contextlib.suppress(ValueError):
+        rec = json.loads(buf.split(b"\n", 1)[0])
+        return rec if isinstance(rec, dict) else None
+    return None
 
 
 def _last_record(fd: int, size: int) -> tuple[dict, int, int] | None:

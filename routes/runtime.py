@@ -534,10 +534,11 @@ class Hub:
         """The hub's ``core.audit.AuditLog``, opened on first use."""
         with self._lock:
             if self._audit is None:
-                from bdchub.core.audit import AuditLog
+                from bdchub.core.audit import AuditLog, rotation_from
 
                 self._audit = AuditLog(data_dir(self.config) / AUDIT_FILE,
-                                       key=self.audit_key())
+                                       key=self.audit_key(),
+                                       rotation=rotation_from(self.config))
             return self._audit
 
     def audit_key(self) -> bytes:

@@ -30,8 +30,10 @@ if sys.argv[5] == "kill":
 """
 
 
-def _writers(path: Path, count: int, names: list[str], end: str = "exit") -> list:
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), KEY.decode(), str(count),
+def _writers(path: Path, count: int, names: list[str], end: str = "exit",
+             script: str = WRITER) -> list:
+    """Writer processes started together, each running ``script`` (``WRITER``'s arguments)."""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), KEY.decode(), str(count),
                                name, end], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=ROOT) for name in names]
     for p in procs:
