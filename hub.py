@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "test": "bdchub.app.configtest_cli:test_command",
     "demo": "bdchub.demo.cli:demo_command",
     "channel": "bdchub.app.channels_cli:channel_group",
+    "stats": "bdchub.app.stats_cli:stats_command",
     "user": "bdchub.console.cli:user_group",
 }
 

@@ -2,6 +2,7 @@
 ``metrics:`` config sections. Named in the ``bdchub.parts`` entry-point group (see
 ``core.registry``)."""
 
+from bdchub.console.pages import STATUS_SOURCES
 from bdchub.core.config import register_section
 
 register_section("pollers", "bdchub.app.pollers:SCHEMA",
@@ -10,3 +11,6 @@ register_section("reconcile", "bdchub.app.reconciler:SCHEMA",
                  check="bdchub.app.reconciler:check_section")
 register_section("metrics", "bdchub.app.metrics:SCHEMA",
                  check="bdchub.app.metrics:check_section")
+
+# The console's overview shows what hub status shows (the console sits below app).
+STATUS_SOURCES.register("hub", "bdchub.app.status:status")

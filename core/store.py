@@ -266,6 +266,19 @@ progress = Table(
     Index("ix_progress_stage", "stage", "updated_at"),  # the reconciler's stale_progress
 )
 
+#: When each case first entered each stage (statistics: time at a stage, ``app.stats``).
+#: ``progress`` keeps only where a case stands now and hops do not say the stage a
+#: message moved it to. The first entry counts: a stage reported again (a poll, a
+#: repeated callback) keeps its time; stores made before it get it from ``create_all``.
+stage_entries = Table(
+    "stage_entries", metadata,
+    Column("tenant", String(6), primary_key=True),
+    Column("business_no", String(64), primary_key=True),
+    Column("stage", String(32), primary_key=True),
+    Column("entered_at", Float, nullable=False),
+    Index("ix_stage_entries_at", "entered_at"),
+)
+
 #: Beside ``progress`` rather than columns of it: stores made before it get the table
 #: from ``create_all``. Written once per case: the first submission names its submitter,
 #: so a later one under the same business number cannot take another's case over.
@@ -506,6 +519,9 @@ class Store:
         self._upsert = _progress_upsert(self.dialect)
         self._first_submitter = _dialect_insert(self.dialect)(submitters).on_conflict_do_nothing(
             index_elements=[submitters.c.tenant, submitters.c.business_no])
+        self._first_entry = _dialect_insert(self.dialect)(stage_entries).on_conflict_do_nothing(
+            index_elements=[stage_entries.c.tenant, stage_entries.c.business_no,
+                            stage_entries.c.stage])
         self.group_commit = group_commit
         self._group: _GroupCommit | None = None
         self._group_lock = threading.Lock()
@@ -686,6 +702,12 @@ class Store:
                 row["updated_at"] = r.at
         if rows:
             conn.execute(self._upsert, list(rows.values()))
+        entries = {(r.tenant, r.business_no, r.progress["stage"][:32]): r.at
+                   for r in reversed(recs) if r.progress and r.progress.get("stage")}
+        if entries:
+            conn.execute(self._first_entry, [
+                {"tenant": t, "business_no": b, "stage": st, "entered_at": at}
+                for (t, b, st), at in entries.items()])
         opened: dict[tuple[str, str], dict[str, Any]] = {}
         for r in recs:
             if r.progress and r.progress.get("submitted_by"):

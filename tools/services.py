@@ -199,6 +199,10 @@ def ensure() -> int:
         missing.append("postgresql")
     if shutil.which("promtool") is None:  # checks deploy/prometheus's alert rules
         missing.append("prometheus")
+    if shutil.which("chromium") is None:  # the console's browser tests
+        missing.append("chromium")
+    if shutil.which("chromedriver") is None:
+        missing.append("chromium-driver")
     if not missing:
         return 0
     if os.geteuid() != 0:

@@ -39,6 +39,7 @@ from bdchub.demo.environment import free_port, sandbox_environ
 from bdchub.demo.samples import now_iso
 from bdchub.sandbox.internal import InternalNetwork
 from bdchub.sandbox.sandbox import Sandbox
+from tests.app.test_run import own_secrets
 from tests.integration.county_hub import (
     RESULT_TYPES,
     SURVEY_FORM,
@@ -272,6 +273,7 @@ def test_hub_run_killed_mid_flow_finishes_every_county_case_once_after_a_restart
     env = sandbox_environ(sb, inbound_port=free_port(), data_dir=tmp_path / "data",
                           internal=internal, HUB_PAYMENT_REQUIRED_TYPES="300",
                           BDCHUB_BROKER_LEASE="3", HUB_COURT_POLL_SECONDS="3600", **backend)
+    env = own_secrets(env)  # hub run refuses the published demo secrets
     hub = HubProcess(tmp_path, env).start()
     from bdchub.core.config import load
 

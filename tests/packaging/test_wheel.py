@@ -67,7 +67,10 @@ def test_the_wheel_installs_one_package_and_carries_its_data(wheel):
                    "bdchub/schemas/messages/application.schema.json",
                    "bdchub/schemas/wsdl/hub_inbound.wsdl", "bdchub/schemas/data/divisions.csv",
                    "bdchub/hub.py", "bdchub/routes/steps/domain/require_materials.py",
-                   "bdchub/console/api.py", "bdchub/locale/zh_CN/console.po"):
+                   "bdchub/console/api.py", "bdchub/locale/zh_CN/console.po",
+                   "bdchub/console/static/console.js", "bdchub/console/static/console.css",
+                   "bdchub/console/static/vendor/echarts/echarts.min.js",
+                   "bdchub/console/static/vendor/echarts/LICENSE"):
         assert needed in names
     assert not any(n.startswith(("bdchub/tests/", "bdchub/bench/", "bdchub/tools/"))
                    for n in names)
