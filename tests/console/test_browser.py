@@ -3,9 +3,10 @@
 config with the sandbox's departments behind it.
 
 A system administrator logs in, watches a department go down and come back on
-the overview, finds a dead letter and replays it with a reason until its case
-goes on; a viewer and an audit administrator get no replay button and a 403 for
-the request itself. Every page loads only what the hub serves. Screenshots of
+the overview, finds a dead letter the registration system refused, replays it
+with a reason once the fault is gone, and it completes; a viewer and an audit
+administrator get no replay button and a 403 for the request itself; a search
+holding a script is shown as text. Every page loads only what the hub serves. Screenshots of
 each page go to ``$BDCHUB_SCREENSHOTS`` (default: the test's tmp folder).
 
 Locally, without Chromium, these tests are skipped loudly; under ``CI=true``
@@ -148,6 +149,28 @@ def _dead_letter(hub: Flows) -> dict[str, Any]:
                     timeout=WAIT, what="the court order's dead letter")[0]
 
 
+def _refused_by_the_register(hub: Flows) -> dict[str, Any]:
+    """A seizure the registration system refuses with a SOAP Client fault (dead-lettered
+    with its words, not retried); with the fault gone, a replay registers it."""
+    sb = hub.sb
+    person = sb.data["people"][13]
+    sb.faults("legacy").set(soap_fault="client")
+    try:
+        order = sb.court_add_seizure(sb.data["units"][13], RespondentName=person["name"],
+                                     RespondentIdNumber=person["cert_num"],
+                                     CaseNo=f"(2026)苏0684执{time.monotonic_ns() % 10000}号")
+        return hub.wait(lambda: [d for d in hub.hub.dlq_list()
+                                 if d["business_no"] == order["OrderId"]],
+                        timeout=WAIT, what="the refused order's dead letter")[0]
+    finally:
+        sb.faults("legacy").clear()
+
+
+def _registered_and_acknowledged(hub: Flows, order_id: str) -> bool:
+    return any(h["route"] == "court_ack" and str(h["step"]).endswith(":to")
+               and h["outcome"] == "ok" for h in hub.trace(order_id))
+
+
 def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_letter(
         hub, browser, shots, chinese):
     url = hub.service.url
@@ -176,7 +199,8 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
            "the court back on the page")
     assert down is not None
 
-    letter = _dead_letter(hub)
+    letter = _refused_by_the_register(hub)
+    assert not _registered_and_acknowledged(hub, letter["business_no"])
     browser.get(url + "/console/dead-letters?q=" + letter["business_no"])
     row = browser.find_element(By.CSS_SELECTOR, f'#dead-letters tr[data-id="{letter["id"]}"]')
     assert letter["route"] in row.text
@@ -184,7 +208,7 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
     _only_the_hub(browser, url)
     row.find_element(By.TAG_NAME, "a").click()
     _until(lambda: browser.find_element(By.ID, "replay"), "the replay button").click()
-    browser.find_element(By.ID, "confirm-reason").send_keys("法院已补正被执行人证件号")
+    browser.find_element(By.ID, "confirm-reason").send_keys("登记系统故障已排除，重新登记查封")
     browser.save_screenshot(str(shots / "dead-letter-replay.png"))
     browser.find_element(By.ID, "confirm-ok").click()
     _until(lambda: browser.find_element(By.ID, "action-message").get_attribute("data-done")
@@ -195,7 +219,10 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
              what="the dead letter marked replayed")
     audited = [fields for event, fields in _audit(hub) if event == "dead_letter.replayed"]
     assert audited and audited[-1]["operator"] == "wang"
-    assert audited[-1]["reason"] == "法院已补正被执行人证件号"
+    assert audited[-1]["reason"] == "登记系统故障已排除，重新登记查封"
+    # And the replayed message completes: the register takes the seizure, the court is told.
+    hub.wait(lambda: _registered_and_acknowledged(hub, letter["business_no"]), timeout=WAIT,
+             what="the replayed seizure registered and acknowledged")
 
 
 def _audit(hub: Flows) -> list[tuple[str, dict[str, Any]]]:
@@ -216,3 +243,16 @@ def test_a_viewer_and_an_audit_administrator_cannot_replay(hub, browser, shots, 
         assert _post(browser, f"/console/api/dead-letters/{action}",
                      {"id": letter["id"], "reason": "试试"}) == 403
     assert hub.hub.store.dead_letter(letter["id"])["status"] == "dead"
+
+
+def test_a_search_holding_a_script_is_shown_as_text_and_never_runs(hub, browser):
+    from urllib.parse import quote
+
+    url = hub.service.url
+    _login(browser, url, "wang")
+    attack = '"><script>window.__injected = 1</script><img src=x onerror="window.__injected=2">'
+    browser.get(f"{url}/console/dead-letters?q={quote(attack)}")
+    assert browser.find_element(By.ID, "searched").text == attack
+    assert browser.find_element(By.ID, "search").get_attribute("value") == attack
+    assert browser.execute_script("return window.__injected === undefined") is True
+    _only_the_hub(browser, url)
