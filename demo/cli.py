@@ -103,9 +103,12 @@ def _label(msgid: str) -> str:
 @click.option("--verbose", is_flag=True, help="log the hub's warnings")
 @click.option("--write-samples", "samples_dir", default=None, type=click.Path(file_okay=False),
               help="only write the sample messages as JSON into this folder (for hub send)")
+@click.option("--serve", is_flag=True,
+              help="after the cases, keep the demo's hub, departments and console running "
+                   "until Ctrl-C, and print the console's address and a demo operator's login")
 @LANG_OPTION
 def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: float,
-                 keep: bool, verbose: bool, samples_dir: str | None) -> None:
+                 keep: bool, verbose: bool, samples_dir: str | None, serve: bool) -> None:
     """End-to-end demo: simulated departments, the hub and the county's flows as sample cases."""
     if samples_dir:
         from bdchub.sandbox import Sandbox
@@ -171,7 +174,10 @@ def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: 
         summary = demo.summary()
         _print_traces(console, demo, steps)
         _print_summary(console, demo)
-    summary["elapsed"] = round(time.monotonic() - began, 2)
+        summary["elapsed"] = round(time.monotonic() - began, 2)
+        if serve and summary["ok"]:
+            _reached(console, summary)
+            _serve(console, demo)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     if not summary["ok"]:
@@ -179,8 +185,42 @@ def demo_command(config_path: str | None, as_json: bool, steps: bool, deadline: 
         raise HubError(_("{n} of {total} cases did not reach their expected end state "
                          "within {seconds:.0f} s: {numbers}", n=len(late),
                          total=len(summary["cases"]), seconds=deadline, numbers=", ".join(late)))
+    if not serve:
+        _reached(console, summary)
+
+
+def _reached(console: Any, summary: dict[str, Any]) -> None:
     console.print(_("all {n} cases reached their expected end state in {seconds:.1f} s",
                     n=len(summary["cases"]), seconds=summary["elapsed"]), style="bold green")
+
+
+def _serve(console: Any, demo: Any) -> None:
+    """Keep the demo running for a look at the console: a one-off system administrator
+    with a random password (this demo's store only), until Ctrl-C or SIGTERM."""
+    import secrets
+    import signal
+    import threading
+
+    from bdchub.console.accounts import Operators
+    from bdchub.core.operators import OperatorStore
+
+    hub = demo.service.hub
+    password = "Hub#" + secrets.token_urlsafe(12)
+    Operators(OperatorStore(hub.store), hub.audit).add(
+        "demo", password, roles=["system_admin"], tenants=[hub.tenant], by="hub demo")
+    path = str((demo.config.get("console") or {}).get("path") or "/console").rstrip("/")
+    console.print(_("console: {url} (operator demo, password {password}; this demo only)",
+                    url=f"{demo.service.url}{path}/", password=password), soft_wrap=True)
+    console.print(_("the demo's hub, departments and console keep running: Ctrl-C stops them"))
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_args: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_traces(console: Any, demo: Any, steps: bool) -> None:

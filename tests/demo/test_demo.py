@@ -106,3 +106,42 @@ def test_demo_speaks_chinese_by_default_and_exits_1_when_the_deadline_is_missed(
     assert "错误" in out and "未在" in out and "预期终态" in out
     assert "涉税转移登记" in out and "汇总" in out
     assert "光闸送出、光盘摆渡回传" in out and "暂停的渠道" in out
+
+
+def test_demo_serve_keeps_the_hub_and_its_console_up_with_a_demo_operator_until_sigterm():
+    import os
+    import re
+    import signal
+    import time
+
+    import requests
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "hub.py"), "--lang", "en", "demo",
+                             "--serve"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        seen, found = "", None
+        deadline = time.monotonic() + 120
+        while found is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, f"hub demo --serve ended: {seen[-3000:]}"
+            seen += line
+            found = re.search(r"console: (http://\S+/) \(operator demo, password (\S+);", line)
+        assert found, seen[-3000:]
+        url, password = found.group(1), found.group(2)
+        assert "all 20 cases reached" in seen or "cases reached their expected end state" in seen
+        session = requests.Session()
+        login = session.post(url + "api/login", json={"username": "demo", "password": password},
+                             timeout=10)
+        assert login.status_code == 200, login.text
+        assert "system_admin" in login.json()["roles"]
+        assert session.get(url, timeout=10).status_code == 200  # the overview, still served
+        assert session.post(url + "api/login", json={"username": "demo", "password": "wrong"},
+                            timeout=10).status_code in (401, 403)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
