@@ -8,6 +8,7 @@ console's prefix, so the console works without the Internet::
     GET  {path}/login                   the login page (POST {path}/api/login)
     GET  {path}/overview                connectors, breakers, queues; refreshed by the script
     GET  {path}/api/overview            what the overview shows, as JSON
+    GET  {path}/statistics?since=&until= statistics (``console.statistics``)
     GET  {path}/dead-letters?q=         dead letters (reason, route, step, last error, masked)
     GET  {path}/dead-letters/show?id=   one dead letter, its message masked
     POST {path}/api/dead-letters/replay {"id", "reason"}: as ``hub dlq replay``
@@ -25,6 +26,7 @@ assembly floor registers ``app.status.status`` there: the same document as
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
@@ -40,6 +42,7 @@ from bdchub.core.registry import Registry
 from bdchub.routes.cli import masked_envelope
 from bdchub.web.http import Answer, ApiError, json_answer, read_json
 
+from . import statistics
 from .api import ConsoleApp, ConsoleRequest, require
 from .api import mount as api_mount
 
@@ -81,6 +84,8 @@ def install(app: ConsoleApp) -> None:
     app.add("POST", "/api/dead-letters/drop", require("dead_letters.drop")(_drop))
     for url in STATIC_FILES:
         app.add("GET", url, _static)
+    app.add("GET", "/statistics", page("statistics.read")(_statistics_page))
+    statistics.install(app)
 
 
 # ------------------------------------------------------------------ plumbing
@@ -109,7 +114,9 @@ def _language(req: ConsoleRequest) -> str | None:
 def _with_language(handler: Callable[[ConsoleRequest], Answer]) -> Callable[..., Answer]:
     @functools.wraps(handler)
     def served(req: ConsoleRequest) -> Answer:
-        with i18n.use_language(_language(req)):
+        # ?lang= keeps what ConsoleApp chose from it; otherwise the cookie or the default.
+        with (contextlib.nullcontext() if req.has_arg("lang")
+              else i18n.use_language(_language(req))):
             status, headers, body = handler(req)
         if req.has_arg("lang"):
             headers = [*headers, ("Set-Cookie", f"{LANG_COOKIE}={i18n.language()}; "
@@ -164,7 +171,8 @@ def layout(req: ConsoleRequest, title: str, body: str, *, script: str = "") -> s
     nav = ""
     if operator is not None:
         links = [("overview", _("Overview"), "overview.read"),
-                 ("dead-letters", _("Dead letters"), "messages.read")]
+                 ("dead-letters", _("Dead letters"), "messages.read"),
+                 ("statistics", _("Statistics"), "statistics.read")]
         nav = "".join(f'<a href="{e(prefix)}/{href}">{e(text)}</a>'
                       for href, text, action in links if operator.may(action))
         nav += (f'<span class="who" id="operator">{e(operator.username)}</span>'
@@ -257,6 +265,56 @@ def _overview_api(req: ConsoleRequest) -> Answer:
     document = STATUS_SOURCES.get("hub")(hub, hub.store.process_reports(), time.time(),
                                          hub.broker.queue_size)
     return json_answer(200, document)
+
+
+# ------------------------------------------------------------------ statistics
+
+def _statistics_page(req: ConsoleRequest) -> str:
+    prefix = req.console.prefix
+    since, until = statistics.day_range(req)
+    labels = {"in_progress": _("in progress"), "accepted": _("accepted"),
+              "correction": _("correction"), "refused": _("refused"),
+              "closed": _("closed (archived)"), "applications": _("applications"),
+              "failed": _("could not refresh"), "none": _("none")}
+    exports = ""
+    language = "en" if i18n.language().startswith("en") else "zh_CN"  # the file's, as the page's
+    if req.operator is not None and req.operator.may("statistics.export"):
+        exports = "".join(
+            f'<a class="export" id="export-{kind}" href="{e(prefix)}/api/statistics/export?'
+            f'format={kind}&amp;since={e(since)}&amp;until={e(until)}&amp;lang={e(language)}">'
+            f'{e(text)}</a> '
+            for kind, text in (("csv", _("Export CSV")), ("xlsx", _("Export XLSX"))))
+
+    def table(name: str, heads: list[str]) -> str:
+        cells = "".join(f"<th>{e(h)}</th>" for h in heads)
+        return f'<table id="{name}"><thead><tr>{cells}</tr></thead><tbody></tbody></table>'
+
+    return layout(req, _("Statistics"), f"""
+<h1>{e(_("Statistics"))}</h1>
+<form class="search" id="range" method="get">
+<label>{e(_("From"))}<input type="date" name="since" id="since" value="{e(since)}"></label>
+<label>{e(_("to"))}<input type="date" name="until" id="until" value="{e(until)}"></label>
+<button type="submit">{e(_("Show"))}</button> {exports}</form>
+<p>{e(_("Applications"))}: <span id="total">-</span>
+<span id="stats-error" class="message"></span></p>
+<section id="statistics" data-since="{e(since)}" data-until="{e(until)}"
+ data-labels="{e(json.dumps(labels, ensure_ascii=False))}">
+<label>{e(_("Chart by"))} <select id="chart-by">
+<option value="outcome">{e(_("outcome"))}</option>
+<option value="type">{e(_("registration type"))}</option></select></label>
+<div id="stats-chart" class="chart"></div>
+<h2>{e(_("Applications by registration type"))}</h2>
+{table("by-type", [_("registration type"), _("applications")])}
+<h2>{e(_("Applications by channel"))}</h2>
+{table("by-channel", [_("channel"), _("applications")])}
+<h2>{e(_("Applications by outcome"))}</h2>
+{table("by-outcome", [_("outcome"), _("applications")])}
+<h2>{e(_("Time at each stage"))}</h2>
+{table("stage-times", [_("stage"), _("cases"), _("p50 (s)"), _("p90 (s)"), _("max (s)")])}
+<h2>{e(_("Department calls"))}</h2>
+{table("calls", [_("route"), _("step"), _("calls"), _("failed"), _("failure rate")])}
+</section>""", script=f'<script src="{e(prefix)}/static/vendor/echarts/'
+                       'echarts.min.js" defer></script>\n')
 
 
 # ------------------------------------------------------------------ dead letters

@@ -1,5 +1,6 @@
-// The console's one script: login, logout, the overview's refresh and chart, and the
-// dead-letter actions. Values go into the page as text (textContent), never as HTML.
+// The console's one script: login, logout, the overview's refresh and chart, the
+// statistics' tables and chart, and the dead-letter actions. Values go into the page as
+// text (textContent), never as HTML.
 (function () {
   "use strict";
   var meta = function (name) {
@@ -127,6 +128,74 @@
     window.setInterval(refresh, 3000);
   }
 
+  function statistics() {
+    var section = document.getElementById("statistics");
+    if (!section) return;
+    var labels = JSON.parse(section.getAttribute("data-labels"));
+    var choice = document.getElementById("chart-by");
+    var chart = null;
+    var doc = null;
+    function fill(id, rows, columns) {
+      var body = document.querySelector("#" + id + " tbody");
+      body.textContent = "";
+      rows.forEach(function (r) {
+        var row = document.createElement("tr");
+        columns.forEach(function (c) { cell(row, c(r)); });
+        body.appendChild(row);
+      });
+    }
+    function key(r, by) {
+      var value = r[by];
+      return by === "outcome" ? (labels[value] || value) : (value || labels.none);
+    }
+    function draw() {
+      if (!window.echarts || !doc) return;
+      var by = choice.value;
+      var rows = doc.applications[by];
+      chart = chart || window.echarts.init(document.getElementById("stats-chart"));
+      chart.setOption({
+        animation: false, tooltip: { trigger: "axis" },
+        grid: { left: 50, right: 20, bottom: 60 },
+        xAxis: { type: "category", data: rows.map(function (r) { return key(r, by); }),
+                 axisLabel: { interval: 0 } },
+        yAxis: { type: "value", minInterval: 1 },
+        series: [{ name: labels.applications, type: "bar",
+                   data: rows.map(function (r) { return r.applications; }) }]
+      }, true);
+      section.setAttribute("data-chart", by);
+    }
+    function render(found) {
+      doc = found;
+      document.getElementById("total").textContent = String(doc.total);
+      ["type", "channel", "outcome"].forEach(function (by) {
+        fill("by-" + by, doc.applications[by], [
+          function (r) { return key(r, by); }, function (r) { return r.applications; }]);
+      });
+      fill("stage-times", doc.stage_times, ["stage", "cases", "p50_s", "p90_s", "max_s"].map(
+        function (c) { return function (r) { return r[c]; }; }));
+      fill("calls", doc.calls, [
+        function (r) { return r.route; }, function (r) { return r.step; },
+        function (r) { return r.calls; }, function (r) { return r.failed; },
+        function (r) { return (r.failure_rate * 100).toFixed(1) + "%"; }]);
+      draw();
+      section.setAttribute("data-loaded", "true");
+    }
+    choice.addEventListener("change", draw);
+    var query = "?since=" + encodeURIComponent(section.getAttribute("data-since"))
+      + "&until=" + encodeURIComponent(section.getAttribute("data-until")) + "&lang=" + lang;
+    fetch(prefix + "/api/statistics" + query, {
+      headers: { "Accept": "application/json" }, credentials: "same-origin"
+    }).then(function (resp) {
+      return resp.json().then(function (found) { return { status: resp.status, doc: found }; });
+    }).then(function (answer) {
+      if (answer.status === 200) render(answer.doc);
+      else if (answer.status === 401) window.location.assign(prefix + "/login");
+      else document.getElementById("stats-error").textContent = errorText(answer);
+    }).catch(function () {
+      document.getElementById("stats-error").textContent = labels.failed;
+    });
+  }
+
   function deadLetterActions() {
     var actions = document.getElementById("actions");
     var dialog = document.getElementById("confirm");
@@ -160,6 +229,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    login(); logout(); overview(); deadLetterActions();
+    login(); logout(); overview(); statistics(); deadLetterActions();
   });
 })();
