@@ -3,6 +3,7 @@
 ``core.registry``)."""
 
 from bdchub.console.pages import STATUS_SOURCES
+from bdchub.console.statistics import STATS_SOURCES
 from bdchub.core.config import register_section
 
 register_section("pollers", "bdchub.app.pollers:SCHEMA",
@@ -14,3 +15,6 @@ register_section("metrics", "bdchub.app.metrics:SCHEMA",
 
 # The console's overview shows what hub status shows (the console sits below app).
 STATUS_SOURCES.register("hub", "bdchub.app.status:status")
+# The console's statistics page shows what hub stats shows (and exports as it does).
+STATS_SOURCES.register("report", "bdchub.app.stats_cli:report")
+STATS_SOURCES.register("export", "bdchub.app.stats_cli:export")

@@ -234,7 +234,8 @@ def _login_page(req: ConsoleRequest) -> Answer:
 
 def _overview_page(req: ConsoleRequest) -> str:
     labels = {"up": _("up"), "degraded": _("degraded"), "down": _("down"),
-              "closed": _("closed"), "open": _("open"), "half-open": _("half-open"),
+              "closed": _("circuit closed"), "open": _("circuit open"),
+              "half-open": _("circuit half-open"),
               "unknown": _("no report"), "parked": _("parked"), "waiting": _("waiting"),
               "dead_letters": _("dead letters"), "stale": _("the hub is not reporting"),
               "failed": _("could not refresh")}

@@ -190,6 +190,7 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
         down = _until(lambda: _connector_row(browser, "court").get_attribute("data-breaker")
                       == "open", "the court's breaker open on the page")
         assert _connector_row(browser, "court").get_attribute("data-health") == "down"
+        assert "已打开" in _connector_row(browser, "court").text  # the breaker, in words
         browser.save_screenshot(str(shots / "overview-court-down.png"))
     finally:
         hub.sb.up("court")
