@@ -153,11 +153,18 @@ def _dead_letter(hub: Flows) -> dict[str, Any]:
 def _refused_by_the_register(hub: Flows) -> dict[str, Any]:
     """A seizure the registration system refuses with a SOAP Client fault (dead-lettered
     with its words, not retried); with the fault gone, a replay registers it."""
+    import random
+
+    from bdchub.sandbox.data import make_unit_code
+
     sb = hub.sb
     person = sb.data["people"][13]
+    # A unit of its own: the session's registration system is shared, and the seeded
+    # units carry other tests' rules (refused, sent back for correction …).
+    unit = make_unit_code(random.Random(), sb.data["county"]["code"])
     sb.faults("legacy").set(soap_fault="client")
     try:
-        order = sb.court_add_seizure(sb.data["units"][13], RespondentName=person["name"],
+        order = sb.court_add_seizure(unit, RespondentName=person["name"],
                                      RespondentIdNumber=person["cert_num"],
                                      CaseNo=f"(2026)苏0684执{time.monotonic_ns() % 10000}号")
         return hub.wait(lambda: [d for d in hub.hub.dlq_list()
