@@ -16,124 +16,16 @@ they fail.
 from __future__ import annotations
 
 import calendar
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bdchub.console.accounts import Operators
-from bdchub.core.operators import OperatorStore
-from tests.conftest import IN_CI
-from tests.demo.conftest import Flows, _flows
+from tests.demo.conftest import Flows
 
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402
+from .drive import WAIT, By, login, only_the_hub, post, until
 
 pytestmark = pytest.mark.slow
-
-PASSWORDS = {"wang": ("system_admin", "Xitong-Guanli-2024"),
-             "qian": ("audit_admin", "Shenji-Guanli-2024"),
-             "sun": ("viewer", "Zhidu-Chakan-2024")}
-WAIT = 40.0
-
-
-def _unavailable(message: str) -> None:
-    if IN_CI:
-        pytest.fail(message + " (CI=true: the browser tests need chromium and chromium-driver)")
-    pytest.skip("SKIPPED LOUDLY: " + message)
-
-
-@pytest.fixture
-def hub(clean_sandbox: Any, tmp_path: Path) -> Iterator[Flows]:
-    """The shipped config on the sandbox, reporting its status every half second,
-    with one operator of each role the tests log in as."""
-    for flows in _flows(clean_sandbox, tmp_path):
-        flows.service.status.every = 0.5
-        operators = Operators(OperatorStore(flows.hub.store), flows.hub.audit)
-        for name, (role, password) in PASSWORDS.items():
-            operators.add(name, password, roles=[role], tenants=[flows.hub.tenant], by="test")
-        yield flows
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("BDCHUB_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        _unavailable("chromium or chromedriver not installed (apt-get install chromium "
-                     "chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--lang=zh-CN"):
-        options.add_argument(arg)
-    try:
-        found = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is unavailable
-        _unavailable(f"chromium did not start: {exc}")
-    try:
-        yield found
-    finally:
-        found.quit()
-
-
-def _until(condition: Callable[[], Any], what: str, seconds: float = WAIT) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            value = condition()
-        except Exception:  # noqa: BLE001 - the page is between two renderings
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def _only_the_hub(driver: Any, origin: str) -> None:
-    """Every resource the page loaded came from the hub itself."""
-    urls = driver.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-        ".concat([location.href])")
-    assert urls and all(u.startswith(origin + "/") for u in urls), urls
-
-
-def _login(driver: Any, url: str, name: str) -> None:
-    driver.delete_all_cookies()
-    driver.get(url + "/console/login")
-    driver.find_element(By.ID, "username").send_keys(name)
-    driver.find_element(By.ID, "password").send_keys(PASSWORDS[name][1])
-    driver.find_element(By.ID, "login-button").click()
-    _until(lambda: driver.current_url.endswith("/console/overview")
-           or driver.find_element(By.ID, "login-message").text, f"{name}'s login")
-    assert driver.current_url.endswith("/console/overview"), \
-        driver.find_element(By.ID, "login-message").text
-
-
-def _post(driver: Any, path: str, body: dict[str, Any]) -> int:
-    """A POST from the page with the session and its CSRF token: the request a
-    button would make, made without the button."""
-    return driver.execute_async_script("""
-        const [path, body, done] = arguments;
-        fetch(path, {method: 'POST', credentials: 'same-origin',
-                     headers: {'Content-Type': 'application/json',
-                               'X-CSRF-Token': document.querySelector(
-                                   'meta[name=csrf-token]').content},
-                     body: JSON.stringify(body)}).then(r => done(r.status));
-    """, path, body)
-
 
 def _connector_row(driver: Any, name: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, f'#connectors tr[data-connector="{name}"]')
@@ -182,19 +74,19 @@ def _registered_and_acknowledged(hub: Flows, order_id: str) -> bool:
 def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_letter(
         hub, browser, shots, chinese):
     url = hub.service.url
-    _login(browser, url, "wang")
+    login(browser, url, "wang")
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
     assert "概览" in browser.page_source
-    _until(lambda: _connector_row(browser, "tax"), "the overview's connectors")
-    _until(lambda: browser.find_element(By.ID, "overview").get_attribute("data-chart"),
+    until(lambda: _connector_row(browser, "tax"), "the overview's connectors")
+    until(lambda: browser.find_element(By.ID, "overview").get_attribute("data-chart"),
            "the chart")
     browser.save_screenshot(str(shots / "overview.png"))
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
 
     # The court's listener closes: the hub's court poller fails and its breaker opens.
     hub.sb.down("court")
     try:
-        down = _until(lambda: _connector_row(browser, "court").get_attribute("data-breaker")
+        down = until(lambda: _connector_row(browser, "court").get_attribute("data-breaker")
                       == "open", "the court's breaker open on the page")
         assert _connector_row(browser, "court").get_attribute("data-health") == "down"
         assert "已打开" in _connector_row(browser, "court").text  # the breaker, in words
@@ -204,7 +96,7 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
     # Back: the breaker's wait over (its clock moved on), the poller's trial call closes it.
     breaker = hub.hub.connectors["court"].breaker
     breaker._clock = lambda: time.monotonic() + 3600
-    _until(lambda: _connector_row(browser, "court").get_attribute("data-breaker") == "closed",
+    until(lambda: _connector_row(browser, "court").get_attribute("data-breaker") == "closed",
            "the court back on the page")
     assert down is not None
 
@@ -214,15 +106,15 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
     row = browser.find_element(By.CSS_SELECTOR, f'#dead-letters tr[data-id="{letter["id"]}"]')
     assert letter["route"] in row.text
     browser.save_screenshot(str(shots / "dead-letters.png"))
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
     row.find_element(By.TAG_NAME, "a").click()
-    _until(lambda: browser.find_element(By.ID, "replay"), "the replay button").click()
+    until(lambda: browser.find_element(By.ID, "replay"), "the replay button").click()
     browser.find_element(By.ID, "confirm-reason").send_keys("登记系统故障已排除，重新登记查封")
     browser.save_screenshot(str(shots / "dead-letter-replay.png"))
     browser.find_element(By.ID, "confirm-ok").click()
-    _until(lambda: browser.find_element(By.ID, "action-message").get_attribute("data-done")
+    until(lambda: browser.find_element(By.ID, "action-message").get_attribute("data-done")
            == "replay", "the replay's answer")
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
 
     hub.wait(lambda: hub.hub.store.dead_letter(letter["id"])["status"] == "replayed",
              what="the dead letter marked replayed")
@@ -242,14 +134,14 @@ def _audit(hub: Flows) -> list[tuple[str, dict[str, Any]]]:
 def test_a_viewer_and_an_audit_administrator_cannot_replay(hub, browser, shots, name):
     url = hub.service.url
     letter = _dead_letter(hub)
-    _login(browser, url, name)
+    login(browser, url, name)
     browser.get(f"{url}/console/dead-letters/show?id={letter['id']}")
     assert not browser.find_elements(By.ID, "replay")
     assert not browser.find_elements(By.ID, "drop")
     browser.save_screenshot(str(shots / f"dead-letter-{name}.png"))
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
     for action in ("replay", "drop"):
-        assert _post(browser, f"/console/api/dead-letters/{action}",
+        assert post(browser, f"/console/api/dead-letters/{action}",
                      {"id": letter["id"], "reason": "试试"}) == 403
     assert hub.hub.store.dead_letter(letter["id"])["status"] == "dead"
 
@@ -258,13 +150,13 @@ def test_a_search_holding_a_script_is_shown_as_text_and_never_runs(hub, browser)
     from urllib.parse import quote
 
     url = hub.service.url
-    _login(browser, url, "wang")
+    login(browser, url, "wang")
     attack = '"><script>window.__injected = 1</script><img src=x onerror="window.__injected=2">'
     browser.get(f"{url}/console/dead-letters?q={quote(attack)}")
     assert browser.find_element(By.ID, "searched").text == attack
     assert browser.find_element(By.ID, "search").get_attribute("value") == attack
     assert browser.execute_script("return window.__injected === undefined") is True
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
 
 
 def test_the_statistics_page_charts_the_applications_and_exports_them_as_csv(
@@ -285,12 +177,12 @@ def test_the_statistics_page_charts_the_applications_and_exports_them_as_csv(
             _move(store, tenant, no, now - 86400 + i * 60 + j * 3600, stage,
                   **({"reg": reg, "channel": channel} if j == 0 else {}))
     url = hub.service.url
-    _login(browser, url, "wang")
+    login(browser, url, "wang")
     browser.find_element(By.CSS_SELECTOR, 'nav a[href="/console/statistics"]').click()
-    _until(lambda: browser.find_element(By.CSS_SELECTOR, '#statistics[data-chart]'),
+    until(lambda: browser.find_element(By.CSS_SELECTOR, '#statistics[data-chart]'),
            "the statistics page")
     browser.get(url + "/console/statistics?since=2026-01-01&until=2026-01-31")
-    section = _until(lambda: browser.find_element(By.CSS_SELECTOR,
+    section = until(lambda: browser.find_element(By.CSS_SELECTOR,
                                                   '#statistics[data-chart="outcome"]'),
                      "the statistics chart")
     assert browser.find_element(By.TAG_NAME, "h1").text == "统计"
@@ -300,7 +192,7 @@ def test_the_statistics_page_charts_the_applications_and_exports_them_as_csv(
     assert "200 2" in by_type and "100 1" in by_type
     assert browser.find_elements(By.CSS_SELECTOR, "#stage-times tbody tr")
     browser.save_screenshot(str(shots / "statistics.png"))
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
 
     download = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
@@ -312,4 +204,4 @@ def test_the_statistics_page_charts_the_applications_and_exports_them_as_csv(
     assert status == 200 and kind.startswith("text/csv")
     assert disposition.startswith('attachment; filename="statistics-')
     assert "200 转移登记,bank 银行网点,已办结（归档）,1" in text
-    _only_the_hub(browser, url)
+    only_the_hub(browser, url)
