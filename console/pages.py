@@ -26,15 +26,11 @@ assembly floor registers ``app.status.status`` there: the same document as
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import html
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from bdchub.core import i18n
 from bdchub.core.i18n import _
@@ -45,23 +41,23 @@ from bdchub.web.http import Answer, ApiError, json_answer, read_json
 from . import statistics
 from .api import ConsoleApp, ConsoleRequest, require
 from .api import mount as api_mount
+from .frame import (
+    LIST_LIMIT,
+    MAX_REASON,
+    STATIC_FILES,
+    e,
+    html_answer,
+    layout,
+    page,
+    redirect,
+    static,
+    text,
+    when,
+    with_language,
+)
 
 #: ``status(hub, reports, now, depth) -> document`` of the running hub (``app.status``).
 STATUS_SOURCES: Registry[Callable[..., dict[str, Any]]] = Registry("console status source")
-
-STATIC = Path(__file__).resolve().parent / "static"
-#: URL under the prefix -> (file under static/, content type). Nothing else is served.
-STATIC_FILES = {
-    "/static/console.js": ("console.js", "text/javascript; charset=utf-8"),
-    "/static/console.css": ("console.css", "text/css; charset=utf-8"),
-    "/static/vendor/echarts/echarts.min.js": ("vendor/echarts/echarts.min.js",
-                                              "text/javascript; charset=utf-8"),
-}
-LANG_COOKIE = "bdchub_console_lang"
-LIST_LIMIT = 200
-MAX_REASON = 500
-
-e = html.escape
 
 
 def mount(hub: Any, config: dict[str, Any]) -> tuple[str, ConsoleApp] | None:
@@ -83,138 +79,19 @@ def install(app: ConsoleApp) -> None:
     app.add("POST", "/api/dead-letters/replay", require("dead_letters.replay")(_replay))
     app.add("POST", "/api/dead-letters/drop", require("dead_letters.drop")(_drop))
     for url in STATIC_FILES:
-        app.add("GET", url, _static)
+        app.add("GET", url, static)
     app.add("GET", "/statistics", page("statistics.read")(_statistics_page))
     statistics.install(app)
 
 
-# ------------------------------------------------------------------ plumbing
-
-def html_answer(status: int, text: str, extra: list[tuple[str, str]] | None = None) -> Answer:
-    headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
-               # Only the hub's own scripts and styles run, whatever a value smuggles in.
-               ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-                                           "frame-ancestors 'none'"),
-               ("X-Content-Type-Options", "nosniff"), *(extra or [])]
-    return status, headers, text.encode("utf-8")
-
-
-def _redirect(location: str) -> Answer:
-    return 303, [("Location", location), ("Content-Length", "0")], b""
-
-
-def _language(req: ConsoleRequest) -> str | None:
-    """The page's language: ``?lang=`` (ConsoleApp already chose it), else the cookie."""
-    if req.has_arg("lang"):
-        return None
-    chosen = req.cookie(LANG_COOKIE)
-    return chosen if chosen in ("en", "zh_CN") else None
-
-
-def _with_language(handler: Callable[[ConsoleRequest], Answer]) -> Callable[..., Answer]:
-    @functools.wraps(handler)
-    def served(req: ConsoleRequest) -> Answer:
-        # ?lang= keeps what ConsoleApp chose from it; otherwise the cookie or the default.
-        with (contextlib.nullcontext() if req.has_arg("lang")
-              else i18n.use_language(_language(req))):
-            status, headers, body = handler(req)
-        if req.has_arg("lang"):
-            headers = [*headers, ("Set-Cookie", f"{LANG_COOKIE}={i18n.language()}; "
-                                                f"Path={req.console.prefix}; SameSite=Strict")]
-        return status, headers, body
-    return served
-
-
-def page(action: str) -> Callable[[Callable[[ConsoleRequest], str]], Callable[..., Answer]]:
-    """A page guarded by ``action``: no session sends the browser to the login page;
-    a role without the action gets a 403 page; both audited as any refusal."""
-    def decorate(render: Callable[[ConsoleRequest], str]) -> Callable[..., Answer]:
-        @_with_language
-        @functools.wraps(render)
-        def served(req: ConsoleRequest) -> Answer:
-            try:
-                req.console.authorize(req, action)
-            except ApiError as err:
-                req.console._refuse(req, err)  # audited as every refusal of the console
-                if err.status == 401:
-                    target = req.console.prefix + req.path + (f"?{req.query}" if req.query else "")
-                    return _redirect(f"{req.console.prefix}/login?"
-                                     + urlencode({"next": target}))
-                return html_answer(err.status, layout(req, _("Not allowed"), f"""
-<section class="refused"><h1>{e(_("Not allowed"))}</h1><p id="refusal">{e(err.message)}</p>
-</section>"""))
-            return html_answer(200, render(req))
-        return served
-    return decorate
-
-
-def _static(req: ConsoleRequest) -> Answer:
-    name, kind = STATIC_FILES[req.path]
-    body = (STATIC / name).read_bytes()
-    return 200, [("Content-Type", kind), ("Cache-Control", "max-age=3600"),
-                 ("X-Content-Type-Options", "nosniff")], body
-
-
-def _html_lang() -> str:
-    return "en" if i18n.language().startswith("en") else "zh-CN"
-
-
-def layout(req: ConsoleRequest, title: str, body: str, *, script: str = "") -> str:
-    """The frame of every page: navigation, language switch, the operator."""
-    prefix = req.console.prefix
-    operator = req.operator
-    csrf = req.session.csrf if req.session is not None else ""
-    other = "zh_CN" if _html_lang() == "en" else "en"
-    switch = "中文" if other == "zh_CN" else "English"
-    here = req.console.prefix + req.path + "?" + urlencode(
-        [(k, v) for k, v in _args(req) if k != "lang"] + [("lang", other)])
-    nav = ""
-    if operator is not None:
-        links = [("overview", _("Overview"), "overview.read"),
-                 ("dead-letters", _("Dead letters"), "messages.read"),
-                 ("statistics", _("Statistics"), "statistics.read")]
-        nav = "".join(f'<a href="{e(prefix)}/{href}">{e(text)}</a>'
-                      for href, text, action in links if operator.may(action))
-        nav += (f'<span class="who" id="operator">{e(operator.username)}</span>'
-                f'<button type="button" id="logout">{e(_("Log out"))}</button>')
-    return f"""<!doctype html>
-<html lang="{_html_lang()}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="console-prefix" content="{e(prefix)}">
-<meta name="csrf-token" content="{e(csrf)}">
-<title>{e(title)} · {e(_("bdc-hub console"))}</title>
-<link rel="stylesheet" href="{e(prefix)}/static/console.css">
-{script}<script src="{e(prefix)}/static/console.js" defer></script>
-</head><body>
-<header><span class="brand">{e(_("bdc-hub console"))}</span><nav>{nav}</nav>
-<a class="lang" id="lang-switch" href="{e(here)}">{e(switch)}</a></header>
-<main>{body}</main></body></html>"""
-
-
-def _args(req: ConsoleRequest) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(req.query, keep_blank_values=True)
-
-
-def _text(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _time(ts: Any) -> str:
-    if not ts:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
-
-
 # ------------------------------------------------------------------ login
 
-@_with_language
+@with_language
 def _root(req: ConsoleRequest) -> Answer:
-    return _redirect(req.console.prefix + "/overview")
+    return redirect(req.console.prefix + "/overview")
 
 
-@_with_language
+@with_language
 def _login_page(req: ConsoleRequest) -> Answer:
     target = req.arg("next")
     if not target.startswith(req.console.prefix + "/") or target.startswith("//"):
@@ -334,10 +211,10 @@ def _dead_letters_page(req: ConsoleRequest) -> str:
                 or query in str(r["id"]) or query in str(r.get("message_id") or "")
                 or query == r["route"]]
     body = "".join(f"""<tr data-id="{e(r['id'])}"><td><a href="{e(prefix)}/dead-letters/show?id={
-        quote(str(r['id']))}">{e(str(r['id'])[:12])}</a></td><td>{e(_time(r['created_at']))}</td>
-<td>{e(_text(r['route']))}</td><td>{e(_text(r['step']))}</td>
-<td class="business-no">{e(_text(r.get('business_no')))}</td><td>{e(_text(r['reason']))}</td>
-<td class="error">{e(_text(r['last_error'])[:200])}</td></tr>""" for r in rows)
+        quote(str(r['id']))}">{e(str(r['id'])[:12])}</a></td><td>{e(when(r['created_at']))}</td>
+<td>{e(text(r['route']))}</td><td>{e(text(r['step']))}</td>
+<td class="business-no">{e(text(r.get('business_no')))}</td><td>{e(text(r['reason']))}</td>
+<td class="error">{e(text(r['last_error'])[:200])}</td></tr>""" for r in rows)
     empty = "" if rows else f'<p id="no-dead-letters">{e(_("no dead letters"))}</p>'
     return layout(req, _("Dead letters"), f"""
 <h1>{e(_("Dead letters"))}</h1>
@@ -363,9 +240,9 @@ def _dead_letter_page(req: ConsoleRequest) -> str:
               (_("route"), row["route"]), (_("step"), row["step"]), (_("type"), row["type"]),
               (_("tenant"), row["tenant"]), (_("business no"), row["business_no"]),
               (_("reason"), row["reason"]), (_("status"), row["status"]),
-              (_("replays"), row["replay_count"]), (_("time"), _time(row["created_at"])),
+              (_("replays"), row["replay_count"]), (_("time"), when(row["created_at"])),
               (_("last error"), row["last_error"])]
-    table = "".join(f"<tr><th>{e(k)}</th><td>{e(_text(v))}</td></tr>" for k, v in fields)
+    table = "".join(f"<tr><th>{e(k)}</th><td>{e(text(v))}</td></tr>" for k, v in fields)
     operator = req.operator
     actions = ""
     if row["status"] == "dead" and operator is not None:
