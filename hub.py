@@ -129,6 +129,13 @@ def check(config_path: str, ping: bool) -> None:
     for notice in check_notices(report.config.get("connectors"),
                                 Path(config_path).resolve().parent):
         click.echo(f"  {notice}")
+    if report.demo_secrets:
+        # Valid, but hub run will refuse it (core.secrets): say so before the start does.
+        click.echo(_("warning: {n} secrets still hold the published demo values written in "
+                     "the file; hub run refuses to start with them (hub demo does not):",
+                     n=len(report.demo_secrets)), err=True)
+        for secret in report.demo_secrets:
+            click.echo(f"  {secret}", err=True)
     down = [row.name for row in rows if row.status != "up"]
     if down:
         raise HubError(_("connectors down: {names}", names=", ".join(down)))

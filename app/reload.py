@@ -59,6 +59,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Info
 from bdchub.core.datadir import data_dir
 from bdchub.core.errors import ConfigError, HubError
 from bdchub.core.i18n import _
+from bdchub.core.secrets import DEMO_SECRETS_KEY
 
 log = logging.getLogger("bdchub.reload")
 
@@ -356,6 +357,10 @@ class Reloader:
         except ConfigError as exc:
             return self._refused("invalid", exc.problems, sha256)
         service = self.service
+        published = config.get(DEMO_SECRETS_KEY) or []
+        if published and not getattr(service, "demo_secrets", False):
+            # As at start (core.secrets.refuse): a reload must not slip them in.
+            return self._refused("demo_secrets", [str(s) for s in published], sha256)
         source = load_yaml(self.path)
         plan = diff(service.config, config, set(service.hub.routes),
                     where=lambda path: f"{source.where(path, key=True)}: ")
@@ -548,7 +553,9 @@ class Reloader:
 def reason_text(reason: str | None) -> str:
     return {"invalid": _("the file does not pass the check"),
             "restart": _("it changes what is read only when the hub starts"),
-            "failed": _("it could not be applied")}.get(reason or "", reason or "")
+            "failed": _("it could not be applied"),
+            "demo_secrets": _("secrets in it still hold the published demo values written "
+                              "in the file")}.get(reason or "", reason or "")
 
 
 def _close(connectors: Any) -> None:

@@ -63,6 +63,8 @@ class HubService:
 
         self.config = config
         self.hub = hub
+        #: Whether the hub was let start on published demo secrets (``hub demo``).
+        self.demo_secrets = False
         self.runs_singletons = pollers and inputs is None
         #: The inbound application of a server this service does not run (``hub run``
         #: with several processes): a ``web.loopserver.AppSlot`` a reload swaps into.
@@ -111,10 +113,13 @@ class HubService:
         prepare_paths(config)
         hub = Hub.from_config(config, **hub_options)
         try:
-            return cls(config, hub, host=host, port=port, web=web, pollers=pollers)
+            service = cls(config, hub, host=host, port=port, web=web, pollers=pollers)
         except BaseException:
             hub.close()
             raise
+        # A reload must not bring back what the start refused (``app.reload``).
+        service.demo_secrets = demo_secrets
+        return service
 
     @property
     def server(self) -> Any:

@@ -155,3 +155,77 @@ def test_a_variable_set_both_itself_and_as_a_file_is_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match="both HUB_GOV_SECRET and HUB_GOV_SECRET_FILE"):
         config_mod.check_text(CONFIG, "config.yaml", environ={
             "HUB_GOV_SECRET": "x" * 20, "HUB_GOV_SECRET_FILE": str(secret)})
+
+
+# -- hub check warns, a reload refuses ---------------------------------------------
+
+SECRET_VARIABLES = ("HUB_CLIENT_COUNTY_SECRET", "HUB_CLIENT_BANK_SECRET", "HUB_GOV_SECRET",
+                    "HUB_POLICE_PASSWORD")
+
+
+@pytest.fixture
+def own_values(monkeypatch) -> None:
+    """Every secret of CONFIG set in the environment, as a deployment sets them."""
+    for name in SECRET_VARIABLES:
+        monkeypatch.setenv(name, f"own-{name.lower()}-value")
+
+
+def test_hub_check_passes_a_config_with_demo_secrets_but_warns_naming_each(
+        tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bdchub.hub import cli
+
+    for name in SECRET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--lang", "en", "check", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    warning = result.stderr
+    assert "hub run refuses to start with them" in warning
+    lines = CONFIG.splitlines()
+    for variable in SECRET_VARIABLES:
+        line = next(n for n, text in enumerate(lines, 1) if variable + ":" in text)
+        assert f"{path}:{line}:" in warning and variable in warning, (variable, warning)
+
+    for name in SECRET_VARIABLES:
+        monkeypatch.setenv(name, "set-by-the-county")
+    quiet = CliRunner().invoke(cli, ["--lang", "en", "check", "-c", str(path)])
+    assert quiet.exit_code == 0 and "demo values" not in quiet.stderr, quiet.stderr
+
+
+def test_a_reload_that_would_bring_back_a_demo_secret_is_refused_naming_it(
+        tmp_path: Path, own_values, monkeypatch):
+    from bdchub.app.service import HubService
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    service = HubService.from_config(config_mod.load(path), broker="memory://",
+                                     store="sqlite://", web=False, build_connectors=False)
+    try:
+        reloader = service.reloader()
+        assert reloader.reload().status == "applied"  # the same file: nothing to change
+        monkeypatch.delenv("HUB_POLICE_PASSWORD")  # the file's default is back
+        answer = reloader.reload()
+        assert (answer.status, answer.reason) == ("refused", "demo_secrets")
+        assert len(answer.problems) == 1
+        assert "connectors.police.auth.password" in answer.problems[0]
+        assert "HUB_POLICE_PASSWORD" in answer.problems[0]
+    finally:
+        service.stop(timeout=5)
+
+
+def test_the_demo_reloads_its_own_published_secrets(tmp_path: Path):
+    from bdchub.app.service import HubService
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    service = HubService.from_config(config_mod.load(path, environ={}), broker="memory://",
+                                     store="sqlite://", web=False, build_connectors=False,
+                                     demo_secrets=True)
+    try:
+        answer = service.reloader().reload()
+        assert answer.reason != "demo_secrets", answer
+    finally:
+        service.stop(timeout=5)
