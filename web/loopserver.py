@@ -50,7 +50,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -646,7 +646,34 @@ class LoopServer:
                 self.executor, _call, app, environ)
         if unread:  # a body left unread on the wire: this connection cannot be reused
             headers = [*headers, ("Connection", "close")]
-        await _send(send, status, headers, body)
+        if isinstance(body, bytes):
+            await _send(send, status, headers, body)
+        else:
+            await self._stream(send, status, headers, body)
+
+    async def _stream(self, send: Any, status: int, headers: list[tuple[str, str]],
+                      chunks: Iterable[bytes]) -> None:
+        """An answer the application streams (a generator: an audit export of any
+        size): each chunk read in a worker thread and sent as it comes, chunked. A
+        failure midway leaves the answer unterminated, so the client sees it cut,
+        never a short file that looks whole."""
+        loop = asyncio.get_running_loop()
+        parts = iter(chunks)
+        try:
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            while True:
+                chunk = await loop.run_in_executor(self.executor, next, parts, None)
+                if chunk is None:
+                    break
+                if chunk:
+                    await send({"type": "http.response.body", "body": bytes(chunk),
+                                "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await loop.run_in_executor(self.executor, close)
 
     async def _environ(self, scope: dict[str, Any], receive: Any, limit: int | None
                        ) -> tuple[dict[str, Any] | None, bool]:
@@ -736,8 +763,10 @@ def _fit_open_files(wanted: int) -> int:
     return fitted
 
 
-def _call(app: Any, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-    """One WSGI call, answered in full."""
+def _call(app: Any, environ: dict[str, Any]
+          ) -> tuple[int, list[tuple[str, str]], bytes | Iterator[bytes]]:
+    """One WSGI call: answered in full, or the application's generator (an answer
+    it streams) for ``LoopServer._stream`` to send as it comes."""
     started: list[Any] = []
     written: list[bytes] = []
 
@@ -746,6 +775,8 @@ def _call(app: Any, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]]
         return written.append  # WSGI's write(): kept ahead of the returned body
 
     chunks = app(environ, start_response)
+    if isinstance(chunks, Generator) and not written:
+        return int(str(started[0]).split(" ", 1)[0]), list(started[1]), chunks
     try:
         body = b"".join([*written, *chunks])
     finally:
