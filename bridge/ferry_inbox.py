@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bdchub.core.audit import AuditLog
+from bdchub.core.audit import AuditLog, rotation_from
 from bdchub.core.errors import BridgeError, HubError, PolicyError
 from bdchub.core.i18n import _
 
@@ -154,7 +154,8 @@ class FerryWatch(Watch):
             path = Path(str(key)).expanduser()
             verifiers.append(sign.load_verifier(path if path.is_absolute() else base / path))
         # Keyed like the hub's own audit log, so ``hub audit verify`` checks both.
-        audit = AuditLog(where("audit", "audit.jsonl"), key=hub.audit_key())
+        audit = AuditLog(where("audit", "audit.jsonl"), key=hub.audit_key(),
+                         rotation=rotation_from(config))  # rotated and kept as the hub's
         policy = None
         if block.get("policy", True):
             from .policy import ContentPolicy

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from bdchub.core.audit import AuditLog
+from bdchub.core.audit import AuditLog, Rotation
 from bdchub.core.cliopts import config_option
 from bdchub.core.errors import BridgeError, ConfigError, HubError
 from bdchub.core.i18n import _
@@ -41,7 +41,9 @@ def _audit(path: str | None, key_file: str | None) -> AuditLog:
             key = bytes.fromhex(raw.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             key = raw
-    return AuditLog(path or os.environ.get("BDC_BRIDGE_AUDIT") or DEFAULT_AUDIT, key=key)
+    # Rotated and kept as the hub's log is by default: one chain across its files.
+    return AuditLog(path or os.environ.get("BDC_BRIDGE_AUDIT") or DEFAULT_AUDIT, key=key,
+                    rotation=Rotation())
 
 
 def _load_policy(path: str | None, scanner: str | None, audit: AuditLog) -> ContentPolicy:

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bdchub.core.audit import AuditLog
+from bdchub.core.audit import AuditLog, Rotation
 from bdchub.core.cliopts import config_option
 from bdchub.core.errors import BridgeError
 from bdchub.core.i18n import _
@@ -37,7 +37,7 @@ def _audit(path: str, key_file: str | None) -> AuditLog:
     except OSError as exc:
         raise BridgeError(_("cannot read key file {path}: {error}", path=key_file,
                             error=exc.strerror or exc)) from exc
-    return AuditLog(path, key=key)
+    return AuditLog(path, key=key, rotation=Rotation())  # rotated and kept as the hub's
 
 
 def _audit_options(fn):

@@ -18,12 +18,12 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from bdchub.connectors.base import CallContext, Connector, Health
-from bdchub.core.audit import AuditLog
+from bdchub.core.audit import AuditLog, Rotation
 from bdchub.core.errors import (
     BridgeError,
     ConfigError,
@@ -39,6 +39,20 @@ from .sender import DiodeSender, Outgoing, SendReport
 from .settings import DiodeSettings, parse_rate
 
 OPERATIONS = ("send", "send_materials")
+
+
+def gate_audit(block: Mapping[str, Any], resolve: Callable[[str], Path]) -> AuditLog | None:
+    """The connector's own audit log (``audit_log``, keyed by ``audit_key_file``), or
+    None without one; ``resolve`` places a configured path. It rotates and is kept as
+    the hub's log is by default (daily or at 64 MiB, 400 days), so it stays one chain
+    across its files: the connector is built from its own block and never sees the
+    config's ``audit:`` section. The console's audit page reads it through here too."""
+    if not block.get("audit_log"):
+        return None
+    key = None
+    if block.get("audit_key_file"):
+        key = bytes.fromhex(resolve(block["audit_key_file"]).read_text().strip())
+    return AuditLog(resolve(block["audit_log"]), key=key, rotation=Rotation())
 
 
 class DiodeConnector(Connector):
@@ -104,12 +118,7 @@ class DiodeConnector(Connector):
         if self._sender is not None:
             return
         c = self.config
-        audit = None
-        if c.get("audit_log"):
-            key = None
-            if c.get("audit_key_file"):
-                key = bytes.fromhex(self._path("audit_key_file").read_text().strip())
-            audit = AuditLog(self._path("audit_log"), key=key)
+        audit = gate_audit(c, self.resolve_path)
         if c.get("key") and not c.get("sign_key"):
             signer: Any = HmacKey(bytes.fromhex(c["key"]), c.get("sig_alg", "hmac-sha256"))
         else:
