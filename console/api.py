@@ -159,6 +159,9 @@ class ConsoleApp:
                              path[len(self.prefix):] or "/", time.perf_counter(), self)
         with i18n.use_language(request_language(req, self.language)):
             status, headers, body = self._dispatch(req)
+        if not isinstance(body, bytes):  # streamed (an audit export): sent as it comes
+            start_response(status_line(status), headers)
+            return body
         headers.append(("Content-Length", str(len(body))))
         start_response(status_line(status), headers)
         return [body]

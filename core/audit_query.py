@@ -22,7 +22,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ class Filters:
     actor: str | None = None
     event: str | None = None
     business_no: str | None = None
+    #: What else a record must satisfy: the console keeps a tenant-scoped operator
+    #: to the records of their tenants.
+    keep: Callable[[dict], bool] | None = None
 
 
 @dataclass
@@ -84,8 +87,10 @@ def matches(rec: dict, filters: Filters) -> bool:
                 return False
         elif event != wanted:
             return False
-    return not (filters.business_no and filters.business_no not in (
-        business_no_of(rec), str(rec.get("object") or "")))
+    if filters.business_no and filters.business_no not in (
+            business_no_of(rec), str(rec.get("object") or "")):
+        return False
+    return filters.keep is None or filters.keep(rec)
 
 
 def _parse(raw: bytes) -> dict | None:
