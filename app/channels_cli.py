@@ -38,8 +38,10 @@ import click
 from bdchub.core.cliopts import CONFIG_OPTION
 from bdchub.core.errors import ConfigError
 from bdchub.core.i18n import _
-from bdchub.core.suggest import did_you_mean
 from bdchub.web.config_schema import CHANNELS
+from bdchub.web.suspensions import resolve, resume, suspend  # the console's too
+
+__all__ = ["channel_group", "listing", "resolve", "resume", "suspend"]
 
 COUNTS = ("cases", "archived", "refused", "dead_letters")
 
@@ -62,48 +64,6 @@ def _hub(config_path: str) -> Iterator[Any]:
         yield hub
     finally:
         hub.close()
-
-
-def resolve(name: str, clients: Mapping[str, Any], *, client: bool = False,
-            channel: bool = False) -> tuple[str, str]:
-    """(kind, name) that ``name`` designates: a client of ``clients`` or a channel."""
-    if client and channel:
-        raise ConfigError(_("give --client or --channel, not both"))
-    is_client, is_channel = name in clients, name in CHANNELS
-    if client or (is_client and not channel and not is_channel):
-        if not is_client:
-            raise ConfigError(_("no inbound client named '{name}'{hint}", name=name,
-                                hint=did_you_mean(name, clients)))
-        return "client", name
-    if channel or is_channel:
-        if not is_channel:
-            raise ConfigError(_("no channel named '{name}'{hint}; channels: {known}", name=name,
-                                hint=did_you_mean(name, CHANNELS), known=", ".join(CHANNELS)))
-        if is_client and not channel:
-            raise ConfigError(_("'{name}' is both a client and a channel: add --client or "
-                                "--channel", name=name))
-        return "channel", name
-    raise ConfigError(_("'{name}' is neither an inbound client nor a channel{hint}", name=name,
-                        hint=did_you_mean(name, [*clients, *CHANNELS])))
-
-
-def suspend(hub: Any, kind: str, name: str, *, by: str, reason: str,
-            at: float | None = None) -> dict[str, Any] | None:
-    """Suspend and audit it; None when done, else the suspension already in force."""
-    at = time.time() if at is None else at
-    held = hub.store.suspend(kind, name, by=by, reason=reason, at=at)
-    if held is None:
-        hub.audit("channel.suspended", kind=kind, name=name, by=by, reason=reason, at=at)
-    return held
-
-
-def resume(hub: Any, kind: str, name: str, *, by: str, reason: str = "") -> dict[str, Any] | None:
-    """Lift a suspension and audit it; the suspension lifted, or None when there was none."""
-    lifted = hub.store.resume(kind, name)
-    if lifted is not None:
-        hub.audit("channel.resumed", kind=kind, name=name, by=by, reason=reason, at=time.time(),
-                  suspended_by=lifted["suspended_by"], suspended_at=lifted["suspended_at"])
-    return lifted
 
 
 def listing(clients: Mapping[str, Any], suspensions: list[dict[str, Any]],

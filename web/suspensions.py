@@ -11,6 +11,10 @@ within that time, without a restart and without a store read per request.
 
 A store that cannot be read refuses the request (503): a suspended client must not
 get through because the store is down, as a replayed nonce must not.
+
+``resolve``, ``suspend`` and ``resume`` are what ``hub channel suspend|resume`` and the
+console's channels page (``console.channels``) both do, so either writes the same
+row and the same audit events (``channel.suspended``, ``channel.resumed``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bdchub.core import greenloop
+from bdchub.core.errors import ConfigError
+from bdchub.core.i18n import _
+from bdchub.core.suggest import did_you_mean
+
+from .config_schema import CHANNELS
 
 Row = Mapping[str, Any]
 
@@ -67,3 +76,49 @@ class Suspensions:
         with self._lock:
             self._rows, self._read_at = fresh, now
         return fresh
+
+
+def resolve(name: str, clients: Mapping[str, Any], *, client: bool = False,
+            channel: bool = False) -> tuple[str, str]:
+    """(kind, name) that ``name`` designates: a client of ``clients`` or a channel."""
+    if client and channel:
+        raise ConfigError(_("give --client or --channel, not both"))
+    is_client, is_channel = name in clients, name in CHANNELS
+    if client or (is_client and not channel and not is_channel):
+        if not is_client:
+            raise ConfigError(_("no inbound client named '{name}'{hint}", name=name,
+                                hint=did_you_mean(name, clients)))
+        return "client", name
+    if channel or is_channel:
+        if not is_channel:
+            raise ConfigError(_("no channel named '{name}'{hint}; channels: {known}", name=name,
+                                hint=did_you_mean(name, CHANNELS), known=", ".join(CHANNELS)))
+        if is_client and not channel:
+            raise ConfigError(_("'{name}' is both a client and a channel: add --client or "
+                                "--channel", name=name))
+        return "channel", name
+    raise ConfigError(_("'{name}' is neither an inbound client nor a channel{hint}", name=name,
+                        hint=did_you_mean(name, [*clients, *CHANNELS])))
+
+
+def suspend(hub: Any, kind: str, name: str, *, by: str, reason: str,
+            at: float | None = None, **audited: Any) -> dict[str, Any] | None:
+    """Suspend and audit it (with ``audited`` besides: the console's operator and
+    remote address); None when done, else the suspension already in force."""
+    at = time.time() if at is None else at
+    held = hub.store.suspend(kind, name, by=by, reason=reason, at=at)
+    if held is None:
+        hub.audit("channel.suspended", kind=kind, name=name, by=by, reason=reason, at=at,
+                  **audited)
+    return held
+
+
+def resume(hub: Any, kind: str, name: str, *, by: str, reason: str = "",
+           **audited: Any) -> dict[str, Any] | None:
+    """Lift a suspension and audit it; the suspension lifted, or None when there was none."""
+    lifted = hub.store.resume(kind, name)
+    if lifted is not None:
+        hub.audit("channel.resumed", kind=kind, name=name, by=by, reason=reason, at=time.time(),
+                  suspended_by=lifted["suspended_by"], suspended_at=lifted["suspended_at"],
+                  **audited)
+    return lifted
