@@ -12,6 +12,11 @@ itself into the store every ``EVERY`` seconds, one row per process
                                "calls_1m": 3, "errors_1m": 0, "latency_ms": 41.5}},
      "in_flight": {"online_application": 2, …}}
 
+``warnings`` are the last ``WARNINGS_KEPT`` warnings (and errors) the process
+logged, newest last, as logged (ID and mobile numbers in them masked again on
+the way in): ``{"at", "level", "logger", "message", "event", "route", "tenant"}``
+(``RecentWarnings``). ``status`` merges them across the processes, newest first.
+
 ``errors`` count the failures that speak of the endpoint's health (timeouts,
 refused connections, 5xx, an open breaker), not the requests it refused;
 ``latency_ms`` is the mean of the calls of the last minute, retries included
@@ -27,6 +32,7 @@ route; queue depth) into the document ``hub status --json`` prints
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import socket
@@ -47,9 +53,47 @@ FORGET_AFTER = 86_400.0
 WINDOW = 60.0
 #: Error classes (``connectors.metrics.error_class``) that speak of an endpoint's health.
 HEALTH_ERRORS = ("recoverable", "timeout", "circuit_open")
+#: Warnings a process keeps for its report, and the longest message kept of one.
+WARNINGS_KEPT = 50
+WARNING_CHARS = 500
+#: Loggers whose warnings are not the hub's own: the simulated departments and the
+#: demo's driver, when a test or ``hub demo`` runs them in the hub's process.
+NOT_THE_HUB = ("bdchub.sandbox", "bdchub.demo", "bdchub.bench")
 
 HEALTH_RANK = {"up": 0, "degraded": 1, "down": 2}
 BREAKER_RANK = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class RecentWarnings(logging.Handler):
+    """The last ``size`` warnings (and errors) of the hub's loggers in this process,
+    for its status report: the console's overview shows them across processes
+    without a log collector. ``mask`` (the hub's ``Masker.text``) goes over each
+    message once more, in case a line quotes an ID number a caller did not mask."""
+
+    def __init__(self, size: int = WARNINGS_KEPT,
+                 mask: Callable[[str], str] | None = None):
+        super().__init__(logging.WARNING)
+        self.mask = mask or (lambda text: text)
+        self._kept: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if (record.levelno < self.level or not record.name.startswith("bdchub")
+                or record.name.startswith(NOT_THE_HUB)):
+            return
+        try:
+            message = self.mask(record.getMessage())[:WARNING_CHARS]
+            self._kept.append({
+                "at": record.created, "level": record.levelname, "logger": record.name,
+                "message": message, "event": str(getattr(record, "event", "") or ""),
+                "route": str(getattr(record, "route", "") or ""),
+                "tenant": str(getattr(record, "tenant", "") or "")})
+        except Exception:  # noqa: BLE001 - logging must never break the caller
+            self.handleError(record)
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The kept warnings, oldest first (a copy)."""
+        with self.lock or contextlib.nullcontext():
+            return list(self._kept)
 
 
 class StatusReporter:
@@ -67,11 +111,14 @@ class StatusReporter:
         self.started_at = clock()
         self.process = f"{socket.gethostname()}:{os.getpid()}:{self.started_at:.3f}"
         self._samples: dict[str, collections.deque[tuple[float, float, float, float]]] = {}
+        masking = getattr(hub, "masking", None)
+        self.warnings = RecentWarnings(mask=masking.text if masking is not None else None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stop.clear()
+        logging.getLogger().addHandler(self.warnings)
         try:
             self.hub.store.forget_process(self.process, before=self.clock() - FORGET_AFTER)
         except Exception as exc:  # noqa: BLE001 - only a report; the hub runs on
@@ -82,6 +129,7 @@ class StatusReporter:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        logging.getLogger().removeHandler(self.warnings)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -92,6 +140,7 @@ class StatusReporter:
 
     def kill(self) -> None:
         self._stop.set()  # the row stays and goes stale, as after a crash
+        logging.getLogger().removeHandler(self.warnings)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -112,7 +161,7 @@ class StatusReporter:
                 "tenant": self.hub.tenant, "name": str(self.hub.config.get("name") or ""),
                 "connectors": {name: self._connector(name, connector, now)
                                for name, connector in sorted(self.hub.connectors.items())},
-                "in_flight": self.hub.in_flight()}
+                "in_flight": self.hub.in_flight(), "warnings": self.warnings.recent()}
 
     def _connector(self, name: str, connector: Any, now: float) -> dict[str, Any]:
         breaker = getattr(connector, "breaker", None)
@@ -185,7 +234,20 @@ def status(hub: Any, reports: Iterable[Mapping[str, Any]], now: float,
             "dead_letters": held.get("dead_letters", 0),
             "in_config": route is not None})
     return {"version": 1, "at": now, "running": bool(fresh), "tenant": hub.tenant,
-            "processes": processes, "connectors": connectors, "routes": routes}
+            "processes": processes, "connectors": connectors, "routes": routes,
+            "warnings": recent_warnings(reports)}
+
+
+def recent_warnings(reports: Iterable[Mapping[str, Any]],
+                    limit: int = WARNINGS_KEPT) -> list[dict[str, Any]]:
+    """The warnings of every reporting process (a stale one's too: they may say why
+    it went quiet), each with its process, newest first, at most ``limit``."""
+    merged = [{**w, "process": r["process"], "host": r["report"].get("host"),
+               "pid": r["report"].get("pid")}
+              for r in reports for w in (r["report"].get("warnings") or [])
+              if isinstance(w, Mapping)]
+    merged.sort(key=lambda w: float(w.get("at") or 0), reverse=True)
+    return merged[:limit]
 
 
 def _process(row: Mapping[str, Any], now: float) -> dict[str, Any]:

@@ -6,8 +6,7 @@ console's prefix, so the console works without the Internet::
 
     GET  {path}/                        -> the overview (or the login page)
     GET  {path}/login                   the login page (POST {path}/api/login)
-    GET  {path}/overview                connectors, breakers, queues; refreshed by the script
-    GET  {path}/api/overview            what the overview shows, as JSON
+    GET  {path}/overview                the overview (``console.overview``)
     GET  {path}/statistics?since=&until= statistics (``console.statistics``)
     GET  {path}/dead-letters?q=         dead letters (reason, route, step, last error, masked)
     GET  {path}/dead-letters/show?id=   one dead letter, its message masked
@@ -27,18 +26,15 @@ assembly floor registers ``app.status.status`` there: the same document as
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from bdchub.core import i18n
 from bdchub.core.i18n import _
-from bdchub.core.registry import Registry
 from bdchub.routes.cli import masked_envelope
 from bdchub.web.http import Answer, ApiError, json_answer, read_json
 
-from . import statistics
+from . import overview, statistics
 from .api import ConsoleApp, ConsoleRequest, require
 from .api import mount as api_mount
 from .frame import (
@@ -55,9 +51,7 @@ from .frame import (
     when,
     with_language,
 )
-
-#: ``status(hub, reports, now, depth) -> document`` of the running hub (``app.status``).
-STATUS_SOURCES: Registry[Callable[..., dict[str, Any]]] = Registry("console status source")
+from .overview import STATUS_SOURCES  # noqa: F401 - where app.parts registers it
 
 
 def mount(hub: Any, config: dict[str, Any]) -> tuple[str, ConsoleApp] | None:
@@ -72,8 +66,7 @@ def install(app: ConsoleApp) -> None:
     """Add the pages, their JSON endpoints and the static files to ``app``."""
     app.add("GET", "/", _root)
     app.add("GET", "/login", _login_page)
-    app.add("GET", "/overview", page("overview.read")(_overview_page))
-    app.add("GET", "/api/overview", require("overview.read")(_overview_api))
+    overview.install(app)
     app.add("GET", "/dead-letters", page("messages.read")(_dead_letters_page))
     app.add("GET", "/dead-letters/show", page("messages.read")(_dead_letter_page))
     app.add("POST", "/api/dead-letters/replay", require("dead_letters.replay")(_replay))
@@ -105,44 +98,6 @@ def _login_page(req: ConsoleRequest) -> Answer:
 <button type="submit" id="login-button">{e(_("Log in"))}</button>
 <p class="message" id="login-message" role="alert"></p>
 </form></section>"""))
-
-
-# ------------------------------------------------------------------ overview
-
-def _overview_page(req: ConsoleRequest) -> str:
-    labels = {"up": _("up"), "degraded": _("degraded"), "down": _("down"),
-              "closed": _("circuit closed"), "open": _("circuit open"),
-              "half-open": _("circuit half-open"),
-              "unknown": _("no report"), "parked": _("parked"), "waiting": _("waiting"),
-              "dead_letters": _("dead letters"), "stale": _("the hub is not reporting"),
-              "failed": _("could not refresh")}
-    return layout(req, _("Overview"), f"""
-<h1>{e(_("Overview"))}</h1>
-<p class="updated">{e(_("Updated"))}: <span id="updated">-</span>
-<span id="refresh-error" class="message"></span></p>
-<section id="overview" data-labels="{e(json.dumps(labels, ensure_ascii=False))}">
-<h2>{e(_("Connectors"))}</h2>
-<table id="connectors"><thead><tr><th>{e(_("connector"))}</th><th>{e(_("type"))}</th>
-<th>{e(_("health"))}</th><th>{e(_("breaker"))}</th><th>{e(_("latency (ms)"))}</th>
-<th>{e(_("calls / errors (1 min)"))}</th></tr></thead><tbody></tbody></table>
-<h2>{e(_("Routes"))}</h2>
-<table id="routes"><thead><tr><th>{e(_("route"))}</th><th>{e(_("queue depth"))}</th>
-<th>{e(_("in flight"))}</th><th>{e(_("parked"))}</th><th>{e(_("waiting"))}</th>
-<th>{e(_("dead letters"))}</th></tr></thead><tbody></tbody></table>
-<h2>{e(_("Held messages per route"))}</h2>
-<div id="held-chart" class="chart"></div>
-</section>""", script=f'<script src="{e(req.console.prefix)}/static/vendor/echarts/'
-                       'echarts.min.js" defer></script>\n')
-
-
-def _overview_api(req: ConsoleRequest) -> Answer:
-    hub = req.console.hub
-    if "hub" not in STATUS_SOURCES:
-        raise ApiError(503, "status_unavailable",
-                       _("this hub does not report its status"), reason="no_status_source")
-    document = STATUS_SOURCES.get("hub")(hub, hub.store.process_reports(), time.time(),
-                                         hub.broker.queue_size)
-    return json_answer(200, document)
 
 
 # ------------------------------------------------------------------ statistics

@@ -2,7 +2,9 @@
 
     GET {path}/statistics?since=&until=            the page (``console.pages``): a range
                                                    form, a chart, tables
-    GET {path}/api/statistics?since=&until=        what the page shows, as JSON
+    GET {path}/api/statistics?since=&until=        what the page shows, as JSON (with
+                                                   the names of the registration types
+                                                   and channels, ``console.codes``)
     GET {path}/api/statistics/export?format=csv    the tables as a download (csv or xlsx)
 
 The figures are those of ``hub stats`` (``app.stats``), read through
@@ -28,6 +30,7 @@ from bdchub.core.registry import Registry
 from bdchub.core.store import hops, progress, stage_entries
 from bdchub.web.http import Answer, ApiError, json_answer
 
+from . import codes
 from .api import ConsoleApp, ConsoleRequest, require
 
 #: ``report(store, since=, until=, by=, period=, tenants=)`` and ``export(data, by, path)``
@@ -97,8 +100,12 @@ def _plain(rows: list[dict[Any, Any]]) -> list[dict[str, Any]]:
 def _statistics_api(req: ConsoleRequest) -> Answer:
     data = _report(req)
     rows = data["applications"]
+    summed = {k: _summed(rows, k) for k in BY}
     return json_answer(200, {"since": data["since"], "until": data["until"],
-                             "applications": {k: _summed(rows, k) for k in BY},
+                             "applications": summed,
+                             # the names operators read beside the codes (console.codes)
+                             "names": {k: codes.names(k, (str(r[k]) for r in summed[k]))
+                                       for k in codes.KINDS},
                              "total": sum(int(r["applications"]) for r in rows),
                              "stage_times": _plain(data["stage_times"]),
                              "calls": _plain(data["calls"])})

@@ -1,6 +1,6 @@
-// The console's one script: login, logout, the overview's refresh and chart, the
-// statistics' tables and chart, and the dead-letter actions. Values go into the page as
-// text (textContent), never as HTML.
+// The console's shared script: login, logout, the statistics' tables and chart, and the
+// dead-letter actions; the helpers a page's own script uses (overview.js) are on
+// window.bdchubConsole. Values go into the page as text (textContent), never as HTML.
 (function () {
   "use strict";
   var meta = function (name) {
@@ -14,7 +14,7 @@
     var headers = { "Accept": "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (method !== "GET") headers["X-CSRF-Token"] = meta("csrf-token");
-    return fetch(prefix + path + "?lang=" + lang, {
+    return fetch(prefix + path + (path.indexOf("?") < 0 ? "?" : "&") + "lang=" + lang, {
       method: method, headers: headers, credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (resp) {
@@ -26,6 +26,9 @@
   function errorText(answer) {
     return (answer.doc && answer.doc.error && answer.doc.error.message) || ("HTTP " + answer.status);
   }
+
+  // For the pages' own scripts (deferred before this one, run at DOMContentLoaded).
+  window.bdchubConsole = { api: api, errorText: errorText, cell: cell, prefix: prefix };
 
   function login() {
     var form = document.getElementById("login-form");
@@ -62,72 +65,6 @@
     return td;
   }
 
-  function overview() {
-    var section = document.getElementById("overview");
-    if (!section) return;
-    var labels = JSON.parse(section.getAttribute("data-labels"));
-    var chart = null;
-    function render(doc) {
-      var body = document.querySelector("#connectors tbody");
-      body.textContent = "";
-      doc.connectors.forEach(function (c) {
-        var row = document.createElement("tr");
-        row.setAttribute("data-connector", c.name);
-        row.setAttribute("data-health", c.health || "unknown");
-        row.setAttribute("data-breaker", c.breaker || "unknown");
-        cell(row, c.name);
-        cell(row, c.type);
-        cell(row, labels[c.health || "unknown"], "health health-" + (c.health || "unknown"));
-        cell(row, labels[c.breaker || "unknown"] || c.breaker, "breaker");
-        cell(row, c.latency_ms);
-        cell(row, c.calls_1m + " / " + c.errors_1m);
-        body.appendChild(row);
-      });
-      var routes = document.querySelector("#routes tbody");
-      routes.textContent = "";
-      doc.routes.forEach(function (r) {
-        var row = document.createElement("tr");
-        row.setAttribute("data-route", r.name);
-        [r.name, r.depth, r.in_flight, r.parked, r.waiting, r.dead_letters].forEach(
-          function (v) { cell(row, v); });
-        routes.appendChild(row);
-      });
-      document.getElementById("updated").textContent = new Date(doc.at * 1000).toLocaleTimeString();
-      document.getElementById("refresh-error").textContent = doc.running ? "" : labels.stale;
-      if (window.echarts) {
-        var held = doc.routes.filter(function (r) { return r.parked || r.waiting || r.dead_letters; });
-        if (!held.length) held = doc.routes;
-        chart = chart || window.echarts.init(document.getElementById("held-chart"));
-        chart.setOption({
-          animation: false, tooltip: { trigger: "axis" },
-          legend: { data: [labels.parked, labels.waiting, labels.dead_letters] },
-          grid: { left: 40, right: 20, bottom: 90 },
-          xAxis: { type: "category", data: held.map(function (r) { return r.name; }),
-                   axisLabel: { rotate: 40, interval: 0 } },
-          yAxis: { type: "value", minInterval: 1 },
-          series: [
-            { name: labels.parked, type: "bar", stack: "held", data: held.map(function (r) { return r.parked; }) },
-            { name: labels.waiting, type: "bar", stack: "held", data: held.map(function (r) { return r.waiting; }) },
-            { name: labels.dead_letters, type: "bar", stack: "held", data: held.map(function (r) { return r.dead_letters; }) }
-          ]
-        });
-        section.setAttribute("data-chart", "rendered");
-      }
-      section.setAttribute("data-refreshed", String(doc.at));
-    }
-    function refresh() {
-      api("GET", "/api/overview").then(function (answer) {
-        if (answer.status === 200) render(answer.doc);
-        else if (answer.status === 401) window.location.assign(prefix + "/login");
-        else document.getElementById("refresh-error").textContent = labels.failed + ": " + errorText(answer);
-      }).catch(function () {
-        document.getElementById("refresh-error").textContent = labels.failed;
-      });
-    }
-    refresh();
-    window.setInterval(refresh, 3000);
-  }
-
   function statistics() {
     var section = document.getElementById("statistics");
     if (!section) return;
@@ -146,7 +83,10 @@
     }
     function key(r, by) {
       var value = r[by];
-      return by === "outcome" ? (labels[value] || value) : (value || labels.none);
+      if (by === "outcome") return labels[value] || value;
+      if (!value) return labels.none;
+      var name = doc.names && doc.names[by] && doc.names[by][value];
+      return name ? value + " " + name : value;  // the code beside its name
     }
     function draw() {
       if (!window.echarts || !doc) return;
@@ -229,6 +169,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    login(); logout(); overview(); statistics(); deadLetterActions();
+    login(); logout(); statistics(); deadLetterActions();
   });
 })();

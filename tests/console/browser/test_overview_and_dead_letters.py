@@ -80,7 +80,8 @@ def test_a_system_administrator_watches_a_department_go_down_and_replays_a_dead_
     until(lambda: _connector_row(browser, "tax"), "the overview's connectors")
     until(lambda: browser.find_element(By.ID, "overview").get_attribute("data-chart"),
            "the chart")
-    browser.save_screenshot(str(shots / "overview.png"))
+    # overview.png is test_overview.py's (throughput and warnings); this is the top.
+    browser.save_screenshot(str(shots / "overview-connectors.png"))
     only_the_hub(browser, url)
 
     # The court's listener closes: the hub's court poller fails and its breaker opens.
@@ -189,7 +190,7 @@ def test_the_statistics_page_charts_the_applications_and_exports_them_as_csv(
     assert section.find_elements(By.CSS_SELECTOR, "#stats-chart canvas")
     assert browser.find_element(By.ID, "total").text == "4"
     by_type = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#by-type tbody tr")]
-    assert "200 2" in by_type and "100 1" in by_type
+    assert "200 转移登记 2" in by_type and "100 首次登记 1" in by_type  # the code and its name
     assert browser.find_elements(By.CSS_SELECTOR, "#stage-times tbody tr")
     browser.save_screenshot(str(shots / "statistics.png"))
     only_the_hub(browser, url)
