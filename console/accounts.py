@@ -12,8 +12,14 @@ Failed logins are counted per account in the store (every process counts into
 one number); the ``lockout.after``-th in a row locks the account for
 ``lockout.for`` seconds, during which even the right password is refused
 (``locked``). A good login clears the count. Every failure, lock-out and change
-is audited with who did it (``by``); no password, hash or token ever reaches the
-audit log or the log.
+is audited with who did it (``by``), why (``reason``) and, from the console, the
+caller's address (``remote``): ``hub user`` and the console write the same events.
+No password, hash or token ever reaches the audit log or the log.
+
+A security administrator cannot disable their own account nor take the
+security_admin role from it (``OwnAccount``): the hub could be left with nobody
+to manage accounts. Another security administrator, or ``hub user`` on the
+host, can.
 """
 
 from __future__ import annotations
@@ -71,6 +77,11 @@ class LoginRefused(HubError):
         super().__init__(message)
 
 
+class OwnAccount(ConfigError):
+    """A security administrator's change that would lock themself out of managing
+    accounts: disabling their own account, or taking their own role away."""
+
+
 def check_username(username: str) -> str:
     if not USERNAME.match(username or ""):
         raise ConfigError(_("'{name}' is not a valid account name: letters, digits, '.', "
@@ -118,9 +129,10 @@ class Operators:
             raise ConfigError(_("no operator account named '{name}'", name=username[:64]))
         return row
 
-    # -- changes, each audited
+    # -- changes, each audited (``by`` who, ``reason`` why, ``remote`` the console's caller)
     def add(self, username: str, password: str, *, roles: Iterable[str],
-            tenants: Iterable[str], by: str) -> dict[str, Any]:
+            tenants: Iterable[str], by: str, reason: str = "",
+            remote: str = "") -> dict[str, Any]:
         check_username(username)
         roles, tenants = check_roles(roles), check_tenants(tenants)
         check_policy(password, username)
@@ -128,50 +140,75 @@ class Operators:
         if not self.store.add(username=username, password_hash=self.passwords.hash(password),
                               roles=roles, tenants=tenants, disabled=0, failures=0,
                               locked_until=None, created_at=now, created_by=by, updated_at=now,
-                              password_changed_at=now):
+                              updated_by=by, password_changed_at=now):
             raise ConfigError(_("an operator account named '{name}' exists already",
                                 name=username))
-        self.audit("operator.added", username=username, roles=roles, tenants=tenants, by=by)
+        self.audit("operator.added", username=username, roles=roles, tenants=tenants, by=by,
+                   **_why(reason, remote))
         return self.get(username) or {}
 
-    def set_password(self, username: str, password: str, *, by: str) -> None:
+    def set_password(self, username: str, password: str, *, by: str, reason: str = "",
+                     remote: str = "", generated: bool = False) -> None:
         """A new password; every session of the account ends and its lock is lifted."""
         self._existing(username)
         check_policy(password, username)
         now = self.clock()
         self.store.change(username, password_hash=self.passwords.hash(password),
-                          password_changed_at=now, updated_at=now, failures=0,
+                          password_changed_at=now, updated_at=now, updated_by=by, failures=0,
                           locked_until=None)
         ended = self.store.close_sessions([username])
-        self.audit("operator.password_changed", username=username, by=by, sessions_ended=ended)
+        self.audit("operator.password_changed", username=username, by=by, sessions_ended=ended,
+                   **({"generated": True} if generated else {}), **_why(reason, remote))
 
-    def disable(self, username: str, *, by: str, reason: str = "") -> None:
-        self._existing(username)
-        self.store.change(username, disabled=1, updated_at=self.clock())
+    def disable(self, username: str, *, by: str, reason: str = "", remote: str = "") -> None:
+        row = self._existing(username)
+        if by == username and "security_admin" in row["roles"]:
+            raise OwnAccount(_("you cannot disable your own account: the hub would be left "
+                               "without a security administrator to manage accounts; "
+                               "another security administrator can"))
+        self.store.change(username, disabled=1, updated_at=self.clock(), updated_by=by)
         ended = self.store.close_sessions([username])
-        self.audit("operator.disabled", username=username, by=by, reason=reason,
-                   sessions_ended=ended)
+        self.audit("operator.disabled", username=username, by=by, sessions_ended=ended,
+                   **_why(reason, remote))
 
-    def enable(self, username: str, *, by: str, reason: str = "") -> None:
+    def enable(self, username: str, *, by: str, reason: str = "", remote: str = "") -> None:
         """Enable the account again; a lock-out in force is lifted too."""
         self._existing(username)
         self.store.change(username, disabled=0, failures=0, locked_until=None,
-                          updated_at=self.clock())
-        self.audit("operator.enabled", username=username, by=by, reason=reason)
+                          updated_at=self.clock(), updated_by=by)
+        self.audit("operator.enabled", username=username, by=by, **_why(reason, remote))
 
-    def set_roles(self, username: str, roles: Iterable[str], *, by: str) -> None:
-        self._set_list(username, "roles", check_roles(roles), by)
-
-    def set_tenants(self, username: str, tenants: Iterable[str], *, by: str) -> None:
-        self._set_list(username, "tenants", check_tenants(tenants), by)
-
-    def _set_list(self, username: str, key: str, values: list[str], by: str) -> None:
+    def unlock(self, username: str, *, by: str, reason: str = "", remote: str = "") -> None:
+        """Lift a lock-out (and the count of failures) before its time is up."""
         row = self._existing(username)
-        self.store.change(username, **{key: values}, updated_at=self.clock())
+        self.store.change(username, failures=0, locked_until=None, updated_at=self.clock(),
+                          updated_by=by)
+        self.audit("operator.unlocked", username=username, by=by,
+                   locked_until=row["locked_until"], **_why(reason, remote))
+
+    def set_roles(self, username: str, roles: Iterable[str], *, by: str, reason: str = "",
+                  remote: str = "") -> None:
+        found = check_roles(roles)
+        if by == username and "security_admin" in self._existing(username)["roles"] \
+                and "security_admin" not in found:
+            raise OwnAccount(_("you cannot take the security administrator role from your "
+                               "own account: the hub would be left without a security "
+                               "administrator to manage accounts; another security "
+                               "administrator can"))
+        self._set_list(username, "roles", found, by, _why(reason, remote))
+
+    def set_tenants(self, username: str, tenants: Iterable[str], *, by: str, reason: str = "",
+                    remote: str = "") -> None:
+        self._set_list(username, "tenants", check_tenants(tenants), by, _why(reason, remote))
+
+    def _set_list(self, username: str, key: str, values: list[str], by: str,
+                  why: dict[str, str]) -> None:
+        row = self._existing(username)
+        self.store.change(username, **{key: values}, updated_at=self.clock(), updated_by=by)
         # Sessions carry what was allowed when they began: they begin again.
         ended = self.store.close_sessions([username])
         self.audit(f"operator.{key}_changed", username=username, by=by, previous=row[key],
-                   sessions_ended=ended, **{key: values})
+                   sessions_ended=ended, **{key: values}, **why)
 
     # -- logging in
     def login(self, username: str, password: str, *, remote: str = "") -> Operator:
@@ -202,13 +239,12 @@ class Operators:
             self.audit("console.login_failed", username=name, reason="disabled", remote=remote)
             raise LoginRefused("disabled", _("the account is disabled; ask the security "
                                              "administrator"))
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = {"last_login_at": now}
         if row["failures"] or row["locked_until"] is not None:
             changes.update(failures=0, locked_until=None)
         if self.passwords.needs_rehash(row["password_hash"]):
             changes["password_hash"] = self.passwords.hash(password)
-        if changes:
-            self.store.change(username, **changes)
+        self.store.change(username, **changes)
         return Operator(username, tuple(row["roles"]), tuple(row["tenants"]))
 
     def operator(self, username: str) -> Operator | None:
@@ -217,6 +253,12 @@ class Operators:
         if row is None or row["disabled"]:
             return None
         return Operator(username, tuple(row["roles"]), tuple(row["tenants"]))
+
+
+def _why(reason: str, remote: str) -> dict[str, str]:
+    """The audit's ``reason`` (as ``hub user`` has always written it) and, for a change
+    made in the console, the caller's address."""
+    return {"reason": reason, **({"remote": remote} if remote else {})}
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

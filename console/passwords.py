@@ -8,7 +8,8 @@ The policy (``check_policy``) is the 等保 level 3 complexity rule (GB/T
   digits, other characters (punctuation, spaces, Chinese …);
 - not containing the account's name (in any case), nor the name reversed.
 
-Only the argon2id hash is stored (``$argon2id$v=19$m=…``: salt and parameters
+``generate`` draws a password meeting the policy (the console's reset shows it
+once). Only the argon2id hash is stored (``$argon2id$v=19$m=…``: salt and parameters
 travel in it). Verifying is argon2's own comparison; an unknown account is
 verified against a hash of nothing so it takes as long as a known one, and a
 hash made with weaker parameters than today's is replaced at the next login.
@@ -42,6 +43,26 @@ def check_policy(password: str, username: str) -> None:
     folded, name = password.casefold(), username.casefold()
     if name and (name in folded or name[::-1] in folded):
         raise ConfigError(_("the password must not contain the account name"))
+
+
+#: Letters and digits read back without confusion (no 0/O, 1/l/I).
+READABLE = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
+
+
+def generate(username: str) -> str:
+    """A random password meeting the policy, for a security administrator to hand over
+    once: four groups of five readable characters joined by '-' (over 110 bits)."""
+    import secrets
+
+    for _attempt in range(64):  # a draw failing the policy is rare: draw again
+        password = "-".join("".join(secrets.choice(READABLE) for _i in range(5))
+                            for _g in range(4))
+        try:
+            check_policy(password, username)
+        except ConfigError:
+            continue
+        return password
+    raise ConfigError(_("no password meeting the policy could be generated"))
 
 
 class Passwords:

@@ -11,7 +11,8 @@ table                     what it holds
 ========================  ==============================================================
 ``operators``             one row per operator account: the password's argon2 hash (never
                           the password), roles and tenants (JSON lists), disabled or not,
-                          consecutive failed logins and the end of a lock-out
+                          consecutive failed logins and the end of a lock-out, the last
+                          good login, who made and who last changed it
 ``operator_sessions``     open console sessions by the SHA-256 of their token (the token
                           itself is only in the operator's cookie): whose, since when,
                           last used, and when it expires
@@ -26,8 +27,21 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, String, Table, Text, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .store import Store, metadata
 
@@ -44,6 +58,8 @@ operators = Table(
     Column("created_by", String(200), nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("password_changed_at", Float, nullable=False),
+    Column("last_login_at", Float, nullable=True),
+    Column("updated_by", String(200), nullable=True),
 )
 
 operator_sessions = Table(
@@ -56,7 +72,26 @@ operator_sessions = Table(
 )
 
 TABLES = (operators, operator_sessions)
+#: Columns of ``operators`` added after its first release: a store made before gets them.
+ADDED_COLUMNS = ("last_login_at", "updated_by")
 _LISTS = ("roles", "tenants")
+
+
+def _add_missing_columns(store: Store) -> None:
+    """create_all makes missing tables, not missing columns: add those of
+    ``ADDED_COLUMNS`` a store made before them lacks (all nullable, so rows stay valid)."""
+    def present() -> set[str]:
+        return {c["name"] for c in inspect(store.engine).get_columns("operators")}
+
+    for name in sorted(set(ADDED_COLUMNS) - present()):
+        column = operators.c[name]
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE operators ADD COLUMN {name} "
+                                  f"{column.type.compile(store.engine.dialect)}"))
+        except DBAPIError:
+            if name not in present():  # not another process adding it at the same time
+                raise
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -81,6 +116,7 @@ class OperatorStore:
         self.store = store
         # Stores made before these tables existed get them here, as create_all does.
         metadata.create_all(store.engine, tables=list(TABLES))
+        _add_missing_columns(store)
 
     # -- accounts
     def add(self, **row: Any) -> bool:

@@ -165,3 +165,69 @@ def test_a_new_password_ends_the_accounts_sessions():
     ops.set_password("wang", "Xin-Mima-Guanli-2025", by="zhou")
     assert ops.store.session("h" * 64) is None
     assert hub.events("operator.password_changed")[0]["sessions_ended"] == 1
+
+
+def test_a_security_administrator_cannot_disable_themself_nor_drop_their_own_role():
+    """Neither from the console nor with ``hub user … --by`` their own name: the hub
+    could be left with nobody to manage accounts. Another security administrator can."""
+    from bdchub.console.accounts import OwnAccount
+
+    hub = StoreHub()
+    ops = operators(hub, Clock())
+    for name in ("zhou", "wu"):
+        ops.add(name, "Anquan-Guanli-2024", roles=["security_admin"], tenants=[TENANT],
+                by="root")
+    with pytest.raises(OwnAccount, match="security administrator to manage accounts"):
+        ops.disable("zhou", by="zhou", reason="test")
+    with pytest.raises(OwnAccount, match="security administrator to manage accounts"):
+        ops.set_roles("zhou", ["viewer"], by="zhou")
+    assert not ops.get("zhou")["disabled"] and ops.get("zhou")["roles"] == ["security_admin"]
+    ops.set_tenants("zhou", ["3206*"], by="zhou")  # the role stays: allowed
+    ops.set_roles("wu", ["viewer"], by="zhou")
+    ops.disable("wu", by="zhou", reason="调岗")
+    assert ops.get("wu")["disabled"] and ops.get("wu")["updated_by"] == "zhou"
+
+
+def test_the_last_good_login_and_the_last_changer_are_kept():
+    clock, hub = Clock(), StoreHub()
+    ops = operators(hub, clock)
+    ops.add("wang", "Xitong-Guanli-2024", roles=["system_admin"], tenants=[TENANT], by="root")
+    assert ops.get("wang")["last_login_at"] is None and ops.get("wang")["updated_by"] == "root"
+    clock.advance(30)
+    ops.login("wang", "Xitong-Guanli-2024")
+    with pytest.raises(LoginRefused):
+        ops.login("wang", "wrong-Password-1")
+    assert ops.get("wang")["last_login_at"] == clock.now
+    ops.enable("wang", by="zhou", reason="-")
+    assert ops.get("wang")["updated_by"] == "zhou"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    from tests.integration.test_reliability import _pg_database
+
+    return _pg_database(request.getfixturevalue("postgres_url"))
+
+
+def test_a_store_made_before_the_last_login_and_changer_columns_gets_them(store_url):
+    from sqlalchemy import text
+
+    hub = StoreHub(store_url)
+    with hub.store.engine.begin() as db:  # the operators table as first released
+        db.execute(text("DROP TABLE operators"))
+        db.execute(text(
+            "CREATE TABLE operators (username VARCHAR(64) PRIMARY KEY, password_hash "
+            "VARCHAR(255) NOT NULL, roles TEXT NOT NULL, tenants TEXT NOT NULL, disabled "
+            "INTEGER NOT NULL, failures INTEGER NOT NULL, locked_until FLOAT, created_at FLOAT "
+            "NOT NULL, created_by VARCHAR(200) NOT NULL, updated_at FLOAT NOT NULL, "
+            "password_changed_at FLOAT NOT NULL)"))
+        db.execute(text("INSERT INTO operators VALUES ('wang', '-', '[\"viewer\"]', "
+                        "'[\"320684\"]', 0, 0, NULL, 1.0, 'root', 1.0, 1.0)"))
+    ops = operators(hub, Clock())
+    assert ops.get("wang")["last_login_at"] is None and ops.get("wang")["updated_by"] is None
+    operators(hub, Clock())  # opened again (another process): nothing to add
+    ops.add("li", "Qita-Zhanghu-2024", roles=["viewer"], tenants=[TENANT], by="root")
+    assert ops.get("li")["updated_by"] == "root"
+    hub.store.close()
