@@ -38,10 +38,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tenacity
 
-from bdchub.core import greenloop
+from bdchub.core import greenloop, tracing
 from bdchub.core.backoff import Backoff
 from bdchub.core.errors import (
     CircuitOpenError,
@@ -51,6 +52,8 @@ from bdchub.core.errors import (
     TimeoutError_,
 )
 from bdchub.core.i18n import _
+from bdchub.core.logs import mask_business_no
+from bdchub.core.tracing import TRACESTATE
 
 from .base import CallContext, Connector, Health
 from .metrics import ConnectorMetrics, default_metrics, error_class
@@ -359,6 +362,37 @@ class ResilientConnector(Connector):
     # -- the call
     def call(self, operation: str, payload: Any, context: CallContext | None = None) -> Any:
         context = context or CallContext()
+        traced = tracing.ACTIVE
+        if traced is not None:
+            return self._traced_call(traced, operation, payload, context)
+        return self._call(operation, payload, context)
+
+    def _traced_call(self, traced: Any, operation: str, payload: Any,
+                     context: CallContext) -> Any:
+        """The call in a span of its own: one per logical call, its failed attempts
+        as events, its ``traceparent`` on what the call sends (``core.tracing``)."""
+        where = urlsplit(self.endpoint) if "://" in self.endpoint else None
+        span = traced.start(f"call {self.name}.{operation}", "client", {
+            "bdchub.connector": self.name, "bdchub.connector.type": self.type_name,
+            "bdchub.operation": operation, "bdchub.message.id": context.message_id,
+            "bdchub.tenant": context.tenant,
+            "bdchub.business_no": mask_business_no(context.business_no),
+            **({"server.address": where.hostname or ""} if where else {})})
+        with traced.current(span):
+            # A message the call publishes (amqp) carries this call's trace context.
+            headers = {k: v for k, v in context.headers.items() if k != TRACESTATE}
+            context = dataclasses.replace(context, headers={**headers, **traced.headers(span)})
+            try:
+                result = self._call(operation, payload, context)
+            except ConnectorError as exc:
+                span.set_attribute("bdchub.outcome", "error")
+                if exc.status:
+                    span.set_attribute("http.response.status_code", exc.status)
+                raise
+            span.set_attribute("bdchub.outcome", "ok")
+            return result
+
+    def _call(self, operation: str, payload: Any, context: CallContext) -> Any:
         calls, in_flight, latency, retries = self._series(operation)
         calls.inc()
         in_flight.inc()
@@ -468,6 +502,11 @@ class ResilientConnector(Connector):
             error.connector = self.name
         if not error.operation:
             error.operation = operation
+        if tracing.ACTIVE is not None:  # on the call's span: one event per failed attempt
+            tracing.ACTIVE.event("attempt failed", {
+                "error.type": type(error).__name__,
+                "bdchub.recoverable": isinstance(error, RecoverableError),
+                **({"http.response.status_code": error.status} if error.status else {})})
         if isinstance(error, RecoverableError):
             self.breaker.record_failure(trial)
         else:

@@ -54,6 +54,7 @@ import jmespath
 import requests
 from jmespath.exceptions import JMESPathError
 
+from bdchub.core import tracing
 from bdchub.core.errors import (
     ConfigError,
     ConnectorError,
@@ -263,11 +264,16 @@ class RestConnector(Connector):
                 raise TimeoutError_(_("connector {name}: the call's deadline has passed",
                                       name=self.name), connector=self.name, operation=operation)
             prepared = prepare(self.session, request)
+            traced = tracing.ACTIVE
+            if traced is not None:  # before signing: a signature may cover the headers
+                traced.inject(prepared.headers)
             try:
                 if sign:
                     self.auth.apply(prepared, remaining)
                 reply = send(self.session, prepared, timeouts(context.remaining(self.timeout)),
                              connector=self.name, operation=operation)
+                if traced is not None:
+                    traced.note("http.response.status_code", reply.status_code)
             except ConnectorError as exc:
                 exc.operation = exc.operation or operation
                 raise

@@ -80,6 +80,7 @@ from zeep.wsdl.utils import get_or_create_header
 from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
+from bdchub.core import tracing
 from bdchub.core.errors import (
     ConfigError,
     ConnectorError,
@@ -550,8 +551,14 @@ class _Transport(Transport):
     def post(self, address: str, message: Any, headers: dict[str, str]) -> Any:
         local = self.connector._local
         remaining = getattr(local, "timeout", None) or self.connector.timeout
+        traced = tracing.ACTIVE
+        if traced is not None:  # the call's span (connectors.resilience) as the parent
+            headers = dict(headers)
+            traced.inject(headers)
         response = self.session.post(address, data=message, headers=headers,
                                      timeout=timeouts(remaining))
+        if traced is not None:
+            traced.note("http.response.status_code", response.status_code)
         local.status = response.status_code
         local.headers = dict(response.headers)
         if declares_dtd(response.content):

@@ -282,3 +282,5 @@ register_section("store", "bdchub.core.store:SCHEMA")
 register_section("masking", "bdchub.core.masking:SCHEMA")
 register_section("logging", "bdchub.core.logs:SCHEMA")
 register_section("audit", "bdchub.core.audit:SCHEMA")
+register_section("tracing", "bdchub.core.tracing:SCHEMA",
+                 check="bdchub.core.tracing:check_section")

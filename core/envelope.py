@@ -4,6 +4,10 @@ An envelope is immutable; every change (a new hop, another attempt, a mapped
 body) makes a new one with ``evolve``. Ids are time-ordered UUIDs (version 7,
 RFC 9562) so that sorting by id sorts by creation time, which the store's
 indexes and ``hub trace`` rely on.
+
+With tracing on (``core.tracing``) the headers also carry the W3C Trace Context
+(``traceparent``, ``tracestate``) of the span that made the message, so the
+route that takes it, in this process or another, continues the same trace.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ raised to the caller instead of parking.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
@@ -394,7 +395,10 @@ class Engine:
         if greenloop.on_loop():  # on the inbound server's loop: a greenlet per call
             outcomes = greenloop.gather(each)
         else:
-            futures = [self._pool(run.route.name).submit(call) for call in each]
+            # Each call in a copy of this thread's context: its log fields and the
+            # step's span (core.tracing) go along to the pool's thread.
+            futures = [self._pool(run.route.name).submit(contextvars.copy_context().run, call)
+                       for call in each]
             outcomes = [fut.exception() or fut.result() for fut in futures]
         for outcome in outcomes:
             if isinstance(outcome, BaseException):

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bdchub.core import greenloop
+from bdchub.core import greenloop, tracing
 from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.datadir import data_dir
 from bdchub.core.envelope import Envelope
@@ -56,6 +56,17 @@ from .progress import answer
 log = logging.getLogger("bdchub.routes")
 
 AUDIT_FILE = "audit.jsonl"
+
+
+def _in_trace(envelope: Envelope) -> Envelope:
+    """``envelope`` handed to the hub inside a span (an inbound request's, with
+    tracing on): it carries that span's ``traceparent``, so its route runs continue
+    the trace (``routes.tracing``). One it already carries is kept."""
+    traced = tracing.ACTIVE
+    if traced is None or tracing.TRACEPARENT in envelope.headers:
+        return envelope
+    carried = traced.headers()
+    return envelope.with_headers(**carried) if carried else envelope
 
 
 class Hub:
@@ -151,6 +162,12 @@ class Hub:
                                   prefix=prefix, sleep=sleep)
         routes = {name: route for name, route in compiled.items() if route.enabled}
         mws: list[Middleware] = [metrics or default_metrics(), *(middleware or [])]
+        # Off unless the config turns it on: then OpenTelemetry is never imported.
+        traced = tracing.configure(config.get("tracing"))
+        if traced is not None:
+            from .tracing import TracingMiddleware
+
+            mws.append(TracingMiddleware(traced))
         engine = Engine(routes, connectors=built, store=store, broker=broker,
                         middleware=Middlewares(mws), validator=validator, clock=clock,
                         sleep=sleep, masking=Masker.from_config(config.get("masking")),
@@ -464,7 +481,7 @@ class Hub:
     def publish(self, envelope: Envelope) -> None:
         """Publish ``envelope`` by its type (confirmed before this returns)."""
         self.declare()
-        self.engine.publish(envelope)
+        self.engine.publish(_in_trace(envelope))
 
     def send(self, type_: str, body: Mapping[str, Any], tenant: str | None = None,
              business_no: str | None = None, headers: Mapping[str, str] | None = None,
@@ -484,7 +501,7 @@ class Hub:
             raise RouteError(_("route '{name}' answers synchronously; use run_sync",
                                name=route_name), route=route_name)
         self.declare()
-        self.engine.publish(envelope, route.queue)
+        self.engine.publish(_in_trace(envelope), route.queue)
 
     def run_sync(self, route_name: str, envelope: Envelope) -> Envelope:
         """Run an endpoint route in this thread and return its result (see Engine.run_sync)."""
@@ -495,7 +512,7 @@ class Hub:
         with self._sync_done:
             self._sync_busy[key] = self._sync_busy.get(key, 0) + 1
         try:
-            return self.engine.run_sync(route_name, envelope)
+            return self.engine.run_sync(route_name, _in_trace(envelope))
         finally:
             with self._sync_done:
                 left = self._sync_busy.pop(key) - 1

@@ -53,7 +53,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bdchub.connectors.profile import record_mapping
-from bdchub.core import i18n
+from bdchub.core import i18n, tracing
 from bdchub.core import metrics as core_metrics
 from bdchub.core.envelope import new_id
 from bdchub.core.errors import (
@@ -237,6 +237,13 @@ class InboundApp:
             for prefix, app in self.mounts:
                 if path == prefix or path.startswith(prefix + "/"):
                     return app(environ, start_response)
+        traced = tracing.ACTIVE
+        if traced is not None:
+            return self._traced(traced, environ, start_response)
+        return self._respond(environ, start_response)
+
+    def _respond(self, environ: dict[str, Any], start_response: Callable,
+                 span: Any = None) -> Iterable[bytes]:
         started = time.perf_counter()
         req = Request(environ, environ.get("REQUEST_METHOD", "GET"),
                       environ.get("PATH_INFO") or "/", started)
@@ -249,7 +256,27 @@ class InboundApp:
         headers.append(("Content-Length", str(len(body))))
         start_response(status_line(status), headers)
         self.metrics.observe(req.endpoint, status, time.perf_counter() - started)
+        if span is not None:
+            # The endpoint's template, not the path: a path may hold a business number.
+            span.update_name(f"inbound {req.method} {req.endpoint or '-'}")
+            span.set_attribute("http.route", req.endpoint or "")
+            span.set_attribute("http.response.status_code", status)
+            if req.client is not None:
+                span.set_attribute("bdchub.client", req.client.name)
         return [body]
+
+    def _traced(self, traced: Any, environ: dict[str, Any],
+                start_response: Callable) -> Iterable[bytes]:
+        """The request in a server span, child of the caller's ``traceparent`` if it
+        sent one; what the request hands the hub carries this span's (``routes.runtime``)."""
+        caller = {key: environ[name] for key, name in ((tracing.TRACEPARENT, "HTTP_TRACEPARENT"),
+                                                       (tracing.TRACESTATE, "HTTP_TRACESTATE"))
+                  if name in environ}
+        method = environ.get("REQUEST_METHOD", "GET")
+        span = traced.start(f"inbound {method}", "server", {"http.request.method": method},
+                            parent=caller)
+        with traced.current(span):
+            return self._respond(environ, start_response, span)
 
     def _language(self, req: Request) -> str | None:
         return request_language(req, self.language)
