@@ -38,6 +38,7 @@ NAV: list[tuple[str, Callable[[], str], str]] = [
     ("overview", lambda: _("Overview"), "overview.read"),
     ("messages", lambda: _("Messages"), "messages.read"),
     ("dead-letters", lambda: _("Dead letters"), "messages.read"),
+    ("parked", lambda: _("Parked"), "messages.read"),
     ("statistics", lambda: _("Statistics"), "statistics.read"),
     ("channels", lambda: _("Channels and clients"), "channels.read"),
     ("audit", lambda: _("Audit"), "audit.read"),

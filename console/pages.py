@@ -34,7 +34,7 @@ from bdchub.core.i18n import _
 from bdchub.routes.cli import masked_envelope
 from bdchub.web.http import Answer, ApiError, json_answer, read_json
 
-from . import overview, statistics
+from . import audit_page, channels, messages, operators_page, overview, statistics
 from .api import ConsoleApp, ConsoleRequest, require
 from .api import mount as api_mount
 from .frame import (
@@ -75,6 +75,10 @@ def install(app: ConsoleApp) -> None:
         app.add("GET", url, static)
     app.add("GET", "/statistics", page("statistics.read")(_statistics_page))
     statistics.install(app)
+    channels.install(app)
+    messages.install(app)
+    operators_page.install(app)
+    audit_page.install(app)
 
 
 # ------------------------------------------------------------------ login

@@ -39,6 +39,9 @@ table                     what it holds
                           channel): they fetch it as they fetch their own cases' notices
 ``hub_processes``         what each running hub process last reported of itself
                           (breakers, latency, deliveries in flight) for ``hub status``
+``inbound_counts``        inbound requests per minute, client, tenant and outcome
+                          (accepted, refused, error, with the refusal's code), added up
+                          by every process for the console's channels page
 ========================  ==============================================================
 
 ``finish`` writes a route's whole outcome (processed record, hops, and the
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import queue
 import threading
 import time
@@ -90,6 +94,8 @@ from . import greenloop
 from .errors import StoreError
 from .i18n import _
 from .sealing import Sealer
+
+log = logging.getLogger("bdchub.store")
 
 #: The ``store:`` section of config.yaml (registered by ``core.config``).
 SCHEMA: dict[str, Any] = {
@@ -402,6 +408,29 @@ hub_processes = Table(
     Column("report", Text, nullable=False),
 )
 
+#: Inbound requests counted per minute (``minute``: its first second, Unix time),
+#: client, channel, tenant, outcome (accepted | refused | error) and code (the refusal's
+#: error code; empty when accepted). Every process adds its counts to the same rows
+#: (``count_request``: kept in memory and added every ``REQUEST_COUNTS_EVERY`` seconds
+#: and on ``close``), so the sums cover every process and outlive restarts; a client
+#: not known yet (a bad app key) is counted as client "".
+inbound_counts = Table(
+    "inbound_counts", metadata,
+    Column("minute", Integer, primary_key=True),
+    Column("client", String(200), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("tenant", String(6), primary_key=True),
+    Column("outcome", String(8), primary_key=True),
+    Column("code", String(64), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+#: Seconds a process keeps its inbound counts before adding them to the store: a
+#: request costs a dict update, not a store write; a process killed outright loses at
+#: most this long of counts.
+REQUEST_COUNTS_EVERY = 2.0
+#: How long the per-minute inbound counts are kept.
+REQUEST_COUNTS_KEEP = 92 * 86400.0
+
 
 @dataclass
 class Finish:
@@ -530,6 +559,7 @@ class Store:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self._nonce_purge_at = 0.0
         self._request_purge_at = 0.0
+        self._tally = _RequestTally(self)
 
     @staticmethod
     def _engine(url: str, pool_size: int | None) -> Engine:
@@ -576,6 +606,7 @@ class Store:
             conn.exec_driver_sql("SELECT 1")
 
     def close(self) -> None:
+        self._tally.close()  # the counts not added yet, while the store is still open
         group, self._group = self._group, None
         if group is not None:
             group.close()
@@ -899,6 +930,16 @@ class Store:
         with self._tx() as conn:
             conn.execute(delete(parked).where(parked.c.id == parked_id))
 
+    def parked_due_now(self, parked_id: str, now: float) -> bool:
+        """An operator's "retry now": the parked message comes due at ``now``, so the
+        scheduler's next tick republishes it. False when no such row waits (never
+        parked, delivered already, or being delivered under a claim)."""
+        with self._tx() as conn:
+            return conn.execute(update(parked).where(
+                parked.c.id == parked_id,
+                or_(parked.c.claimed_until.is_(None), parked.c.claimed_until < now))
+                .values(due_at=now)).rowcount == 1
+
     def parked_list(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._read() as conn:
             rows = conn.execute(select(parked).order_by(parked.c.due_at).limit(limit)).mappings()
@@ -1193,6 +1234,47 @@ class Store:
             return [{**r, "result": json.loads(r["result"])} for r in rows]
 
 
+    # -- inbound requests counted per client (the console's channels page)
+    def count_request(self, *, client: str, channel: str, tenant: str, outcome: str,
+                      code: str = "", at: float) -> None:
+        """Count one inbound request (``outcome`` accepted | refused | error). Kept in
+        memory and added to ``inbound_counts`` within ``REQUEST_COUNTS_EVERY`` seconds
+        (or at ``close``): no store write on the request's path."""
+        self._tally.add((int(at // 60) * 60, client[:200], channel[:32], tenant[:6], outcome,
+                         code[:64]))
+
+    def flush_request_counts(self) -> None:
+        """Add the counts kept in memory to the store now."""
+        self._tally.flush()
+
+    def _add_request_counts(self, counts: Mapping[tuple[Any, ...], int]) -> None:
+        stmt = _dialect_insert(self.dialect)(inbound_counts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c for c in inbound_counts.c if c.primary_key],
+            set_={"count": inbound_counts.c.count + stmt.excluded["count"]})
+        keys = ("minute", "client", "channel", "tenant", "outcome", "code")
+        with self._tx() as conn:
+            conn.execute(stmt, [{**dict(zip(keys, key, strict=True)), "count": n}
+                                for key, n in counts.items()])
+
+    def purge_request_counts(self, before: float) -> int:
+        """Forget the inbound counts of the minutes before ``before`` (retention)."""
+        with self._tx() as conn:
+            return conn.execute(delete(inbound_counts).where(
+                inbound_counts.c.minute < before)).rowcount
+
+    def request_counts(self, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        """The inbound counts of every minute that overlaps [``since``, ``until``),
+        summed by client, channel, tenant, outcome and code."""
+        keys = (inbound_counts.c.client, inbound_counts.c.channel, inbound_counts.c.tenant,
+                inbound_counts.c.outcome, inbound_counts.c.code)
+        query = (select(*keys, func.sum(inbound_counts.c.count).label("count"))
+                 .where(inbound_counts.c.minute > since - 60).group_by(*keys))
+        if until is not None:
+            query = query.where(inbound_counts.c.minute < until)
+        with self._read() as conn:
+            return [{**r, "count": int(r["count"])} for r in conn.execute(query).mappings()]
+
     # -- what running processes report of themselves (app.status, hub status)
     def report_process(self, process: str, *, started_at: float, at: float,
                        report: Mapping[str, Any]) -> None:
@@ -1353,6 +1435,63 @@ class _GroupCommit:
             return
         for _rec, future in batch:
             future.set_result(True)
+
+
+class _RequestTally:
+    """A store's inbound counts not added yet: a thread of its own adds them every
+    ``REQUEST_COUNTS_EVERY`` seconds (started with the first count), and forgets the
+    minutes older than ``REQUEST_COUNTS_KEEP`` once an hour. Counts a failed write
+    could not add are kept for the next one."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.counts: dict[tuple[Any, ...], int] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.purge_at = 0.0
+
+    def add(self, key: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            if self.thread is None and not self.stop.is_set():
+                self.thread = threading.Thread(target=self._run, name="store-counts",
+                                               daemon=True)
+                self.thread.start()
+
+    def flush(self) -> None:
+        with self.lock:
+            counts, self.counts = self.counts, {}
+        if not counts:
+            return
+        try:
+            self.store._add_request_counts(counts)
+        except BaseException:
+            with self.lock:
+                for key, n in counts.items():
+                    self.counts[key] = self.counts.get(key, 0) + n
+            raise
+        now = time.time()
+        if now >= self.purge_at:
+            self.purge_at = now + 3600
+            self.store.purge_request_counts(now - REQUEST_COUNTS_KEEP)
+
+    def close(self) -> None:
+        self.stop.set()
+        thread, self.thread = self.thread, None
+        if thread is not None:
+            thread.join(timeout=10)
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - closing goes on; the counts are lost
+            log.warning("inbound counts not stored at close: %s", exc)
+
+    def _run(self) -> None:
+        while not self.stop.wait(REQUEST_COUNTS_EVERY):
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - the next interval tries again
+                log.warning("inbound counts not stored: %s", exc)
 
 
 def _submitted(q: Any, client: str | None, channel: str | None, of: Table = progress) -> Any:

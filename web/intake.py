@@ -16,7 +16,9 @@ code that hands a message to the hub::
 Each step raises ``ApiError``; the front door answers it in its own form and
 ``reject`` counts and audits it. Nothing reaches the hub unless every step passed.
 Each request of a known client is also counted by its channel (``InboundMetrics``:
-accepted, refused, error).
+accepted, refused, error), and every request by its client in the store every
+process shares (``count``: ``Store.count_request``, batched), for the console's
+channels page.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +40,7 @@ from . import hygiene
 from .dedupe import ContentId
 from .http import SIGNATURE_HEADERS, ApiError, Request
 from .idempotency import Idempotency
+from .loopserver import Reports
 from .metrics import InboundMetrics
 from .permissions import Permissions, hub_events, problems
 from .ports import HubPort
@@ -88,6 +92,7 @@ class Intake:
             raise ConfigError([f"{'.'.join(map(str, path))}: {message}"
                                for path, message in refused])
         self.events = hub_events(routes)
+        self.refusals = SignatureWarnings()
         self.permissions = {name: Permissions.of(inbound["clients"][name])
                             for name in self.clients}
         if nonce_store is None:
@@ -141,17 +146,7 @@ class Intake:
     def _auth_error(self, req: Request, failure: AuthFailure) -> ApiError:
         if failure.client:
             req.client = self.clients.get(failure.client)
-        # One warning a refused request (a client retrying with a wrong secret is
-        # what ops look for); the audit record holds the same and more.
-        log.warning(_("refused the signature of a request to {endpoint} from {address} "
-                      "(client {client}, app key {app_key}): {reason}",
-                      endpoint=req.endpoint or req.path, address=req.header("REMOTE_ADDR"),
-                      client=req.client.name if req.client else "-",
-                      app_key=(req.header("HTTP_X_APP_KEY") or "-")[:128],
-                      reason=failure.reason or failure.code),
-                    extra={"event": "signature.refused", "code": failure.code,
-                           "reason": failure.reason,
-                           "client": req.client.name if req.client else ""})
+        self.refusals.note(req, failure)
         if failure.code == "replayed_nonce":
             return ApiError(401, "replayed_nonce",
                             _("this nonce was already used; sign every request with a new nonce"),
@@ -277,6 +272,7 @@ class Intake:
         route's error code (``error.code`` of its answer, else its ``status``)."""
         if status < 400:
             self.metrics.channel_accepted(req.client.channel if req.client else "")
+            self.count(req, "accepted")
             return
         error = answer.get("error")
         code = error.get("code") if isinstance(error, Mapping) else answer.get("status")
@@ -328,6 +324,7 @@ class Intake:
             raise unavailable("publish_failed") from None
         client = req.client
         self.metrics.channel_accepted(client.channel if client else "")
+        self.count(req, "accepted")
         self.audit("inbound.accepted", {
             "message_id": envelope.id, "type": envelope.type, "tenant": envelope.tenant,
             "business_no": envelope.business_no, "client": client.name if client else "",
@@ -362,6 +359,7 @@ class Intake:
         self.metrics.reject(req.endpoint, err.code)
         client = req.client
         self.metrics.channel_rejected(client.channel if client else "", err.status, err.code)
+        self.count(req, "error" if err.status >= 500 else "refused", err.code)
         fields: dict[str, Any] = {
             "request_id": request_id, "status": err.status, "code": err.code,
             "reason": err.reason, "method": req.method, "endpoint": req.endpoint,
@@ -376,6 +374,19 @@ class Intake:
             fields["violations"] = [v["path"] for v in err.violations[:50]]
         fields.update(err.audit_fields)
         self.audit("inbound.rejected", fields)
+
+    def count(self, req: Request, outcome: str, code: str = "") -> None:
+        """Count the request for its client where every process adds up (the store
+        behind ``request_records``; a hub whose records keep no counts has none)."""
+        client = req.client
+        try:
+            counter = getattr(self.hub.request_records(), "count_request", None)
+            if counter is not None:
+                counter(client=client.name if client else "",
+                        channel=client.channel if client else "", tenant=req.tenant or "",
+                        outcome=outcome, code=code, at=self.clock())
+        except Exception:  # noqa: BLE001 - a count must never cost the answer
+            log.exception("inbound request not counted")
 
     def audit(self, event: str, fields: dict[str, Any]) -> None:
         try:
@@ -392,6 +403,45 @@ def unavailable(reason: str) -> ApiError:
     return ApiError(503, "unavailable",
                     _("the hub cannot take the message now; nothing was accepted, "
                       "try again later"), reason=reason, headers=[("Retry-After", "5")])
+
+
+class SignatureWarnings:
+    """The log's warnings of refused signatures: the first of a client, address and
+    reason at once (a client retrying with a wrong secret is what ops look for), the
+    others of the next minute counted into one warning, so a client hammering with a
+    bad secret does not flood the log. The audit records every refusal; a count still
+    open when refusals stop is written with the next one (``Reports`` windows)."""
+
+    def __init__(self, *, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.reports = Reports(self._emit, window=window, clock=clock)
+
+    def note(self, req: Request, failure: AuthFailure) -> None:
+        client = req.client.name if req.client else "-"
+        key = (str(req.header("REMOTE_ADDR") or "-"), client, failure.reason or failure.code)
+        with self._lock:
+            self.reports.flush()
+            self._last[key] = {
+                "endpoint": req.endpoint or req.path, "client": client, "code": failure.code,
+                "reason": failure.reason, "app_key": (req.header("HTTP_X_APP_KEY") or "-")[:128]}
+            self.reports.note(*key)
+            if len(self._last) > 2 * self.reports.capacity:  # keys whose windows closed
+                self._last = {k: v for k, v in self._last.items() if k in self.reports.open}
+
+    def _emit(self, key: tuple[str, str, str], count: int) -> None:
+        seen = self._last.get(key) or self._last.get(next(
+            (k for k in self._last if k[1:] == key[1:]), key), {})
+        text = _("refused the signature of a request to {endpoint} from {address} "
+                 "(client {client}, app key {app_key}): {reason}",
+                 endpoint=seen.get("endpoint", "-"), address=key[0],
+                 client=seen.get("client", key[1]), app_key=seen.get("app_key", "-"),
+                 reason=key[2])
+        if count > 1:
+            text += _(" ({count} times in the last minute)", count=count)
+        log.warning(text, extra={"event": "signature.refused", "code": seen.get("code", ""),
+                                 "reason": seen.get("reason"), "count": count,
+                                 "client": "" if key[1] == "-" else key[1]})
 
 
 def _nonces_unavailable(exc: HubError) -> ApiError:

@@ -195,6 +195,43 @@ def test_one_warning_per_refused_signature_naming_the_client(caplog):
     assert refused.client == "county_window" and refused.code == "bad_signature"
     assert APP_KEY in refused.getMessage() and "/api/v1/applications" in refused.getMessage()
 
+    # The same client retrying with the wrong secret: counted, not one warning each.
+    for _attempt in range(5):
+        headers = signed_headers(APP_KEY, "not-the-secret-0123456789", "POST",
+                                 "/api/v1/applications", raw)
+        assert Client(app).post("/api/v1/applications", data=raw, headers={
+            **headers, "Content-Type": "application/json"}).status_code == 401
+    assert len(warnings(caplog, "signature.refused")) == 1
+
+
+def test_refused_signatures_of_a_minute_are_counted_into_one_warning(caplog):
+    from types import SimpleNamespace
+
+    from bdchub.web.intake import SignatureWarnings
+    from bdchub.web.signing import AuthFailure
+
+    clock = Clock(0.0)
+    throttle = SignatureWarnings(window=60.0, clock=clock)
+    caplog.set_level(logging.INFO)
+
+    def refused(address: str, client: str | None = "bank") -> None:
+        headers = {"REMOTE_ADDR": address, "HTTP_X_APP_KEY": "ik-bank"}
+        req = SimpleNamespace(client=SimpleNamespace(name=client) if client else None,
+                              endpoint="/api/v1/bank/mortgages", path="/x",
+                              header=headers.get)
+        throttle.note(req, AuthFailure("bad_signature", "signature_mismatch"))
+
+    for _n in range(5):
+        refused("10.0.0.7")
+    refused("10.0.0.8")  # another address is another warning
+    assert [(w.count, "10.0.0.7" in w.getMessage()) for w in
+            warnings(caplog, "signature.refused")] == [(1, True), (1, False)]
+    clock.advance(61)
+    refused("10.0.0.7")  # after the minute: the four held back are written, then counted
+    found = warnings(caplog, "signature.refused")
+    assert len(found) == 3 and found[2].count == 4 and found[2].client == "bank"
+    assert "4 times in the last minute" in found[2].getMessage()
+
 
 def test_the_log_is_json_lines_with_the_message_context_when_the_config_says_so():
     from bdchub.core.logs import configure, log_context
