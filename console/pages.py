@@ -40,6 +40,7 @@ from .api import mount as api_mount
 from .frame import (
     LIST_LIMIT,
     MAX_REASON,
+    NAV,
     STATIC_FILES,
     e,
     html_answer,
@@ -85,14 +86,22 @@ def install(app: ConsoleApp) -> None:
 
 @with_language
 def _root(req: ConsoleRequest) -> Answer:
-    return redirect(req.console.prefix + "/overview")
+    """The first page of the navigation the operator's role may read (an audit
+    administrator lands on the audit, not on a page that would refuse them);
+    without a session the login page."""
+    try:
+        operator = req.console.authorize(req, None)
+    except ApiError:
+        return redirect(req.console.prefix + "/login")
+    first = next((href for href, _label, action in NAV if operator.may(action)), "overview")
+    return redirect(f"{req.console.prefix}/{first}")
 
 
 @with_language
 def _login_page(req: ConsoleRequest) -> Answer:
     target = req.arg("next")
     if not target.startswith(req.console.prefix + "/") or target.startswith("//"):
-        target = req.console.prefix + "/overview"  # never a redirect off the console
+        target = req.console.prefix + "/"  # never off the console; / picks the role's page
     return html_answer(200, layout(req, _("Log in"), f"""
 <section class="login"><h1>{e(_("Log in"))}</h1>
 <form id="login-form" data-next="{e(target)}">

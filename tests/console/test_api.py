@@ -247,3 +247,14 @@ def test_login_takes_json_only_and_an_unknown_path_is_404(console):
     assert form.status_code == 415  # a cross-site form cannot log anyone in
     assert browser.get("/api/nothing").status_code == 404
     assert browser.raw.get("/console/api/login").status_code == 405
+
+
+def test_the_console_root_lands_each_role_on_the_first_page_it_may_read(browser):
+    from bdchub.console.pages import install
+
+    install(browser.raw.application)
+    assert browser.get("/").headers["Location"] == "/console/login"
+    for name, landing in (("wang", "/console/overview"), ("sun", "/console/overview"),
+                          ("zhou", "/console/overview"), ("qian", "/console/audit")):
+        assert browser.login(name, PASSWORDS[name]).status_code == 200
+        assert browser.get("/").headers["Location"] == landing, name
