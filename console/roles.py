@@ -101,5 +101,5 @@ def check_roles(roles: Iterable[str]) -> list[str]:
     if len(admins) > 1:
         raise ConfigError(_("one account holds one administrator role: {roles} must be "
                             "separate accounts (separation of duties, 等保 level 3)",
-                            roles=", ".join(admins)))
+                            roles=", ".join(f"{label(r)} ({r})" for r in admins)))
     return found

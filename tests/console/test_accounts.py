@@ -119,9 +119,12 @@ def test_a_disabled_account_cannot_log_in_and_enabling_lets_it_again():
 
 def test_an_account_holds_one_administrator_role_at_most():
     ops = operators(StoreHub(), Clock())
-    with pytest.raises(ConfigError, match="separat"):
+    with pytest.raises(ConfigError, match="separat") as refused:
         ops.add("wang", "Xitong-Guanli-2024", roles=["system_admin", "audit_admin"],
                 tenants=[TENANT], by="root")
+    # Named as the operator knows them, with the name the command line takes.
+    assert "audit administrator (audit_admin)" in str(refused.value)
+    assert "system administrator (system_admin)" in str(refused.value)
     with pytest.raises(ConfigError, match="unknown role"):
         ops.add("wang", "Xitong-Guanli-2024", roles=["root"], tenants=[TENANT], by="root")
     ops.add("wang", "Xitong-Guanli-2024", roles=["system_admin"], tenants=[TENANT], by="root")
