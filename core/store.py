@@ -164,6 +164,9 @@ hops = Table(
     Column("outcome", String(32), nullable=False),
     Column("detail", Sealed("hops.detail"), nullable=False, default=""),
     Index("ix_hops_business", "business_no", "started_at"),
+    # The console finds a message by its id (console.messages); stores made before
+    # it get the index when next opened (``_LATER_INDEXES``).
+    Index("ix_hops_message", "message_id"),
 )
 
 parked = Table(
@@ -528,6 +531,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+#: Indexes added after their table first shipped.
+_LATER_INDEXES = [i for i in hops.indexes if i.name == "ix_hops_message"]
+
+
 class Store:
     """The store at ``url`` (``sqlite:///path``, ``sqlite://`` in memory, ``postgresql://…``)."""
 
@@ -541,6 +548,8 @@ class Store:
             self.sealer = sealer
             if create:
                 metadata.create_all(self.engine)
+                for index in _LATER_INDEXES:  # create_all leaves existing tables alone
+                    index.create(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
             raise StoreError(_("the store at {url} cannot be opened: {error}",
                                url=_safe_url(url), error=exc)) from exc

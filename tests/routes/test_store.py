@@ -10,7 +10,7 @@ import pytest
 
 from bdchub.core.envelope import Hop
 from bdchub.core.errors import StoreError
-from bdchub.core.store import Finish
+from bdchub.core.store import Finish, Store
 
 
 def _finish(message_id="m-1", route="r", **kw):
@@ -211,3 +211,17 @@ def test_progress_that_reports_nothing_new_leaves_the_row_and_its_time_as_they_w
     row = store.progress("320684", "B-1")
     assert (row["stage"], row["status"], row["updated_at"]) == ("registration", "in_progress",
                                                                 300.0)
+
+
+def test_a_store_made_before_the_message_index_gets_it_when_next_opened(tmp_path):
+    from sqlalchemy import create_engine, inspect, text
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    Store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as db:
+        db.execute(text("DROP INDEX ix_hops_message"))  # as a store of an older release
+    assert "ix_hops_message" not in {i["name"] for i in inspect(engine).get_indexes("hops")}
+    Store(url).close()
+    assert "ix_hops_message" in {i["name"] for i in inspect(engine).get_indexes("hops")}
+    engine.dispose()
