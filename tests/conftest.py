@@ -71,6 +71,27 @@ def postgres_url() -> str:
     return _session_server("HUB_TEST_POSTGRES_URL", PostgresServer, "PostgreSQL")
 
 
+def fresh_pg_database(postgres_url: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL server at ``postgres_url``."""
+    import uuid
+
+    import psycopg2
+
+    name = f"bdchub_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> str:
+    """A new, empty PostgreSQL database of this test's own."""
+    return fresh_pg_database(postgres_url)
+
+
 _session_servers: list = []
 
 

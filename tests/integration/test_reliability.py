@@ -30,6 +30,7 @@ import yaml
 
 from bdchub.core.config import load
 from bdchub.routes.runtime import Hub
+from tests.conftest import fresh_pg_database
 from tests.routes import sink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +43,7 @@ def _sink_type():
 
 
 def _pg_database(postgres_url: str) -> str:
-    import psycopg2
-
-    name = f"bdchub_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    return fresh_pg_database(postgres_url)
 
 
 @pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.integration)])
