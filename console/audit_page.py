@@ -17,7 +17,10 @@ log (``audit.jsonl`` in the data folder: operator actions, inbound requests
 accepted and refused, refusals the routes record) and, as files of their own,
 the bridge's: the ferry inbox's log (``bridge.ferry_inbox``, under the hub's
 audit key) and each diode connector's ``audit_log`` (under its
-``audit_key_file``).
+``audit_key_file``). One more source, ``calls``, is not an audit log: the
+outbound calls to departments as the store's trace keeps them
+(``console.audit_calls``), filtered and exported alike but not hash-chained,
+which the page says.
 
 Records are shown as their writers stored them (personal data already masked or
 hashed, as ``hub audit list`` shows them); the details column goes through the
@@ -46,6 +49,7 @@ from bdchub.core.audit_query import (
     actor_of,
     business_no_of,
     export,
+    export_lines,
     newest_first,
     oldest_first,
     query,
@@ -54,6 +58,7 @@ from bdchub.core.errors import HubError
 from bdchub.core.i18n import _
 from bdchub.web.http import Answer, ApiError, json_answer
 
+from . import audit_calls
 from .api import ConsoleApp, ConsoleRequest, require
 from .frame import LIST_LIMIT, e, layout, page, text, when
 
@@ -67,17 +72,29 @@ CHUNK = 1 << 16  # bytes of an export sent at once
 KINDS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 #: Fields the table shows in columns of their own, left out of the details.
 SHOWN = frozenset({"by", "operator", "client", "business_no"})
+#: The source of outbound calls, read from the store's trace (``console.audit_calls``).
+CALLS = "calls"
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
     label: str
-    log: AuditLog
+    #: None for ``calls``, read from the store's trace rather than a chained log.
+    log: AuditLog | None
 
 
 def sources(hub: Any) -> dict[str, Source]:
-    """The audit logs of ``hub`` the page can read: its own and the bridge's."""
+    """What the page can read of ``hub``: its audit log, the bridge's, and last the
+    outbound calls of the store's trace."""
+    found = _logs(hub)
+    if getattr(hub, "store", None) is not None:
+        found[CALLS] = Source(CALLS, _("outbound calls (the store's trace)"), None)
+    return found
+
+
+def _logs(hub: Any) -> dict[str, Source]:
+    """The audit logs of ``hub``: its own and the bridge's."""
     from bdchub.bridge.diode.connector import gate_audit
     from bdchub.bridge.ferry_inbox import FerryWatch
     from bdchub.core.datadir import data_dir
@@ -162,6 +179,22 @@ def _filters(req: ConsoleRequest, form: dict[str, str]) -> Filters:
                    keep=None if "*" in operator.tenants else visible)
 
 
+def _tenants(req: ConsoleRequest) -> list[str] | None:
+    """The tenants whose calls the operator sees; None: every tenant's."""
+    assert req.operator is not None
+    return None if "*" in req.operator.tenants else list(req.operator.tenants)
+
+
+def _page_of(req: ConsoleRequest, source: Source, filters: Filters,
+             cursor: int | None) -> tuple[list[dict], int | None]:
+    if source.log is None:
+        found = audit_calls.query(req.console.hub.store, filters, _tenants(req),
+                                  limit=LIST_LIMIT, cursor=cursor)
+    else:
+        found = query(source.log.path, filters, limit=LIST_LIMIT, cursor=cursor)
+    return found.records, found.next_cursor
+
+
 # ------------------------------------------------------------------ the page
 
 def _details(req: ConsoleRequest, rec: dict) -> str:
@@ -186,9 +219,7 @@ def _audit_page(req: ConsoleRequest) -> str:
             raise ApiError(404, "no_audit_source", _("no audit log '{name}'",
                                                      name=form["source"][:40]))
         cursor = int(before) if before.isdigit() else None
-        found_page = query(source.log.path, _filters(req, form), limit=LIST_LIMIT,
-                           cursor=cursor)
-        rows, more = found_page.records, found_page.next_cursor
+        rows, more = _page_of(req, source, _filters(req, form), cursor)
     except ApiError as err:
         refusal = err.message
     chosen = {k: v for k, v in form.items() if v}
@@ -228,15 +259,25 @@ def _audit_page(req: ConsoleRequest) -> str:
 <label>{e(_("Business number"))}<input name="business_no" id="business-no"
  value="{e(form["business_no"])}" maxlength="{MAX_FIELD}"></label>
 <button type="submit" id="filter">{e(_("Search"))}</button></form>
-<p class="actions">{exports}</p>
-<section id="chain" data-source="{e(form["source"])}">
-<button type="button" id="verify">{e(_("Verify the chain"))}</button>
-<p id="verify-result" role="status"></p><ul id="verify-problems"></ul></section>
+<p class="actions">{exports}</p>{_chain(source, form["source"])}
 <p class="message" id="audit-refusal">{e(refusal)}</p>
 <table id="audit-records"><thead><tr><th>{e(_("No."))}</th><th>{e(_("Time"))}</th>
 <th>{e(_("Event"))}</th><th>{e(_("Actor"))}</th><th>{e(_("Business number"))}</th>
 <th>{e(_("Details"))}</th></tr></thead><tbody>{body}</tbody></table>{empty}{more_link}""",
                   script=f'<script src="{e(prefix)}/static/audit.js" defer></script>\n')
+
+
+def _chain(source: Source | None, name: str) -> str:
+    """The chain's verification, or for the store's trace the plain word that it has none."""
+    if source is not None and source.log is None:
+        note = _("Outbound calls are read from the store's trace of each case (the hops "
+                 "of the steps that call departments): they are not in the hash-chained "
+                 "audit log and cannot be verified as it can. The connector is the actor; "
+                 "the event is operation/outcome.")
+        return f'<p class="notice" id="not-chained">{e(note)}</p>'
+    return f"""<section id="chain" data-source="{e(name)}">
+<button type="button" id="verify">{e(_("Verify the chain"))}</button>
+<p id="verify-result" role="status"></p><ul id="verify-problems"></ul></section>"""
 
 
 # ------------------------------------------------------------------ export
@@ -260,7 +301,9 @@ def _export(req: ConsoleRequest) -> Answer:
             "an export covers at most {days} days: split the range", days=MAX_EXPORT_DAYS),
             reason="form")
     try:
-        lines = export(source.log.path, filters, kind)
+        lines = (export(source.log.path, filters, kind) if source.log is not None else
+                 export_lines(audit_calls.oldest_first(req.console.hub.store, filters,
+                                                       _tenants(req)), kind))
     except HubError as err:
         raise ApiError(400, "bad_export", str(err), reason="form") from None
     # The first line now, in the operator's language (the CSV's headings): the
@@ -331,6 +374,10 @@ def verification(log: AuditLog) -> dict[str, Any]:
 
 def _verify(req: ConsoleRequest) -> Answer:
     source = _source(req)
+    if source.log is None:
+        raise ApiError(400, "not_chained", _("outbound calls are the store's trace, not a "
+                                             "hash-chained log: there is no chain to verify"),
+                       reason="form")
     if not source.log.files():
         raise ApiError(404, "no_audit_log", _("no audit log at {path}: nothing has been "
                                               "written there yet", path=source.log.path.name),

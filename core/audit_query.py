@@ -58,6 +58,8 @@ class Page:
 
 
 def actor_of(rec: dict) -> str:
+    if rec.get("actor"):  # a record read from elsewhere names its actor itself
+        return str(rec["actor"])
     fields = rec.get("fields") if isinstance(rec.get("fields"), dict) else {}
     return str(fields.get("by") or fields.get("operator") or fields.get("client") or "")
 
@@ -207,8 +209,13 @@ def export(live: str | os.PathLike[str], filters: Filters, fmt: str = "csv", *,
 
 
 def _export(live: str | os.PathLike[str], filters: Filters, fmt: str) -> Iterator[str]:
+    return export_lines(oldest_first(live, filters), fmt)
+
+
+def export_lines(records: Iterator[dict], fmt: str) -> Iterator[str]:
+    """``records`` as an export writes them, one output line (or CSV row) at a time."""
     if fmt == "jsonl":
-        for rec in oldest_first(live, filters):
+        for rec in records:
             yield json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n"
         return
     buf = io.StringIO()
@@ -216,7 +223,7 @@ def _export(live: str | os.PathLike[str], filters: Filters, fmt: str) -> Iterato
     keys = [key for key, _heading in columns()]
     writer.writerow([heading for _key, heading in columns()])
     yield "\ufeff" + buf.getvalue()  # a byte-order mark: spreadsheets then read it as UTF-8
-    for rec in oldest_first(live, filters):
+    for rec in records:
         buf.seek(0)
         buf.truncate()
         fields = row(rec)

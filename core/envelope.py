@@ -76,6 +76,16 @@ class Hop:
     duration_ms: float
     outcome: str = "ok"  # ok | error | parked | dead_letter | skipped
     detail: str = ""
+    #: What a calling step (``to``, ``enrich``, ``wire_tap``) called, each list joined
+    #: with ``,``: kept in the store's trace (the console's audit of outbound calls),
+    #: not carried in the message, which gets no bigger for it.
+    connector: str = ""
+    operation: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        """The hop as a message carries it."""
+        return {"route": self.route, "step": self.step, "started_at": self.started_at,
+                "duration_ms": self.duration_ms, "outcome": self.outcome, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,7 @@ class Envelope:
         data = asdict(self)
         data["body"] = dict(self.body)
         data["headers"] = dict(self.headers)
-        data["trace"] = [asdict(h) for h in self.trace]
+        data["trace"] = [h.wire() for h in self.trace]
         return data
 
     def to_json(self) -> bytes:
@@ -130,9 +140,7 @@ class Envelope:
             "business_no": self.business_no, "source": self.source,
             "headers": dict(self.headers), "id": self.id, "created_at": self.created_at,
             "attempt": self.attempt,
-            "trace": [{"route": h.route, "step": h.step, "started_at": h.started_at,
-                       "duration_ms": h.duration_ms, "outcome": h.outcome, "detail": h.detail}
-                      for h in self.trace]},
+            "trace": [h.wire() for h in self.trace]},
             ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
     @classmethod

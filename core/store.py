@@ -163,6 +163,11 @@ hops = Table(
     Column("duration_ms", Float, nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("detail", Sealed("hops.detail"), nullable=False, default=""),
+    # What a calling step called (``Hop.connector``/``operation``): the outbound calls
+    # the console's audit page lists. Nullable: stores made before them get them
+    # empty when next opened (``HOPS_ADDED``).
+    Column("connector", String(200), nullable=True),
+    Column("operation", String(200), nullable=True),
     Index("ix_hops_business", "business_no", "started_at"),
     # The console finds a message by its id (console.messages); stores made before
     # it get the index when next opened (``_LATER_INDEXES``).
@@ -533,6 +538,8 @@ def _dumps(value: Any) -> str:
 
 #: Indexes added after their table first shipped.
 _LATER_INDEXES = [i for i in hops.indexes if i.name == "ix_hops_message"]
+#: Columns of ``hops`` added after its first release: a store made before gets them.
+HOPS_ADDED = ("connector", "operation")
 
 
 class Store:
@@ -548,6 +555,7 @@ class Store:
             self.sealer = sealer
             if create:
                 metadata.create_all(self.engine)
+                _add_missing_columns(self.engine, hops, HOPS_ADDED)
                 for index in _LATER_INDEXES:  # create_all leaves existing tables alone
                     index.create(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
@@ -706,7 +714,8 @@ class Store:
         steps = [{"tenant": tenant, "business_no": business_no, "message_id": r.message_id,
                   "type": r.type, "route": h.route, "step": h.step[:200],
                   "started_at": h.started_at, "duration_ms": h.duration_ms,
-                  "outcome": h.outcome[:32], "detail": (h.detail or "")[:500]}
+                  "outcome": h.outcome[:32], "detail": (h.detail or "")[:500],
+                  "connector": h.connector[:200], "operation": h.operation[:200]}
                  for r in recs for tenant, business_no in _hop_keys(r) for h in r.hops]
         if steps:
             conn.execute(_INSERT_HOPS, steps)
@@ -1091,6 +1100,41 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(q.order_by(hops.c.started_at, hops.c.id).limit(limit)).mappings()
             return [dict(r) for r in rows]
+
+    def calls(self, *, since: float | None = None, until: float | None = None,
+              business_no: str | None = None, connector: str | None = None,
+              action: str | None = None, tenants: Sequence[str] | None = None,
+              before: int | None = None, after: int | None = None, newest_first: bool = True,
+              limit: int = 200) -> list[dict[str, Any]]:
+        """Hops of calling steps (the outbound calls to departments), by hop id: newest
+        first below ``before``, or oldest first above ``after``. ``connector`` is one
+        the step called; ``action`` its operation, its outcome or ``operation/outcome``;
+        ``tenants`` None is every tenant's. Ids grow with time, so paging by id pages
+        by time with no index of its own (inserts, the hub's hot path, stay as they
+        are); a business number goes through its index."""
+        q = select(hops).where(hops.c.connector.is_not(None), hops.c.connector != "")
+        if since is not None:
+            q = q.where(hops.c.started_at >= since)
+        if until is not None:
+            q = q.where(hops.c.started_at < until)
+        if business_no:
+            q = q.where(hops.c.business_no == business_no)
+        if connector:
+            q = q.where(_listed(hops.c.connector, connector))
+        if action:
+            operation, _slash, outcome = action.partition("/")
+            q = q.where(and_(_listed(hops.c.operation, operation), hops.c.outcome == outcome)
+                        if outcome else
+                        or_(_listed(hops.c.operation, action), hops.c.outcome == action))
+        if tenants is not None:
+            q = q.where(hops.c.tenant.in_(list(tenants)))
+        if before is not None:
+            q = q.where(hops.c.id < before)
+        if after is not None:
+            q = q.where(hops.c.id > after)
+        q = q.order_by(hops.c.id.desc() if newest_first else hops.c.id).limit(limit)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
     def progress(self, tenant: str, business_no: str, *, client: str | None = None,
                  channel: str | None = None) -> dict[str, Any] | None:
@@ -1515,6 +1559,32 @@ def _submitted(q: Any, client: str | None, channel: str | None, of: Table = prog
     if channel is not None:
         q = q.where(submitters.c.channel == channel)
     return q
+
+
+def _listed(column: Any, value: str) -> Any:
+    """``column`` (names joined with ``,``) names ``value``."""
+    like = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(column == value, column.like(f"{like},%", escape="\\"),
+               column.like(f"%,{like}", escape="\\"), column.like(f"%,{like},%", escape="\\"))
+
+
+def _add_missing_columns(engine: Engine, table: Table, names: Sequence[str]) -> None:
+    """create_all makes missing tables, not missing columns: add those of ``names``
+    a store made before them lacks (nullable, so its rows stay valid)."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import DBAPIError
+
+    def present() -> set[str]:
+        return {c["name"] for c in inspect(engine).get_columns(table.name)}
+
+    for name in sorted(set(names) - present()):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} "
+                                  f"{table.c[name].type.compile(engine.dialect)}"))
+        except DBAPIError:
+            if name not in present():  # not another process adding it at the same time
+                raise
 
 
 def _readable_notices(q: Any, client: str | None, channel: str | None) -> Any:

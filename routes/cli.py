@@ -170,18 +170,45 @@ def dlq_show(config_path: str, dead_letter_id: str, as_json: bool) -> None:
     click.echo(json.dumps(row["envelope"], ensure_ascii=False, indent=2))
 
 
+def _login() -> str:
+    """Who runs the command, for the audit log: the operating system's user."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "-"
+
+
+def _audit_dead_letter(hub: Any, event: str, dl_id: str, reason: str, **extra: Any) -> None:
+    """``event`` of one dead letter in the hub's audit log, as the console writes it
+    (operator, route, step, business number, tenant, reason), the operator being the
+    operating system's user and ``via`` the command line."""
+    row = hub.store.dead_letter(dl_id) or {"id": dl_id, "route": "", "step": ""}
+    hub.audit(event, operator=_login(), via="cli", dead_letter=row["id"], route=row["route"],
+              step=row["step"], business_no=row.get("business_no") or "",
+              tenant=row.get("tenant") or "", reason=reason, **extra)
+
+
+REASON_OPTION = click.option("--reason", default="", help=_("why (kept in the audit log)"))
+
+
 @dlq_group.command("replay")
 @CONFIG_OPTION
 @click.option("--from-start", is_flag=True,
               help="run the whole route again instead of resuming at the failed step")
+@REASON_OPTION
 @click.argument("dead_letter_id")
-def dlq_replay(config_path: str, from_start: bool, dead_letter_id: str) -> None:
+def dlq_replay(config_path: str, from_start: bool, reason: str, dead_letter_id: str) -> None:
     """Send a dead letter (or ``all``) back to its route, to go on at the step that
-    failed (the steps before it are not done again)."""
+    failed (the steps before it are not done again). Audited as dead_letter.replayed."""
     with one_shot_hub(config_path) as hub:
         if dead_letter_id != "all":
             dead_letter_id = resolve_id(hub.store, "dead_letters", dead_letter_id)
         replays = hub.dlq_replays(dead_letter_id, from_start=from_start)
+        for letter in dict.fromkeys(r["dead_letter"] for r in replays):
+            _audit_dead_letter(hub, "dead_letter.replayed", letter, reason.strip(),
+                               replays=[r["id"] for r in replays if r["dead_letter"] == letter])
     click.echo(_("replayed {n} message(s)", n=len(replays)))
     for r in replays:
         where = (_("from step {step}", step=r["resumed_at"]) if r["resumed_at"]
@@ -191,11 +218,16 @@ def dlq_replay(config_path: str, from_start: bool, dead_letter_id: str) -> None:
 
 @dlq_group.command("drop")
 @CONFIG_OPTION
+@REASON_OPTION
 @click.argument("dead_letter_id")
-def dlq_drop(config_path: str, dead_letter_id: str) -> None:
-    """Drop a dead letter for good (it stays in the store, marked dropped)."""
+def dlq_drop(config_path: str, reason: str, dead_letter_id: str) -> None:
+    """Drop a dead letter for good (it stays in the store, marked dropped). Audited as
+    dead_letter.dropped."""
     with one_shot_hub(config_path) as hub:
-        dropped = hub.dlq_drop(resolve_id(hub.store, "dead_letters", dead_letter_id))
+        dl_id = resolve_id(hub.store, "dead_letters", dead_letter_id)
+        dropped = hub.dlq_drop(dl_id)
+        if dropped:
+            _audit_dead_letter(hub, "dead_letter.dropped", dl_id, reason.strip())
     if not dropped:
         raise HubError(_("dead letter {id} was replayed or dropped already", id=dead_letter_id))
     click.echo(_("dropped {id}", id=dead_letter_id))

@@ -119,6 +119,24 @@ def _warn_outcome(run: Run, step: str, masking: Masker) -> None:
                            "dead_letter_id": run.dead_letter["id"]})
 
 
+def _failure_audit(run: Run, masking: Masker) -> tuple[str, dict[str, Any]] | None:
+    """The audit record of a message parked or dead-lettered (issue #13: exceptions
+    are audited), its error masked as the log masks it; None for any other outcome."""
+    row = run.parked if run.outcome == "parked" else (
+        run.dead_letter if run.outcome == "dead_letter" else None)
+    if not row:
+        return None
+    fields: dict[str, Any] = {
+        "route": run.route.name, "step": row["step"], "message_id": run.received.id,
+        "tenant": run.tenant, "business_no": run.business_no, "reason": row["reason"],
+        "error": (masking.text(f"{type(run.error).__name__}: {run.error}")[:500]
+                  if run.error else "")}
+    if run.outcome == "parked":
+        return "message.parked", {**fields, "parked": row["id"],
+                                  "park_count": row["park_count"], "due_at": row["due_at"]}
+    return "message.dead_lettered", {**fields, "dead_letter": row["id"]}
+
+
 def _log_audit(event: str, **fields: Any) -> None:
     log.info("audit %s %s", event, fields)
 
@@ -242,8 +260,11 @@ class Engine:
 
     def _hop(self, run: Run, step: Step, started: float, ms: float, outcome: str,
              detail: str = "") -> Hop:
+        calls: list[Call] = step.compiled.get("calls") or []
         hop = Hop(route=run.route.name, step=step.label + run.scope, started_at=started,
-                  duration_ms=round(ms, 3), outcome=outcome, detail=detail[:500])
+                  duration_ms=round(ms, 3), outcome=outcome, detail=detail[:500],
+                  connector=",".join(dict.fromkeys(c.connector for c in calls)),
+                  operation=",".join(dict.fromkeys(c.operation for c in calls)))
         run.hops.append(hop)
         self.mw.after_step(run.route.name, step, run, hop)
         return hop
@@ -472,7 +493,22 @@ class Engine:
         delivery.ack()
         self.mw.on_ack(route.name, env, run.outcome)
         _warn_failed(run, self.masking)
+        found = _failure_audit(run, self.masking)
+        if found is not None:
+            self._audit_exception(*found)
         return run.outcome
+
+    def _audit_exception(self, event: str, fields: dict[str, Any]) -> None:
+        """An exception into the hub's audit log, once the store holds its row and the
+        delivery is acked: a failing audit log is reported and the message, already
+        where it belongs, is neither lost nor handled twice for it. Parks and dead
+        letters are rare, so one fsync'd record each costs the hub nothing it feels."""
+        try:
+            self.audit(event, **fields)
+        except Exception:  # noqa: BLE001 - the message's fate is stored; the audit is the loss
+            log.exception(_("route {route}: {event} of message {id} not written to the "
+                            "audit log", route=fields.get("route"), event=event,
+                            id=fields.get("message_id")))
 
     def _malformed(self, route: str, delivery: Delivery, exc: Exception) -> str:
         raw = delivery.body.decode("utf-8", errors="replace")
@@ -492,9 +528,14 @@ class Engine:
             delivery.reject(requeue=True)
             return "requeued"
         delivery.ack()
+        error = self.masking.text(str(exc))[:500]
         log.warning(_("route {route}: a malformed message was dead-lettered: {error}",
-                      route=route, error=self.masking.text(str(exc))[:500]),
+                      route=route, error=error),
                     extra={"event": "message.dead_lettered", "reason": "malformed"})
+        self._audit_exception("message.dead_lettered", {
+            "route": route, "step": "-", "message_id": fake_id, "tenant": "",
+            "business_no": "", "reason": "malformed", "error": error,
+            "dead_letter": derive_id(fake_id, route, "dead")})
         return "dead_letter"
 
     def run_sync(self, route_name: str, envelope: Envelope) -> Envelope:

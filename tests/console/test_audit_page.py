@@ -289,7 +289,7 @@ def test_the_bridge_logs_are_sources_of_their_own_and_rotate_as_the_hubs(hub, tm
                                       "audit_key_file": "gate.key"},
                     "tax": {"type": "rest", "base_url": "http://127.0.0.1:1"}})
     found = sources(hub)
-    assert list(found) == ["hub", "ferry", "diode:internal_gate"]
+    assert list(found) == ["hub", "ferry", "diode:internal_gate", "calls"]
     gate = found["diode:internal_gate"].log
     assert gate.path == tmp_path / "gate" / "audit.jsonl" and gate.key == bytes.fromhex("ab" * 32)
     assert gate.rotation == Rotation()  # daily, 64 MiB, 400 days: the hub's defaults
