@@ -26,5 +26,6 @@ for _name, _module in (
     ("require_stage", "domain.require_stage"), ("match_name", "domain.match_name"),
     ("render_notice", "domain.render_notice"), ("case_submitter", "domain.case_submitter"),
     ("resume_held", "domain.resume_held"), ("each", "each"), ("audit", "audit"),
+    ("dispatch", "dispatch"),
 ):
     STEP_KINDS.register(_name, f"bdchub.routes.steps.{_module}:KIND")
