@@ -6,7 +6,8 @@ in a GB/T 2260 revision from 1980-12 to 2019-04 and is gone now, as
 ``abolished`` with the last revision that listed it. Old codes matter: unit
 codes, ID numbers and legacy data created under them stay valid (320684
 海门市 was replaced by 320614 海门区 in 2020, yet certificates and unit codes
-under 320684 are still in circulation).
+under 320684 are still in circulation). Where an abolished code went (its
+successor, chains followed, or a split): ``schemas.successors``.
 
 Province = first 2 digits + ``0000``; prefecture (city) = first 4 digits +
 ``00``. Municipalities (北京, 天津, 上海, 重庆) and county-level units directly
