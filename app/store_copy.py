@@ -25,8 +25,9 @@ a source on which a hub still reports itself running (``hub status``), and,
 given ``broker_url``, an embedded broker still holding messages: those are
 not in the store, so the hub must drain them before it stops.
 
-``hub_processes`` is not copied: it is what running processes say of themselves,
-and the target's processes write their own.
+``hub_processes`` and ``leases`` are not copied: they are what running processes
+say of themselves and the singletons they hold, and the target's processes write
+their own.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ __all__ = ["BATCH", "NOT_COPIED", "CopyReport", "TableCopy", "copy_store",
 
 #: Rows read and written at a time.
 BATCH = 1000
-#: Tables of the store that are not data: what running processes report of themselves.
-NOT_COPIED = ("hub_processes",)
+#: Tables of the store that are not data but the running processes' own: what each
+#: reports of itself (``app.status``) and the singleton leases each holds
+#: (``core.leases``); the target's processes write theirs.
+NOT_COPIED = ("hub_processes", "leases")
 #: How many report intervals old a process's report may be and the process still count
 #: as running (``app.status.STALE_AFTER``, plus one for a report on its way).
 RUNNING_AFTER = 4

@@ -163,16 +163,16 @@ def test_a_failure_part_way_leaves_the_target_as_it_was(tmp_path: Path):
 def test_a_table_this_hub_does_not_declare_is_copied_as_the_source_defines_it(
         source: str, tmp_path: Path):
     with sqlite3.connect(source.removeprefix("sqlite:///")) as db:
-        db.execute("CREATE TABLE singleton_leases (name VARCHAR(100) PRIMARY KEY, "
-                   "holder VARCHAR(200) NOT NULL, until FLOAT NOT NULL, token BLOB)")
-        db.execute("INSERT INTO singleton_leases VALUES ('pollers', 'host:1', 5.5, x'00ff')")
+        db.execute("CREATE TABLE county_receipts (message_id VARCHAR(40) PRIMARY KEY, "
+                   "county VARCHAR(6) NOT NULL, at FLOAT NOT NULL, signature BLOB)")
+        db.execute("INSERT INTO county_receipts VALUES ('m-1', '320684', 5.5, x'00ff')")
     target = sqlite_url(tmp_path / "moved.db")
     report = copy_store(source, target)
-    assert "singleton_leases" in {t.name for t in report.tables}
+    assert "county_receipts" in {t.name for t in report.tables}
     dst = Store(target, create=False)
     try:
-        assert stored_rows(dst.engine, "singleton_leases") == [
-            ("pollers", "host:1", 5.5, b"\x00\xff")]
+        assert stored_rows(dst.engine, "county_receipts") == [
+            ("m-1", "320684", 5.5, b"\x00\xff")]
     finally:
         dst.close()
 
