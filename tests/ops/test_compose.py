@@ -234,6 +234,12 @@ def haproxy() -> str:
 
 
 @pytest.mark.parametrize("config", [LB_CONFIG, HOST_LB_CONFIG], ids=["compose", "host"])
+def test_the_load_balancers_keep_the_metrics_to_the_inside(config: Path):
+    assert re.search(r"^\s*http-request deny .*if \{ path /metrics \}", config.read_text(),
+                     re.M)
+
+
+@pytest.mark.parametrize("config", [LB_CONFIG, HOST_LB_CONFIG], ids=["compose", "host"])
 def test_haproxy_accepts_the_load_balancer_configs(config: Path):
     done = subprocess.run([haproxy(), "-c", "-f", str(config)], capture_output=True,
                           text=True, timeout=60)
