@@ -6,7 +6,7 @@ in the ``bdchub.parts`` entry-point group (see ``core.registry``).
 
 from bdchub.core.config import register_section
 
-from . import registry  # noqa: F401 - registers rest, soap, amqp, fake
+from . import registry  # noqa: F401 - registers rest, soap, amqp, fake, hub
 
 register_section("connectors", registry.SCHEMA, required=True,
                  check="bdchub.connectors.registry:check_section")

@@ -46,6 +46,8 @@ CONNECTOR_TYPES.register("rest", "bdchub.connectors.rest:RestConnector")
 CONNECTOR_TYPES.register("soap", "bdchub.connectors.soap:SoapConnector")
 CONNECTOR_TYPES.register("amqp", "bdchub.connectors.amqp:AmqpConnector")
 CONNECTOR_TYPES.register("fake", "bdchub.connectors.fake:FakeConnector")
+# Another bdc-hub (a county's for the province, the province's for a county).
+CONNECTOR_TYPES.register("hub", "bdchub.connectors.hub:HubConnector")
 
 # Keys every connector block may carry, whatever its type. Their defaults are
 # applied by connectors.resilience (see its docstring).

@@ -44,6 +44,7 @@ CHANNELS: dict[str, Callable[[], str]] = {
     "department": lambda: _("government department"),
     "legacy": lambda: _("registration system"),
     "internal": lambda: _("internal network"),
+    "hub": lambda: _("peer hub (province or county)"),
 }
 
 KINDS = {"type": REGISTRATION_TYPES, "channel": CHANNELS}

@@ -30,14 +30,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bdchub.core import greenloop, tracing
 from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
 from bdchub.core.datadir import data_dir
-from bdchub.core.envelope import Envelope
+from bdchub.core.envelope import Envelope, Hop
 from bdchub.core.errors import ConfigError, HubError, RouteError
 from bdchub.core.health import Part, probe
 from bdchub.core.i18n import _
@@ -45,7 +45,7 @@ from bdchub.core.ids import derive_id
 from bdchub.core.masking import Masker
 from bdchub.core.sealing import audit_key as chain_key
 from bdchub.core.sealing import load_sealer
-from bdchub.core.store import Store, in_memory
+from bdchub.core.store import Finish, Store, in_memory
 
 from .compiler import Route, compile_routes
 from .engine import Engine
@@ -538,6 +538,15 @@ class Hub:
     def request_records(self) -> Store:
         """The web layer's idempotency records live in the store, like the nonces."""
         return self.store
+
+    def record_hops(self, envelope: Envelope, hops: Sequence[Hop]) -> bool:
+        """Hops a peer hub reported for the case of ``envelope`` into this hub's trace
+        (HubPort, ``web.federation``), once per report id: a processed record keyed
+        like a route's, so a report sent again writes nothing and answers False."""
+        return self.store.finish(Finish(
+            message_id=envelope.id, route=envelope.type, outcome="recorded",
+            tenant=envelope.tenant, business_no=envelope.business_no, type=envelope.type,
+            hops=list(hops)))
 
     def audit(self, event: str, **fields: Any) -> None:
         """Append one record to the hub's audit log (``core.audit``): ``audit.jsonl``

@@ -71,6 +71,7 @@ from . import metrics as metrics_mod
 from . import openapi
 from .config_schema import endpoint_defaults, with_defaults
 from .dedupe import ContentId
+from .federation import Federation
 from .health import Health, Readiness
 from .http import (
     Answer,
@@ -118,6 +119,8 @@ def builtin_endpoints(*, metrics: bool = True) -> list[tuple[str, str, str, str]
          _("progress of one case")),
         ("GET", f"{API}/progress", "get_progress_by_applicant",
          _("progress of one applicant's cases (?id_number=)")),
+        ("POST", f"{API}/hub/envelopes", "federation.post_envelope",
+         _("an envelope from a peer hub (federation), taken under its own id")),
         ("GET", f"{API}/applications/{{business_no}}/notices", "get_notices",
          _("the electronic notices of one case (acceptance, refusal, correction)")),
         ("GET", f"{API}/applications/{{business_no}}/notices/{{notice_id}}", "get_notice",
@@ -167,7 +170,8 @@ class InboundApp:
         # Exact paths, then templates with {param} segments (compiled once).
         self.exact: dict[str, tuple[str, dict[str, Handler]]] = {}
         self.patterns: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = []
-        owners: dict[str, Any] = {"soap": self.soap, "health": self.health}
+        owners: dict[str, Any] = {"soap": self.soap, "health": self.health,
+                                  "federation": Federation(self.intake, hub)}
         for method, path, name, _what in builtin_endpoints(metrics=cfg.get("metrics", True)):
             owner: Any = owners.get(name.partition(".")[0], self) if "." in name else self
             self._serve(method, path, getattr(owner, name.rpartition(".")[2]))

@@ -28,7 +28,7 @@ from typing import Any
 MIB = 1024 * 1024
 
 CHANNELS = ["county", "province", "national", "bank", "department", "developer",
-            "agency", "legacy", "internal", "other"]
+            "agency", "legacy", "internal", "hub", "other"]
 
 #: Which cases a client may read: those it submitted, those submitted by any client
 #: of its channel, every case of the tenants it may act for, or none.
@@ -55,6 +55,9 @@ CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "department": {"sends": [], "reads": "none"},
     "legacy": {"sends": [], "reads": "none"},
     "internal": {"sends": [], "reads": "none"},
+    # Another bdc-hub (federation, ``web.federation``): it forwards what its routes
+    # made, of any type but a hub event it does not own, and reads nothing.
+    "hub": {"sends": ["#"], "reads": "none"},
     "other": {"sends": [], "reads": "none"},
 }
 
@@ -78,7 +81,7 @@ CLIENT_SCHEMA: dict[str, Any] = {
         "channel": {"enum": CHANNELS, "default": "other",
                     "description": "who the client is: county/province/national one-window "
                                    "platform, bank, developer, agency, department, legacy "
-                                   "system …"},
+                                   "system, another hub (federation) …"},
         "sends": {"type": "array", "uniqueItems": True,
                   "items": {"type": "string",
                             "pattern": r"^([a-z][a-z0-9_]*|\*|#)(\.([a-z][a-z0-9_]*|\*|#))*$"},
@@ -90,7 +93,8 @@ CLIENT_SCHEMA: dict[str, Any] = {
                  "description": "hub events this client is the source of (e.g. the "
                                 "registration system's progress.reported and "
                                 "registration.recorded through the SOAP endpoint): only a "
-                                "legacy, department or internal client may own one"},
+                                "legacy, department, internal or peer hub client may "
+                                "own one"},
         "reads": {"enum": READS,
                   "description": "cases whose progress it may read: own (it submitted them), "
                                  "channel (a client of its channel did), tenant (all of the "

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bdchub.core.envelope import Envelope
+from bdchub.core.envelope import Envelope, Hop
 from bdchub.core.errors import HubError, RouteError
 
 
@@ -23,6 +23,8 @@ class FakeHub:
     def __init__(self, *, shared: bool = False) -> None:
         self.shared = shared  # as a hub on a store other processes open (shares_store)
         self.published: list[Envelope] = []
+        #: hops peer hubs reported, by report id (``record_hops``)
+        self.reported_hops: dict[str, tuple[Envelope, list[Hop]]] = {}
         self.audits: list[tuple[str, dict[str, Any]]] = []
         self.sync_calls: list[tuple[str, Envelope]] = []
         self.submitted: list[tuple[str, Envelope]] = []
@@ -118,6 +120,13 @@ class FakeHub:
 
                 self._records = Store("sqlite://", group_commit=False)
             return self._records
+
+    def record_hops(self, envelope: Envelope, hops: Sequence[Hop]) -> bool:
+        with self._lock:
+            if envelope.id in self.reported_hops:
+                return False
+            self.reported_hops[envelope.id] = (envelope, list(hops))
+            return True
 
     # -- test helpers ----------------------------------------------------
     def add_progress(self, tenant: str, business_no: str, record: dict[str, Any], *,

@@ -14,8 +14,8 @@ outside by design (``SUBMISSIONS``: a bank batch's items become applications,
 but an application is still what a window submits). Coming from outside, a hub
 event would be a forged fact the routes act on (a refusal notice to the window,
 a register entry waking the route that waits for it), so a client may send one
-only when it owns it, which only a legacy, department or internal client may,
-and no pattern in ``sends`` ever reaches one. ``problems`` is the load-time
+only when it owns it, which only a legacy, department, internal or peer hub
+client may (a county hub reports its cases' progress up to the province), and no pattern in ``sends`` ever reaches one. ``problems`` is the load-time
 check (``hub check`` and the inbound app alike): a config that names a hub event
 under a client's ``sends``, or lets a window or bank own one, is refused.
 
@@ -43,7 +43,7 @@ HUB_EVENTS = frozenset({"progress.reported", "registration.recorded", "refusal.n
 SUBMISSIONS = frozenset({"application.submitted", "application.materials_updated",
                          "appointment.requested"})
 #: Channels of the systems that may be the source of hub events.
-OWNER_CHANNELS = ("legacy", "department", "internal")
+OWNER_CHANNELS = ("legacy", "department", "internal", "hub")
 
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _DEFAULT_PUBLISH = {"require_materials": "correction.requested"}
@@ -126,7 +126,7 @@ def problems(clients: Any, routes: Any) -> list[tuple[tuple[str | int, ...], str
         if owns and channel not in OWNER_CHANNELS:
             out.append(((*path, "owns"), _(
                 "a client of channel {channel} cannot own hub events; only a legacy, "
-                "department or internal client can", channel=channel)))
+                "department, internal or peer hub client can", channel=channel)))
         for i, type_ in enumerate(owns):
             if type_ not in events:
                 out.append(((*path, "owns", i), _(

@@ -7,9 +7,10 @@ imports the engine, and nothing in ``web`` asks the hub for more than this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from bdchub.core.envelope import Envelope
+from bdchub.core.envelope import Envelope, Hop
 
 
 @runtime_checkable
@@ -83,4 +84,10 @@ class HubPort(Protocol):
         """Where inbound writes are kept by idempotency key (``web.idempotency.
         RecordStore``: claim, settle, release): the store every process serving this
         hub shares, so a repeat is recognised whichever process it reaches."""
+        ...
+
+    def record_hops(self, envelope: Envelope, hops: Sequence[Hop]) -> bool:
+        """Keep ``hops`` a peer hub reported (``web.federation``) in this hub's trace of
+        the case of ``envelope`` (its tenant and business number), once per envelope
+        id: False when that report was kept already."""
         ...

@@ -27,5 +27,6 @@ for _name, _module in (
     ("render_notice", "domain.render_notice"), ("case_submitter", "domain.case_submitter"),
     ("resume_held", "domain.resume_held"), ("each", "each"), ("audit", "audit"),
     ("dispatch", "dispatch"),
+    ("report_hops", "report_hops"),
 ):
     STEP_KINDS.register(_name, f"bdchub.routes.steps.{_module}:KIND")
