@@ -9,7 +9,9 @@
 
 One process (``inbound.listen.processes: 1``, the default) is one
 ``HubService``; with more, ``web.server.serve`` forks that many whole hubs
-taking connections on one socket, and the singleton inputs run in the first.
+taking connections on one socket. The singleton inputs (pollers, reconciler,
+bridge watches) run in whichever process holds each one's lease in the store
+(``app.singletons``), among these processes and other ``hub run`` s on the store.
 The Docker image's entry point is ``hub run``. SIGHUP reloads the config file
 (``app.reload``); with several processes the first passes it to the others.
 """
@@ -142,7 +144,7 @@ def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | N
                    sha256: str | None) -> None:
     """``hub run`` with ``inbound.listen.processes`` > 1: that many processes, each a
     whole hub (route workers and inbound server) taking connections on one socket;
-    the singleton inputs (pollers, bridge watches) run in the first one only. They
+    each singleton input (pollers, bridge watches) runs in the one holding its lease. They
     share the broker and the store, as separate workers do (signed-request nonces
     included). This process only forks them and passes them SIGHUP; each reloads
     on its own and answers ``hub reload`` in its own entry."""
@@ -162,7 +164,10 @@ def _run_processes(config: dict[str, Any], listen: dict[str, Any], host: str | N
     def build() -> Any:  # in the forked process
         listener = ReloadListener()
         install_sighup(listener)
-        service = HubService.from_config(config, web=False, pollers=pollers and per.index == 0)
+        # Every process contends for the singletons' leases (app.singletons); the
+        # metrics listener is a port: the first process serves it.
+        service = HubService.from_config(config, web=False, pollers=pollers,
+                                         metrics_listener=pollers and per.index == 0)
         service.start()
         try:
             slot = service.app_slot = AppSlot(create_app(service.hub, dict(config),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -103,15 +103,25 @@ class Background:
     ``stop(timeout)``: the pollers and the bridge watches. Killing it asks it
     to stop and waits for nothing: its threads are daemons, and each of them
     leaves its work where the next start takes it up (cursors saved after
-    publishing, objects acknowledged after publishing, imports staged)."""
+    publishing, objects acknowledged after publishing, imports staged).
 
-    def __init__(self, name: str, target: Any, path: Path | None = None):
+    ``build`` makes a new target like this one: a singleton that lost its lease
+    and takes it again runs a new one (``renew``), not the stopped one, whose
+    threads may still be ending."""
+
+    def __init__(self, name: str, target: Any, path: Path | None = None,
+                 build: Callable[[], Any] | None = None):
         self.name = name
         self.target = target
         self.path = path  # the folder a watch looks at, for the operator
+        self.build = build
 
     def start(self) -> None:
         self.target.start()
+
+    def renew(self) -> None:
+        if self.build is not None:
+            self.target = self.build() or self.target
 
     def stop(self, timeout: float = 10.0) -> None:
         self.target.stop(timeout)
@@ -121,32 +131,62 @@ class Background:
             self.target.stop(timeout=0)
 
 
-def singleton_inputs(config: Mapping[str, Any], hub: Any) -> list[Background]:
+def singleton_inputs(config: Mapping[str, Any], hub: Any, *,
+                     leased: bool = True) -> list[Input]:
     """The inputs one process of a deployment runs, not every worker: the pollers
     (a department is polled once), the reconciler (a stuck case is asked about
-    once), the diode inbox and the ferry inbox (a disc is imported once)."""
+    once), the diode inbox and the ferry inbox (a disc is imported once). Each
+    runs under its lease in the hub's store (``app.singletons``), so whichever
+    process holds it runs it; ``leased=False``: bare, for a caller that knows it
+    is alone."""
+    found = []
+    for name, build in _builders(config, hub).items():
+        target = build()
+        if target is not None:
+            watched = _WATCHED.get(name)
+            found.append(Background(name, target, watched(target) if watched else None, build))
+    if not leased:
+        return found
+    from .singletons import leased as under_lease
+
+    return list(under_lease(found, hub.store.engine))
+
+
+#: The folder each bridge watch looks at, for the operator.
+_WATCHED: dict[str, Callable[[Any], Path]] = {
+    "bridge.diode_inbox": lambda watch: watch.publisher.inbox,
+    "bridge.ferry_inbox": lambda watch: watch.folder,
+}
+
+
+def _builders(config: Mapping[str, Any], hub: Any) -> dict[str, Callable[[], Any]]:
+    """By input name: what makes that singleton's target, or None when the config
+    has none."""
     from .pollers import Pollers
     from .reconciler import Reconciler
 
-    found = []
-    pollers = Pollers(config, connectors=hub.connectors, publish=hub.publish,
-                      store_engine=hub.store.engine)
-    if pollers.items:
-        found.append(Background("pollers", pollers))
-    reconciler = Reconciler.from_config(config, hub)
-    if reconciler is not None:
-        found.append(Background("reconciler", reconciler))
-    bridge = config.get("bridge") or {}
-    if bridge.get("diode_inbox"):
+    def pollers() -> Any:
+        built = Pollers(config, connectors=hub.connectors, publish=hub.publish,
+                        store_engine=hub.store.engine)
+        return built if built.items else None
+
+    def reconciler() -> Any:
+        return Reconciler.from_config(config, hub)
+
+    def diode_inbox() -> Any:
         from bdchub.bridge.publish import InboxWatch
 
-        watch = InboxWatch.from_config(config, hub)
-        if watch is not None:
-            found.append(Background("bridge.diode_inbox", watch, watch.publisher.inbox))
-    if bridge.get("ferry_inbox"):
+        return InboxWatch.from_config(config, hub)
+
+    def ferry_inbox() -> Any:
         from bdchub.bridge.ferry_inbox import FerryWatch
 
-        ferry = FerryWatch.from_config(config, hub, data_dir(config))
-        if ferry is not None:
-            found.append(Background("bridge.ferry_inbox", ferry, ferry.folder))
+        return FerryWatch.from_config(config, hub, data_dir(config))
+
+    found: dict[str, Callable[[], Any]] = {"pollers": pollers, "reconciler": reconciler}
+    bridge = config.get("bridge") or {}
+    if bridge.get("diode_inbox"):
+        found["bridge.diode_inbox"] = diode_inbox
+    if bridge.get("ferry_inbox"):
+        found["bridge.ferry_inbox"] = ferry_inbox
     return found

@@ -53,12 +53,14 @@ class HubService:
     ``inputs`` replaces the inputs the config describes (tests pass their own);
     ``web=False`` leaves out the inbound server (``hub run`` with several
     processes serves it itself); ``pollers=False`` leaves out the singleton
-    inputs, which one process of a deployment runs: the pollers and the bridge
-    watches."""
+    inputs (the pollers, the reconciler and the bridge watches), which the processes
+    of a deployment contend for: each runs in the one process that holds its lease
+    (``app.singletons``). ``metrics_listener`` (default: ``pollers``): whether this
+    process serves ``metrics.listen``, a port only one process can have."""
 
     def __init__(self, config: Mapping[str, Any], hub: Any, *, host: str | None = None,
                  port: int | None = None, web: bool | None = None, pollers: bool = True,
-                 inputs: list[Input] | None = None):
+                 inputs: list[Input] | None = None, metrics_listener: bool | None = None):
         from bdchub.web.config_schema import with_defaults
 
         self.config = config
@@ -81,9 +83,10 @@ class HubService:
             from .metrics import StateMetrics, listen_address
 
             # First: the state is in the scrapes before the inbound server answers one.
-            # The metrics listener goes with the singletons: one process serves it.
-            inputs = [StateMetrics(hub, listen_address(config) if pollers else None,
-                                   pollers=lambda: self.pollers)]
+            # The pollers' successes are the metrics of the process that runs them.
+            scraped = pollers if metrics_listener is None else metrics_listener
+            inputs = [StateMetrics(hub, listen_address(config) if scraped else None,
+                                   pollers=self._running_pollers)]
             if bool(inbound.get("enabled", True)) if web is None else web:
                 self.web = InboundServer(hub, config, self.host, self.port,
                                          int(listen["threads"]), readiness=self.readiness)
@@ -94,13 +97,23 @@ class HubService:
         self._started: list[Input] = []
         #: Reports this process to ``hub status`` (``app.status``) while it runs.
         self.status = StatusReporter(hub)
-        by_name = {i.name: i for i in self.inputs}
-        self.pollers = getattr(by_name.get("pollers"), "target", None)
+
+    @property
+    def pollers(self) -> Any:
+        """The pollers of this process's config (``app.pollers.Pollers``), run here
+        while this process holds their lease; None without pollers."""
+        found = [i for i in self.inputs if i.name == "pollers"]
+        return getattr(found[0], "target", None) if found else None
+
+    def _running_pollers(self) -> Any:
+        found = [i for i in self.inputs if i.name == "pollers" and getattr(i, "holding", True)]
+        return getattr(found[0], "target", None) if found else None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, host: str | None = None,
                     port: int | None = None, web: bool | None = None, pollers: bool = True,
-                    demo_secrets: bool = False, **hub_options: Any) -> HubService:
+                    metrics_listener: bool | None = None, demo_secrets: bool = False,
+                    **hub_options: Any) -> HubService:
         """The service of a loaded config. It refuses (``ConfigError``) a config whose
         secrets still hold the published defaults written in the file (``core.secrets``)
         unless ``demo_secrets``: only ``hub demo`` and the tests that run the shipped
@@ -113,7 +126,8 @@ class HubService:
         prepare_paths(config)
         hub = Hub.from_config(config, **hub_options)
         try:
-            service = cls(config, hub, host=host, port=port, web=web, pollers=pollers)
+            service = cls(config, hub, host=host, port=port, web=web, pollers=pollers,
+                          metrics_listener=metrics_listener)
         except BaseException:
             hub.close()
             raise
@@ -145,7 +159,8 @@ class HubService:
         return parts
 
     def _pollers_answer(self) -> str | None:
-        stopped = self.pollers.stopped() if self.pollers is not None else []
+        running = self._running_pollers()
+        stopped = running.stopped() if running is not None else []
         if stopped:
             return _("pollers stopped: {names}", names=", ".join(stopped))
         return None
@@ -255,13 +270,9 @@ class HubService:
                 log.exception("input %s did not stop cleanly", item.name)
             self._started.remove(item)
         self.inputs = [i for i in self.inputs if i.name not in names]
-        if "pollers" in names:
-            self.pollers = None
 
     def start_input(self, item: Input) -> None:
         """Start one more input (a reload's successor of one ``stop_inputs`` stopped)."""
         item.start()
         self.inputs.append(item)
         self._started.append(item)
-        if item.name == "pollers":
-            self.pollers = getattr(item, "target", None)

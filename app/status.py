@@ -204,11 +204,13 @@ def _call_totals(metrics: Any, connector: str) -> tuple[float, float, float]:
 # ------------------------------------------------------------------ reading
 
 def status(hub: Any, reports: Iterable[Mapping[str, Any]], now: float,
-           depth: Callable[[str], int | None] | None = None) -> dict[str, Any]:
+           depth: Callable[[str], int | None] | None = None,
+           leases: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The document of ``hub status --json`` (docs/operations.md): the processes
     with the freshness of their reports, each connector of the config as the fresh
-    processes see it, and each route's queue depth (``depth(queue)``), messages in
-    flight, parked, waiting and dead-lettered."""
+    processes see it, each route's queue depth (``depth(queue)``), messages in
+    flight, parked, waiting and dead-lettered, and which process runs each singleton
+    (``leases``: ``core.leases.Leases.held()``)."""
     processes = [_process(r, now) for r in reports]
     fresh = [p for p, r in zip(processes, reports, strict=True) if p["fresh"]]
     fresh_reports = [r["report"] for p, r in zip(processes, reports, strict=True) if p["fresh"]]
@@ -235,7 +237,18 @@ def status(hub: Any, reports: Iterable[Mapping[str, Any]], now: float,
             "in_config": route is not None})
     return {"version": 1, "at": now, "running": bool(fresh), "tenant": hub.tenant,
             "processes": processes, "connectors": connectors, "routes": routes,
+            "singletons": [singleton(lease) for lease in leases],
             "warnings": recent_warnings(reports)}
+
+
+def singleton(lease: Mapping[str, Any]) -> dict[str, Any]:
+    """One singleton's lease as ``hub status`` shows it: who holds it (``host``,
+    ``pid``, the whole ``holder`` id), since when, and for how many more seconds
+    unless renewed; ``held`` False once expired (its holder died or was cut off,
+    and no process has taken it yet)."""
+    return {"name": lease["name"], "holder": lease["holder"], "host": lease["host"],
+            "pid": lease["pid"], "taken_at": lease["taken_at"],
+            "expires_in": round(float(lease["expires_in"]), 1), "held": bool(lease["held"])}
 
 
 def recent_warnings(reports: Iterable[Mapping[str, Any]],

@@ -3,8 +3,9 @@
 Each process of ``hub run`` reports every few seconds into the store its
 connectors' breakers and latency and its routes' messages in flight
 (``app.status``); this command reads those reports, adds what the store holds
-(parked, waiting at an await step, dead letters, per route) and the depth of
-each route's queue in the broker, and prints them. It connects to no endpoint.
+(parked, waiting at an await step, dead letters, per route), the depth of
+each route's queue in the broker and which process holds each singleton's lease
+(``core.leases``), and prints them. It connects to no endpoint.
 Exit 0 while at least one process reports; 1 when none does or every report is
 stale (the hub is not running, or stuck): the rest is printed all the same.
 """
@@ -19,6 +20,7 @@ import click
 
 from bdchub.core.cliopts import CONFIG_OPTION, LANG_OPTION
 from bdchub.core.i18n import _
+from bdchub.core.leases import Leases
 from bdchub.routes.cli import JSON_OPTION, echo_json, local_time, one_shot_hub, text_table
 
 from .status import status
@@ -35,7 +37,8 @@ from .status import status
 def status_command(config_path: str, as_json: bool) -> None:
     with one_shot_hub(config_path) as hub:
         hub.declare()  # what the running hub declared: the queues are known by name
-        doc = status(hub, hub.store.process_reports(), time.time(), hub.broker.queue_size)
+        doc = status(hub, hub.store.process_reports(), time.time(), hub.broker.queue_size,
+                     leases=Leases(hub.store.engine).held())
     if as_json:
         echo_json(doc)
     else:
@@ -66,6 +69,15 @@ def _print(doc: dict[str, Any]) -> None:
             [[p["process"], str(p["host"]), str(p["pid"]), local_time(p["started_at"]),
               local_time(p["reported_at"]), _("fresh") if p["fresh"] else _("stale")]
              for p in doc["processes"]]))
+    if doc["singletons"]:
+        click.echo("")
+        click.echo(_("singletons (run by the process holding the lease):"))
+        click.echo(text_table(
+            [_("singleton"), _("host"), _("pid"), _("since"), _("lease")],
+            [[s["name"], str(s["host"]), str(s["pid"]), local_time(s["taken_at"]),
+              _("expires in {n} s unless renewed", n=f"{s['expires_in']:.0f}") if s["held"]
+              else _("expired {n} s ago", n=f"{-s['expires_in']:.0f}")]
+             for s in doc["singletons"]]))
     click.echo("")
     click.echo(_("connectors:"))
     click.echo(text_table(
