@@ -42,6 +42,7 @@ LAZY_COMMANDS = {
     "channel": "bdchub.app.channels_cli:channel_group",
     "stats": "bdchub.app.stats_cli:stats_command",
     "user": "bdchub.console.cli:user_group",
+    "store": "bdchub.app.store_copy:store_group",
 }
 
 

@@ -35,6 +35,21 @@ def _english_by_default(request):
     i18n.set_language(None)
 
 
+@pytest.fixture(autouse=True)
+def _hub_loggers_at_their_default_level():
+    """Each test sees what a hub logs at its default levels, whatever an earlier test
+    left behind (``hub test`` run in-process quiets ``bdchub`` as its own process
+    would); restored after."""
+    import logging
+
+    hub, root = logging.getLogger("bdchub"), logging.getLogger()
+    levels = hub.level, root.level
+    hub.setLevel(logging.NOTSET)
+    yield
+    hub.setLevel(levels[0])
+    root.setLevel(levels[1])
+
+
 def _session_server(env_var: str, kind: type, what: str) -> str:
     """The URL of a server ``make test`` started, or of one started for this session."""
     url = os.environ.get(env_var)

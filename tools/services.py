@@ -203,6 +203,8 @@ def ensure() -> int:
         missing.append("chromium")
     if shutil.which("chromedriver") is None:
         missing.append("chromium-driver")
+    if shutil.which("haproxy") is None:  # checks deploy/haproxy's load balancer configs
+        missing.append("haproxy")
     if not missing:
         return 0
     if os.geteuid() != 0:
@@ -215,7 +217,7 @@ def ensure() -> int:
                    check=True, env=env)
     # The package starts a system node; ours use their own ports and data, so stop it.
     subprocess.run(["sh", "-c", "service rabbitmq-server stop; service postgresql stop; "
-                    "service prometheus stop"],
+                    "service prometheus stop; service haproxy stop"],
                    check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return 0
 

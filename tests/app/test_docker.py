@@ -13,6 +13,8 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -143,7 +145,17 @@ def test_hub_run_with_the_image_listen_host_answers_on_a_non_loopback_address(
         assert f"inbound endpoints on http://0.0.0.0:{port}" in out
         with opener.open(f"http://{address}:{port}/api/v1/health", timeout=10) as resp:
             assert resp.status == 200
-        # What the image's health check asks, on the address it asks it.
-        with opener.open(f"http://127.0.0.1:{port}/readyz", timeout=10) as resp:
-            assert resp.status == 200 and json.loads(resp.read())["status"] == "ready"
+        # What the image's health check asks, on the address it asks it. Ready once
+        # its workers and pollers have answered (a loaded machine takes a moment:
+        # the health check's start period allows for it).
+        deadline, last = time.monotonic() + 30, None
+        while True:
+            try:
+                with opener.open(f"http://127.0.0.1:{port}/readyz", timeout=10) as resp:
+                    assert resp.status == 200 and json.loads(resp.read())["status"] == "ready"
+                    break
+            except urllib.error.HTTPError as exc:
+                last = exc.read()[:500]
+            assert time.monotonic() < deadline, f"never ready: {last!r}"
+            time.sleep(0.2)
 

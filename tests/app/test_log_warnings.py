@@ -15,18 +15,6 @@ from bdchub.core.errors import RecoverableError
 from tests.routes.helpers import Clock, application, echo, fake, make_hub
 
 
-@pytest.fixture(autouse=True)
-def _hub_loggers_at_their_default_level():
-    """Each test here sees what a hub logs at its default levels, whatever an earlier
-    test (``hub test`` in-process quiets ``bdchub``) left behind; restored after."""
-    hub, root = logging.getLogger("bdchub"), logging.getLogger()
-    levels = hub.level, root.level
-    hub.setLevel(logging.NOTSET)
-    yield
-    hub.setLevel(levels[0])
-    root.setLevel(levels[1])
-
-
 def warnings(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records
             if r.levelno == logging.WARNING and getattr(r, "event", None) == event]
