@@ -79,11 +79,14 @@ def _outcome_names() -> dict[str, str]:
 
 def _named(key: str, value: Any) -> Any:
     """A value as an operator reads it: codes with their Chinese names."""
-    if key == "type":
-        return f"{value} {_code_names('registration_type').get(value, '')}".strip() or "-"
-    if key in ("channel", "stage"):
-        names = _code_names("channel" if key == "channel" else "stage")
-        return f"{value} {names.get(value, '')}".strip() or "-"
+    if key in ("type", "channel"):
+        # The console's names (console.codes): an inbound client's channel too, in
+        # the operator's language.
+        from bdchub.console.codes import names
+
+        return f"{value} {names(key, [value]).get(value, '')}".strip() or "-"
+    if key == "stage":
+        return f"{value} {_code_names('stage').get(value, '')}".strip() or "-"
     if key == "outcome":
         return _outcome_names().get(value, value)
     if key == "division":

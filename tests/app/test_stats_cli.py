@@ -108,3 +108,11 @@ def test_known_errors_are_one_line_and_exit_2(config, args, message):
     code, out = _stats(config, *args)
     assert code == 2
     assert out.startswith("Error: ") and message in out and "Traceback" not in out
+
+
+def test_channels_are_named_as_the_console_names_them(config):
+    code, out = _stats(config, *RANGE, "--by", "channel", lang="zh_CN")
+    assert code == 0, out
+    assert "bank 银行网点" in out and "agency 房地产经纪（中介）机构" in out
+    code, out = _stats(config, *RANGE, "--by", "channel", lang="en")
+    assert "bank bank branch" in out and "agency real-estate agency" in out
