@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bdchub.core.i18n import _
+from bdchub.core.leases import Leases
 from bdchub.core.registry import Registry
 from bdchub.web.http import Answer, ApiError, json_answer
 
@@ -58,7 +59,10 @@ def _overview_page(req: ConsoleRequest) -> str:
               "dead_letters": _("dead letters"), "stale": _("the hub is not reporting"),
               "failed": _("could not refresh"), "succeeded": _("messages that went through"),
               "failures": _("messages that failed"), "error_rate": _("error rate (%)"),
-              "no_warnings": _("no warnings")}
+              "no_warnings": _("no warnings"),
+              "no_singletons": _("no singleton holds a lease (none configured, or its holder "
+                                 "died and none has taken it yet)"),
+              "expired": _("expired")}
     options = "".join(f'<option value="{e(name)}">{e(name)}</option>'
                       for name in _routes(req.console.hub))
     return layout(req, _("Overview"), f"""
@@ -87,6 +91,9 @@ def _overview_page(req: ConsoleRequest) -> str:
 {e(_("of them failed"))}: <span id="throughput-failed">-</span>
 <span id="throughput-error" class="message"></span></p>
 <div id="throughput-chart" class="chart"></div>
+<h2>{e(_("Singletons"))}</h2>
+<table id="singletons"><thead><tr><th>{e(_("singleton"))}</th><th>{e(_("process"))}</th>
+<th>{e(_("since"))}</th><th>{e(_("lease left (s)"))}</th></tr></thead><tbody></tbody></table>
 <h2>{e(_("Recent warnings"))}</h2>
 <table id="warnings"><thead><tr><th>{e(_("time"))}</th><th>{e(_("process"))}</th>
 <th>{e(_("level"))}</th><th>{e(_("warning"))}</th></tr></thead><tbody></tbody></table>
@@ -102,7 +109,8 @@ def _overview_api(req: ConsoleRequest) -> Answer:
         raise ApiError(503, "status_unavailable",
                        _("this hub does not report its status"), reason="no_status_source")
     document = STATUS_SOURCES.get("hub")(hub, hub.store.process_reports(), time.time(),
-                                         hub.broker.queue_size)
+                                         hub.broker.queue_size,
+                                         leases=Leases(hub.store.engine).held())
     operator = req.operator
     assert operator is not None
     # A warning about a case of a tenant the operator may not see is not theirs to read.

@@ -70,6 +70,24 @@
       }
       section.setAttribute("data-warnings", String(found.length));
     }
+    // Who runs each singleton (pollers, reconciler …) under its lease (app.singletons).
+    function singletons(doc) {
+      var found = doc.singletons || [];
+      var body = fill("singletons", found, function (row, s) {
+        row.setAttribute("data-singleton", s.name);
+        row.setAttribute("data-held", s.held ? "yes" : "no");
+        cell(row, s.name);
+        cell(row, (s.host || "") + ":" + (s.pid || ""));
+        cell(row, stamp(s.taken_at));
+        cell(row, s.held ? s.expires_in : labels.expired);
+      });
+      if (!found.length) {
+        var none = document.createElement("tr");
+        none.id = "no-singletons";
+        cell(none, labels.no_singletons).colSpan = 4;
+        body.appendChild(none);
+      }
+    }
     function held(doc) {
       if (!window.echarts) return;
       var shown = doc.routes.filter(function (r) { return r.parked || r.waiting || r.dead_letters; });
@@ -94,6 +112,7 @@
       connectors(doc);
       routes(doc);
       warnings(doc);
+      singletons(doc);
       document.getElementById("updated").textContent = new Date(doc.at * 1000).toLocaleTimeString();
       document.getElementById("refresh-error").textContent = doc.running ? "" : labels.stale;
       held(doc);

@@ -7,6 +7,7 @@ the recent warnings, as the hub logged it. Screenshot ``overview.png``.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -61,6 +62,11 @@ def test_the_overview_charts_the_traffic_and_lists_the_breaker_that_opened(
     assert chart.find_elements(By.TAG_NAME, "canvas")  # ECharts drew it
     assert browser.find_element(By.ID, "throughput-handled").text == chart.get_attribute(
         "data-handled")
+
+    # The pollers run under their lease in this process (the hub of the test).
+    held = until(lambda: browser.find_elements(
+        By.CSS_SELECTOR, '#singletons tr[data-held="yes"]'), "the singletons' holder")
+    assert any(f":{os.getpid()}" in row.text for row in held), [r.text for r in held]
 
     # One route alone, then the last day: the page asks again at once.
     browser.find_element(By.CSS_SELECTOR, '#throughput-route option[value="court_order"]').click()
