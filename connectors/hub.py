@@ -40,7 +40,11 @@ call's idempotency key, so a report sent again is recorded once.
 
 Retries, the breaker and the limits are those of every connector
 (``connectors.resilience``): a peer that is down opens its own breaker and
-parks only the messages of the routes calling it.
+parks only the messages of the routes calling it. A peer's 409 ``in_progress``
+says it is still handing over the first copy of this envelope (the first
+attempt's answer was lost, the retry overtook it): that is recoverable, tried
+again after the peer's ``Retry-After`` and parked when the attempts run out,
+never dead-lettered as the other refusals (4xx) are.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from bdchub.core.errors import PermanentError
+from bdchub.core.errors import PermanentError, RecoverableError
 from bdchub.core.i18n import _
 from bdchub.core.ids import derive_id
 
@@ -63,6 +67,10 @@ from .registry import CallProblem
 ENVELOPES_PATH = "/api/v1/hub/envelopes"
 #: The type of a report of a case's hops, recorded in the receiving hub's trace.
 HOPS_REPORTED = "hub.hops_reported"
+#: The peer's answer to a copy of an envelope whose first copy it is still handing over.
+IN_PROGRESS = "in_progress"
+#: Seconds to wait before sending again when the peer says in_progress without Retry-After.
+IN_PROGRESS_WAIT = 1.0
 _MESSAGE_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -113,8 +121,11 @@ class HubConnector(Connector):
             "auth": {"scheme": "appkey", "app_key": cfg["app_key"],
                      "app_secret": cfg["app_secret"]},
             "health": {"path": "/api/v1/health", "method": "GET", "auth": False},
+            # 409 comes back as an answer so call() can tell in_progress from the
+            # other conflicts; every other status outside 2xx is classified as usual.
             "operations": {"envelope": {"method": "POST",
-                                        "path": cfg.get("path", ENVELOPES_PATH)}},
+                                        "path": cfg.get("path", ENVELOPES_PATH),
+                                        "expect": [200, 201, 202, 409]}},
         }
         for key in ("tls", "pool", "limits"):
             if key in cfg:
@@ -143,8 +154,24 @@ class HubConnector(Connector):
         envelope = self.envelope(operation, payload, context)
         # The envelope's id is the request's Idempotency-Key: the peer answers a
         # repeat with its first acknowledgement and hands nothing over again.
-        return self._rest.call("envelope", envelope,
-                               replace(context, idempotency_key=envelope["id"]))
+        reply = self._rest.call("envelope", envelope,
+                                replace(context, idempotency_key=envelope["id"]))
+        refusal = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(refusal, dict):  # only a 409 gets here with an error body
+            raise self.conflict(operation, refusal)
+        return reply
+
+    def conflict(self, operation: str, refusal: dict[str, Any]) -> PermanentError | RecoverableError:
+        """The error for the peer's 409: recoverable while it still hands over the
+        first copy (``in_progress``), permanent for any other conflict."""
+        code = str(refusal.get("code") or "")
+        text = _("connector {name}: operation {op} answered HTTP 409 {code}: {message}",
+                 name=self.name, op=operation, code=code or "-",
+                 message=str(refusal.get("message") or "")[:200])
+        if code == IN_PROGRESS:
+            return RecoverableError(text, connector=self.name, operation=operation, status=409,
+                                    retry_after=IN_PROGRESS_WAIT)
+        return PermanentError(text, connector=self.name, operation=operation, status=409)
 
     def envelope(self, operation: str, payload: Any, context: CallContext) -> dict[str, Any]:
         """The envelope as it crosses (see the module's text)."""
