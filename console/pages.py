@@ -118,6 +118,8 @@ def _login_page(req: ConsoleRequest) -> Answer:
 def _statistics_page(req: ConsoleRequest) -> str:
     prefix = req.console.prefix
     since, until = statistics.day_range(req)
+    period = req.arg("period") if req.arg("period") in statistics.PERIODS \
+        else statistics.DEFAULT_PERIOD
     labels = {"in_progress": _("in progress"), "accepted": _("accepted"),
               "correction": _("correction"), "refused": _("refused"),
               "closed": _("closed (archived)"), "applications": _("applications"),
@@ -127,9 +129,14 @@ def _statistics_page(req: ConsoleRequest) -> str:
     if req.operator is not None and req.operator.may("statistics.export"):
         exports = "".join(
             f'<a class="export" id="export-{kind}" href="{e(prefix)}/api/statistics/export?'
-            f'format={kind}&amp;since={e(since)}&amp;until={e(until)}&amp;lang={e(language)}">'
+            f'format={kind}&amp;since={e(since)}&amp;until={e(until)}&amp;period={e(period)}'
+            f'&amp;lang={e(language)}">'
             f'{e(text)}</a> '
             for kind, text in (("csv", _("Export CSV")), ("xlsx", _("Export XLSX"))))
+
+    period_names = {"day": _("day"), "week": _("week"), "month": _("month")}
+    periods = "".join(f'<option value="{p}"{" selected" if p == period else ""}>'
+                      f'{e(period_names[p])}</option>' for p in statistics.PERIODS)
 
     def table(name: str, heads: list[str]) -> str:
         cells = "".join(f"<th>{e(h)}</th>" for h in heads)
@@ -140,15 +147,24 @@ def _statistics_page(req: ConsoleRequest) -> str:
 <form class="search" id="range" method="get">
 <label>{e(_("From"))}<input type="date" name="since" id="since" value="{e(since)}"></label>
 <label>{e(_("to"))}<input type="date" name="until" id="until" value="{e(until)}"></label>
+<label>{e(_("Count by"))} <select name="period" id="period">{periods}</select></label>
 <button type="submit">{e(_("Show"))}</button> {exports}</form>
 <p>{e(_("Applications"))}: <span id="total">-</span>
 <span id="stats-error" class="message"></span></p>
+<p id="summary" class="summary"></p>
 <section id="statistics" data-since="{e(since)}" data-until="{e(until)}"
- data-labels="{e(json.dumps(labels, ensure_ascii=False))}">
+ data-period="{e(period)}" data-labels="{e(json.dumps(labels, ensure_ascii=False))}">
 <label>{e(_("Chart by"))} <select id="chart-by">
 <option value="outcome">{e(_("outcome"))}</option>
-<option value="type">{e(_("registration type"))}</option></select></label>
+<option value="type">{e(_("registration type"))}</option>
+<option value="period">{e(_("period"))}</option>
+<option value="division">{e(_("division"))}</option>
+<option value="channel">{e(_("channel"))}</option></select></label>
 <div id="stats-chart" class="chart"></div>
+<h2>{e(_("Applications by period"))}</h2>
+{table("by-period", [_("period"), _("applications")])}
+<h2>{e(_("Applications by division"))}</h2>
+{table("by-division", [_("division"), _("applications")])}
 <h2>{e(_("Applications by registration type"))}</h2>
 {table("by-type", [_("registration type"), _("applications")])}
 <h2>{e(_("Applications by channel"))}</h2>

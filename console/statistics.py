@@ -39,8 +39,13 @@ STATS_SOURCES: Registry[Callable[..., Any]] = Registry("console statistics sourc
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 DEFAULT_DAYS = 30
-#: Applications are counted by these at once, then summed per table.
-BY = ("type", "channel", "outcome")
+#: Applications are counted by these at once, then summed per table: region
+#: (the division), time (the period), registration type, channel and outcome, as
+#: the guide's statistics ask (§五(二)4).
+BY = ("division", "period", "type", "channel", "outcome")
+#: The period a form may ask for, and the one it gets when it does not.
+PERIODS = ("day", "week", "month")
+DEFAULT_PERIOD = "day"
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -73,14 +78,23 @@ def day_range(req: ConsoleRequest) -> tuple[str, str]:
     return since, until
 
 
+def period_of(req: ConsoleRequest) -> str:
+    """The form's period (day, week or month) or the default; anything else is refused."""
+    period = req.arg("period").strip() or DEFAULT_PERIOD
+    if period not in PERIODS:
+        raise ApiError(400, "bad_period", _("count by day, week or month"), reason="form")
+    return period
+
+
 def _report(req: ConsoleRequest) -> dict[str, Any]:
     if "report" not in STATS_SOURCES:
         raise ApiError(503, "statistics_unavailable",
                        _("this hub does not keep statistics"), reason="no_stats_source")
     since, until = day_range(req)
+    period = period_of(req)
     try:
         return STATS_SOURCES.get("report")(req.console.hub.store, since=since, until=until,
-                                           by=BY, period="month", tenants=_tenants(req))
+                                           by=BY, period=period, tenants=_tenants(req))
     except ConfigError as err:
         raise ApiError(400, "bad_range", str(err), reason="form") from None
 
@@ -97,16 +111,48 @@ def _plain(rows: list[dict[Any, Any]]) -> list[dict[str, Any]]:
     return [{str(getattr(k, "key", k)): v for k, v in r.items()} for r in rows]
 
 
+def _division_names(found: list[str]) -> dict[str, str]:
+    from bdchub.schemas.divisions import lookup
+
+    named = {code: lookup(code) for code in found}
+    return {code: division.name for code, division in named.items() if division}
+
+
+def summary(since: str, until: str, total: int, summed: dict[str, list[dict[str, Any]]],
+            names: dict[str, dict[str, str]]) -> str:
+    """The statistics as a sentence an operator can paste into a report (the guide
+    asks for text beside the charts and tables)."""
+    if not total:
+        return _("From {since} to {until}: no applications.", since=since, until=until)
+
+    def top(by: str) -> str:
+        row = max(summed[by], key=lambda r: int(r["applications"]))
+        code = str(row[by] or "-")
+        name = names.get(by, {}).get(code, "")
+        return _("{what} ({n})", what=f"{code} {name}".strip(), n=row["applications"])
+
+    return _("From {since} to {until}: {total} applications in {divisions} division(s); "
+             "most of one registration type: {type}; most through one channel: {channel}; "
+             "the busiest {period_word}: {period}.", since=since, until=until, total=total,
+             divisions=len(summed["division"]), type=top("type"), channel=top("channel"),
+             period_word=_("period"), period=top("period"))
+
+
 def _statistics_api(req: ConsoleRequest) -> Answer:
     data = _report(req)
     rows = data["applications"]
     summed = {k: _summed(rows, k) for k in BY}
+    # the names operators read beside the codes (console.codes, the division list)
+    names = {k: codes.names(k, (str(r[k]) for r in summed[k])) for k in codes.KINDS}
+    names["division"] = _division_names([str(r["division"]) for r in summed["division"]])
+    total = sum(int(r["applications"]) for r in rows)
+    since, until = day_range(req)
     return json_answer(200, {"since": data["since"], "until": data["until"],
+                             "period": period_of(req),
                              "applications": summed,
-                             # the names operators read beside the codes (console.codes)
-                             "names": {k: codes.names(k, (str(r[k]) for r in summed[k]))
-                                       for k in codes.KINDS},
-                             "total": sum(int(r["applications"]) for r in rows),
+                             "names": names,
+                             "summary": summary(since, until, total, summed, names),
+                             "total": total,
                              "stage_times": _plain(data["stage_times"]),
                              "calls": _plain(data["calls"])})
 

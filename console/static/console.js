@@ -99,7 +99,8 @@
         xAxis: { type: "category", data: rows.map(function (r) { return key(r, by); }),
                  axisLabel: { interval: 0 } },
         yAxis: { type: "value", minInterval: 1 },
-        series: [{ name: labels.applications, type: "bar",
+        // Time reads as a line; the other dimensions as bars.
+        series: [{ name: labels.applications, type: by === "period" ? "line" : "bar",
                    data: rows.map(function (r) { return r.applications; }) }]
       }, true);
       section.setAttribute("data-chart", by);
@@ -107,7 +108,8 @@
     function render(found) {
       doc = found;
       document.getElementById("total").textContent = String(doc.total);
-      ["type", "channel", "outcome"].forEach(function (by) {
+      document.getElementById("summary").textContent = doc.summary || "";
+      ["division", "period", "type", "channel", "outcome"].forEach(function (by) {
         fill("by-" + by, doc.applications[by], [
           function (r) { return key(r, by); }, function (r) { return r.applications; }]);
       });
@@ -122,7 +124,8 @@
     }
     choice.addEventListener("change", draw);
     var query = "?since=" + encodeURIComponent(section.getAttribute("data-since"))
-      + "&until=" + encodeURIComponent(section.getAttribute("data-until")) + "&lang=" + lang;
+      + "&until=" + encodeURIComponent(section.getAttribute("data-until"))
+      + "&period=" + encodeURIComponent(section.getAttribute("data-period")) + "&lang=" + lang;
     fetch(prefix + "/api/statistics" + query, {
       headers: { "Accept": "application/json" }, credentials: "same-origin"
     }).then(function (resp) {

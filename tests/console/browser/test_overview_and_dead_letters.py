@@ -192,6 +192,15 @@ def test_the_statistics_page_charts_the_applications_and_exports_them_as_csv(
     by_type = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#by-type tbody tr")]
     assert "200 转移登记 2" in by_type and "100 首次登记 1" in by_type  # the code and its name
     assert browser.find_elements(By.CSS_SELECTOR, "#stage-times tbody tr")
+    by_division = [r.text for r in browser.find_elements(By.CSS_SELECTOR,
+                                                         "#by-division tbody tr")]
+    assert any(row.startswith(hub.hub.tenant) for row in by_division), by_division
+    assert browser.find_elements(By.CSS_SELECTOR, "#by-period tbody tr")
+    assert "共 4 件申请" in browser.find_element(By.ID, "summary").text
+    # Over time, as a line.
+    browser.find_element(By.CSS_SELECTOR, '#chart-by option[value="period"]').click()
+    until(lambda: browser.find_element(By.CSS_SELECTOR, '#statistics[data-chart="period"]'),
+          "the chart by period")
     browser.save_screenshot(str(shots / "statistics.png"))
     only_the_hub(browser, url)
 
