@@ -21,7 +21,9 @@ code also reaches a county configured under the code it replaced. The county
 found becomes the message's tenant and its ``x-hub-county`` header (with
 ``x-hub-division``, the code the message carried), so later steps, the store's
 rows and ``hub trace`` are the county's. A connector target is called with the
-body (or ``payload``) and ``params`` merged in; a publish target emits the body
+body (or ``payload``) and ``params`` merged in, its answer kept at ``into`` and,
+with ``record: KIND``, as a verification record of the case (a county hub's
+acknowledgement, as ``enrich … record:`` keeps one); a publish target emits the body
 as a message of that type (to ``queue`` when given).
 
 A message whose code cannot be had, is unknown, retired without a single
@@ -37,6 +39,7 @@ from typing import Any
 
 from bdchub.core.errors import MessageError
 from bdchub.core.i18n import _
+from bdchub.core.store import dumps
 from bdchub.core.suggest import did_you_mean
 from bdchub.schemas import divisions, successors
 
@@ -58,6 +61,8 @@ CONNECTOR_TARGET = {
                    "description": "fixed fields merged into the payload (a shared "
                                   "system's county parameter)"},
         "into": {"type": "string"},
+        "record": {"type": "string", "description": "keep the county's answer as a "
+                                                    "verification record of this kind"},
         "timeout": DURATION,
     },
 }
@@ -78,6 +83,7 @@ class Target:
     params: Mapping[str, Any] | None = None
     publish: str | None = None
     queue: str | None = None
+    record: str | None = None
 
     def describe(self) -> str:
         if self.call is not None:
@@ -187,7 +193,8 @@ class Dispatch(StepKind):
                           "the step's operation:)", county=county), "counties", county)
             operation = ""
         call = ctx.call({**target, "operation": operation}, "counties", county)
-        return Target(county, call=call, params=dict(target.get("params") or {}))
+        return Target(county, call=call, params=dict(target.get("params") or {}),
+                      record=target.get("record"))
 
     def run(self, engine, step, run) -> str:  # noqa: ANN001 - see StepKind.run
         c = step.compiled
@@ -214,6 +221,9 @@ class Dispatch(StepKind):
         [reply] = engine.call_connectors(run, sub)
         if call.into:
             run.body = with_path(run.body, call.into, reply)
+        if target.record:  # the county's acknowledgement, kept per message (hub trace)
+            run.records.append({"kind": target.record, "connector": call.connector,
+                                "operation": call.operation, "result": dumps(reply)})
         return f"{via}: {target.describe()}"
 
 
