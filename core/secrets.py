@@ -60,7 +60,32 @@ def secret_paths(instance: Any, schema: Any, base: Path_ = ()) -> Iterator[Path_
     ``auth`` is one scheme's block), so a key is a secret where its scheme says so.
     """
     root = schema if isinstance(schema, Mapping) else {}
+    if not _marks_a_secret(schema):
+        return  # most parts' schemas (every step kind) have none: nothing to walk
     yield from _walk(instance, schema, tuple(base), root, 0)
+
+
+#: id(schema) -> (schema, whether "secret": true appears anywhere in it). Schemas are
+#: the parts' module-level constants: kept alive here, so an id is never reused.
+_SECRET_MARKS: dict[int, tuple[Any, bool]] = {}
+
+
+def _marks_a_secret(schema: Any) -> bool:
+    found = _SECRET_MARKS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    marked = _anywhere(schema)
+    if len(_SECRET_MARKS) < 10_000:  # schemas built on the fly are not kept forever
+        _SECRET_MARKS[id(schema)] = (schema, marked)
+    return marked
+
+
+def _anywhere(node: Any) -> bool:
+    if isinstance(node, Mapping):
+        return node.get(SECRET) is True or any(_anywhere(v) for v in node.values())
+    if isinstance(node, list | tuple):
+        return any(_anywhere(v) for v in node)
+    return False
 
 
 def _walk(instance: Any, schema: Any, path: Path_, root: Mapping[str, Any],
