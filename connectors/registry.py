@@ -162,27 +162,32 @@ def check_section(checker: Checker, connectors: Any) -> None:
     if not isinstance(connectors, Mapping):
         return
     for name, block in connectors.items():
-        if not isinstance(block, Mapping):
-            continue
-        path = ("connectors", name)
-        type_name = block.get("type")
-        if type_name is None:
-            checker.add(path, _("missing required key 'type' (one of: {known})",
-                                known=", ".join(names())))
-            continue
-        if not isinstance(type_name, str) or type_name not in CONNECTOR_TYPES:
-            checker.add((*path, "type"), str(CONNECTOR_TYPES.unknown(str(type_name))))
-            continue
-        try:
-            schema = schema_for(type_name)
-        except Exception as exc:  # noqa: BLE001 - a type that cannot load is a config problem
-            checker.add((*path, "type"), str(exc))
-            continue
-        if checker.schema(block, schema, path):
-            check = config_check(name, block, config_folder(checker))
-            for problem in getattr(check, "block", lambda: [])():
-                checker.add((*path, *problem.path), problem.message, key=problem.key)
-        checker.report.connectors.append((name, type_name))
+        if isinstance(block, Mapping):
+            check_block(checker, name, block, ("connectors", name))
+
+
+def check_block(checker: Checker, name: str, block: Mapping[str, Any],
+                path: tuple[str | int, ...]) -> None:
+    """One connector block at ``path`` against its type's schema and own check (the
+    ``connectors:`` section's, and a tenant's own connector under ``tenants:``)."""
+    type_name = block.get("type")
+    if type_name is None:
+        checker.add(path, _("missing required key 'type' (one of: {known})",
+                            known=", ".join(names())))
+        return
+    if not isinstance(type_name, str) or type_name not in CONNECTOR_TYPES:
+        checker.add((*path, "type"), str(CONNECTOR_TYPES.unknown(str(type_name))))
+        return
+    try:
+        schema = schema_for(type_name)
+    except Exception as exc:  # noqa: BLE001 - a type that cannot load is a config problem
+        checker.add((*path, "type"), str(exc))
+        return
+    if checker.schema(block, schema, path):
+        check = config_check(name, block, config_folder(checker))
+        for problem in getattr(check, "block", lambda: [])():
+            checker.add((*path, *problem.path), problem.message, key=problem.key)
+    checker.report.connectors.append((name, type_name))
 
 
 def config_folder(checker: Any) -> Path | None:

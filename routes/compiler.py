@@ -26,6 +26,8 @@ from bdchub.core.suggest import did_you_mean
 from .language import ROUTE_SCHEMA
 from .steps import STEP_KINDS
 from .steps.base import Compiling, PathT, Step
+from .tenants import blocks as tenant_blocks
+from .tenants import connector_view, runtime_name
 
 #: The ``routes:`` section of config.yaml (registered by ``routes.parts``).
 SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "object"},
@@ -71,6 +73,16 @@ class Route:
     enabled: bool = True
     endpoint: dict[str, Any] | None = None
     queue: str = ""
+    #: a tenant's own route (``tenants:``) serves only that tenant
+    tenant: str = ""
+    #: tenants whose own route of this name replaces this shared one
+    replaced_for: frozenset[str] = frozenset()
+
+    def serves(self, tenant: str) -> bool:
+        """Whether this route runs messages of ``tenant`` (docs/tenants.md)."""
+        if self.tenant:
+            return tenant == self.tenant
+        return tenant not in self.replaced_for
 
     @property
     def sync(self) -> bool:
@@ -103,8 +115,12 @@ class _RouteCompiler:
         self.sleep = sleep
         self.prefix = prefix
 
-    def route(self, name: str, spec: Any, names: Mapping[str, Any]) -> Route | None:
-        path: PathT = ("routes", name)
+    def route(self, name: str, spec: Any, names: Mapping[str, Any], *,
+              path: PathT | None = None, tenant: str = "") -> Route | None:
+        """Route ``name`` (a tenant's own: ``name@tenant``, written at ``path``)."""
+        path = path or ("routes", name)
+        if tenant:
+            name = runtime_name(name, tenant)
         if not isinstance(spec, Mapping):
             self.checker.add(path, _("a route is a mapping with from and steps"))
             return None
@@ -136,7 +152,7 @@ class _RouteCompiler:
                       on_error=ErrorPolicy.from_config(on_error),
                       concurrency=int(spec.get("concurrency", 4)),
                       enabled=bool(spec.get("enabled", True)), endpoint=endpoint,
-                      queue=f"{self.prefix}.route.{name}")
+                      queue=f"{self.prefix}.route.{name}", tenant=tenant)
         if route.sync:
             for step in route.walk():
                 if not step.impl.sync_ok:
@@ -186,9 +202,42 @@ def compile_routes(config: Mapping[str, Any], *, checker: Checker | None = None,
         route = compiler.route(name, spec, routes)
         if route is not None:
             compiled[name] = route
+    compiled.update(_tenant_routes(config, checker, connectors, sleep, prefix, compiled))
     if own:
         checker.raise_if_any()
     return compiled
+
+
+def _tenant_routes(config: Mapping[str, Any], checker: Checker,
+                   connectors: Mapping[str, Any] | None, sleep: Sleep, prefix: str,
+                   shared: dict[str, Route]) -> dict[str, Route]:
+    """The routes of the ``tenants:`` blocks, as ``name@code`` (docs/tenants.md):
+    each checked against the connectors as its tenant sees them; a shared route a
+    tenant replaces no longer serves that tenant."""
+    found: dict[str, Route] = {}
+    routes = config.get("routes")
+    routes = routes if isinstance(routes, Mapping) else {}
+    for code, block in tenant_blocks(config).items():
+        specs = block.get("routes")
+        if not isinstance(specs, Mapping):
+            continue
+        view = None if connectors is None else connector_view(connectors, block)
+        compiler = _RouteCompiler(checker, config, view, sleep, prefix)
+        for name, spec in specs.items():
+            path: PathT = ("tenants", code, "routes", name)
+            route = compiler.route(name, spec, {**routes, **specs}, path=path, tenant=code)
+            if route is None:
+                continue
+            replaced = shared.get(name)
+            if route.endpoint is not None and (replaced is None
+                                               or replaced.endpoint != route.endpoint):
+                checker.add((*path, "from"), _(
+                    "a tenant's route answers an endpoint only in place of the shared route "
+                    "of the same name and endpoint: the API is the whole hub's"))
+            if replaced is not None:
+                replaced.replaced_for |= {code}
+            found[route.name] = route
+    return found
 
 
 def compile_route(name: str, spec: Mapping[str, Any], *, prefix: str = "bdchub",
@@ -210,3 +259,6 @@ def check_section(checker: Checker, routes: Any) -> None:
     for name in (routes if isinstance(routes, Mapping) else {}):
         route = compiled.get(name)
         checker.report.routes.append((name, len(route.walk()) if route else 0))
+    for name, route in compiled.items():
+        if route.tenant:
+            checker.report.routes.append((name, len(route.walk())))

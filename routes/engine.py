@@ -82,6 +82,7 @@ from .middleware import Middleware, Middlewares
 from .progress import ApplicantKeys
 from .run import Outgoing, Run
 from .steps.base import Branch, Call, Step, StepKind, Stop
+from .tenants import Tenancy, runtime_name
 
 log = logging.getLogger("bdchub.routes")
 
@@ -164,8 +165,10 @@ class Engine:
                  await_queue: str | None = None, redeliver_after: float = 30.0,
                  inbox_ttl: float = 7 * 86400.0, processed_ttl: float = 30 * 86400.0,
                  applicant_keys: ApplicantKeys | None = None,
-                 audit: Callable[..., None] | None = None):
+                 audit: Callable[..., None] | None = None, tenancy: Tenancy | None = None):
         self.routes = dict(routes)
+        #: where each tenant's calls of a shared connector name go (``routes.tenants``)
+        self.tenancy = tenancy or Tenancy()
         # The hub's audit log (``audit`` steps); without one the records go to the log.
         self.audit: Callable[..., None] = audit or _log_audit
         self.connectors = connectors
@@ -383,9 +386,11 @@ class Engine:
 
     # -- connector calls
     def _call(self, run: Run, step: Step, call: Call, suffix: str = "") -> Any:
-        connector = self.connectors.get(call.connector)
+        # The run's tenant picks its own connector or its parameters (docs/tenants.md).
+        use = self.tenancy.connector(run.tenant, call.connector)
+        connector = self.connectors.get(use.connector)
         if connector is None:
-            raise RouteError(_("no connector named '{name}'", name=call.connector),
+            raise RouteError(_("no connector named '{name}'", name=use.connector),
                              route=run.route.name, step=step.label)
         if call.payload is None:
             payload: Any = run.body
@@ -393,6 +398,7 @@ class Engine:
             payload = build(call.payload, run.data())
         else:
             payload = call.payload.search(run.data())
+        payload = use.payload(payload)
         context = CallContext(
             message_id=run.received.id, business_no=run.business_no, tenant=run.tenant,
             idempotency_key=run.key(step, suffix),
@@ -474,6 +480,11 @@ class Engine:
             return self._handle(route, delivery, env)
 
     def _handle(self, route: Route, delivery: Delivery, env: Envelope) -> str:
+        if not route.serves(env.tenant):
+            # A shared queue carries every tenant's messages: this one is run by the
+            # route of its tenant, from that route's own queue (docs/tenants.md).
+            delivery.ack()
+            return "other_tenant"
         try:
             if self.store.is_processed(env.id, route.name):
                 self.mw.on_duplicate(route.name, env)
@@ -545,12 +556,17 @@ class Engine:
         raises its error (``MessageError``, ``PermanentError``, ``RecoverableError``,
         ``RouteError``) for the caller to answer with.
         """
-        route = self.routes.get(route_name)
+        route = self.route_for(route_name, envelope.tenant)
         if route is None:
             raise RouteError(_("no route named '{name}'", name=route_name), route=route_name)
         with log_context(message_id=envelope.id, business_no=envelope.business_no,
                          route=route.name, tenant=envelope.tenant):
             return self._run_sync(route, envelope)
+
+    def route_for(self, name: str, tenant: str) -> Route | None:
+        """Route ``name`` as it runs for ``tenant``: the tenant's own of that name if it
+        has one (an endpoint the request's tenant picks), else the shared one."""
+        return self.routes.get(runtime_name(name, tenant)) or self.routes.get(name)
 
     def _run_sync(self, route: Route, envelope: Envelope) -> Envelope:
         run = self.execute(route, envelope)

@@ -52,6 +52,7 @@ from .engine import Engine
 from .headers import H_ORIGIN, H_PARK_COUNT, H_REPLAY
 from .middleware import MetricsMiddleware, Middleware, Middlewares, default_metrics
 from .progress import answer
+from .tenants import Tenancy, own_connectors
 
 log = logging.getLogger("bdchub.routes")
 
@@ -155,7 +156,8 @@ class Hub:
             broker = broker_from_url(url, **options)
         built = dict(connectors or {})
         if build_connectors:
-            for name, block in (config.get("connectors") or {}).items():
+            blocks = {**(config.get("connectors") or {}), **own_connectors(config)}
+            for name, block in blocks.items():
                 if name not in built:
                     built[name] = _build_connector(name, block, config)
         compiled = compile_routes(config, connectors=built if build_connectors else None,
@@ -173,7 +175,7 @@ class Hub:
                         sleep=sleep, masking=Masker.from_config(config.get("masking")),
                         tenant=str(config.get("tenant") or ""),
                         organisation=str(config.get("name") or ""), prefix=prefix,
-                        redeliver_after=redeliver_after)
+                        redeliver_after=redeliver_after, tenancy=Tenancy.from_config(config))
         if inline is None:
             inline = isinstance(broker, InMemoryBroker)
         if inline:
@@ -496,7 +498,7 @@ class Hub:
 
     def submit(self, route_name: str, envelope: Envelope) -> None:
         """Queue ``envelope`` for one route (endpoint routes without ``reply``)."""
-        route = self._route(route_name)
+        route = self._route(route_name, envelope.tenant)
         if route.sync:
             raise RouteError(_("route '{name}' answers synchronously; use run_sync",
                                name=route_name), route=route_name)
@@ -505,7 +507,7 @@ class Hub:
 
     def run_sync(self, route_name: str, envelope: Envelope) -> Envelope:
         """Run an endpoint route in this thread and return its result (see Engine.run_sync)."""
-        key = id(self._route(route_name))
+        key = id(self._route(route_name, envelope.tenant))
         self.declare()
         # Counted, so that a reload closes a connector only once the runs of the
         # route it replaced are over (sync_drained).
@@ -523,8 +525,10 @@ class Hub:
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Inbound HTTP endpoints of ``from: {endpoint: …}`` routes, for the web layer."""
+        # A tenant's own endpoint route answers the shared route's endpoint (run_sync
+        # picks it by the request's tenant): the API lists each endpoint once.
         return [{"route": r.name, **(r.endpoint or {})} for r in self.routes.values()
-                if r.endpoint is not None]
+                if r.endpoint is not None and not r.tenant]
 
     def shares_store(self) -> bool:
         """Whether other processes or hubs may open this hub's store (HubPort)."""
@@ -572,8 +576,8 @@ class Hub:
         data key (``core.sealing.audit_key``)."""
         return chain_key(self.store.sealer)
 
-    def _route(self, name: str) -> Route:
-        route = self.routes.get(name)
+    def _route(self, name: str, tenant: str = "") -> Route:
+        route = self.engine.route_for(name, tenant) if tenant else self.routes.get(name)
         if route is None:
             raise RouteError(_("no route named '{name}'", name=name), route=name)
         return route

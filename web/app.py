@@ -47,7 +47,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -66,6 +66,8 @@ from bdchub.core.errors import (
 )
 from bdchub.core.i18n import _
 from bdchub.core.masking import Masker
+from bdchub.routes.tenants import blocks as tenant_blocks
+from bdchub.routes.tenants import runtime_name, served
 
 from . import metrics as metrics_mod
 from . import openapi
@@ -150,7 +152,8 @@ class InboundApp:
         self.connectors_config = config.get("connectors") or {}
         self.metrics = metrics or metrics_mod.default()
         self.intake = Intake(hub, str(config.get("tenant") or ""), cfg, metrics=self.metrics,
-                             nonce_store=nonce_store, clock=clock, routes=config.get("routes"))
+                             nonce_store=nonce_store, clock=clock, routes=_all_routes(config),
+                             served=served(config))
         self.tenant = self.intake.tenant
         self.max_body = self.intake.max_body
         self.nonces = self.intake.nonces
@@ -648,3 +651,13 @@ def create_app(hub: HubPort, config: dict[str, Any], **options: Any) -> InboundA
     (what ``/readyz`` asks, ``web.health``; default the hub's own ``readiness``).
     """
     return InboundApp(hub, config, **options)
+
+
+def _all_routes(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared routes and the tenants' own (``tenants:``): what any of them
+    publishes is a hub event no client may forge (``web.permissions``)."""
+    found = dict(config.get("routes") or {})
+    for code, block in tenant_blocks(config).items():
+        for name, spec in (block.get("routes") or {}).items():
+            found[runtime_name(name, code)] = spec
+    return found

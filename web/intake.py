@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bdchub.core import greenloop
@@ -70,9 +70,13 @@ class Intake:
 
     def __init__(self, hub: HubPort, tenant: str, inbound: Mapping[str, Any], *,
                  metrics: InboundMetrics, nonce_store: NonceStore | None = None,
-                 clock: Callable[[], float] = time.time, routes: Any = None):
+                 clock: Callable[[], float] = time.time, routes: Any = None,
+                 served: Iterable[str] = ()):
         self.hub = hub
         self.tenant = tenant
+        #: the codes of a hub of several tenants (``routes.tenants.served``); empty:
+        #: one tenant, and a client acts for what its ``tenants`` allow
+        self.served = frozenset(served)
         self.clock = clock  # the hub's time, for the checks that read a date
         if not TENANT.match(tenant):
             raise ConfigError(_("tenant '{tenant}' must be the county's 6-digit division code",
@@ -243,7 +247,7 @@ class Intake:
                                             "message": _("does not match the X-Tenant header")}])
             tenant = in_body
         else:
-            tenant = asked or self.tenant
+            tenant = asked or self._default_tenant(req)
         if not TENANT.match(tenant):
             raise ApiError(400, "bad_request",
                            _("tenant must be a 6-digit division code"), reason="bad_tenant")
@@ -253,7 +257,20 @@ class Intake:
             raise ApiError(403, "tenant_forbidden",
                            _("client {client} may not act for tenant {tenant}",
                              client=client.name, tenant=tenant))
+        if self.served and tenant not in self.served:
+            # A client's pattern ("32*") does not open a county the hub does not hold.
+            raise ApiError(403, "tenant_not_served",
+                           _("this hub does not serve tenant {tenant}", tenant=tenant))
         return tenant
+
+    def _default_tenant(self, req: Request) -> str:
+        """The tenant a request naming none acts for: the hub's; on a hub of several
+        tenants, the one county a client acts for, if it acts for one only."""
+        client = req.client
+        if self.served and client is not None and len(client.tenants) == 1 \
+                and client.tenants[0] in self.served:
+            return client.tenants[0]
+        return self.tenant
 
     def admit(self, req: Request, type_: str, body: dict[str, Any], *, schema: str | None = None,
               source: str = "", headers: Mapping[str, str] | None = None,
