@@ -46,6 +46,7 @@ def test_the_statistics_data_names_the_types_and_channels_it_counts(browser, cas
     browser.login("sun", PASSWORDS["sun"])
     doc = browser.get("/api/statistics").json
     assert doc["names"] == {"type": {"100": "首次登记", "200": "转移登记"},
-                            "channel": {"bank": "银行网点", "county_window": "县级一窗平台"}}
+                            "channel": {"bank": "银行网点", "county_window": "县级一窗平台"},
+                            "division": {"320684": "海门市"}}
     english = browser.get("/api/statistics?lang=en").json
     assert english["names"]["type"]["200"] == "transfer registration"
