@@ -39,6 +39,7 @@ from bdchub.core.i18n import _
 
 from . import samples as samples_mod
 from .environment import free_port, sandbox_environ
+from .lifecycle import StartStop
 from .milestones import APPLICATION_STAGES, KINDS, N_, VERIFICATION_KINDS, CaseState, Milestone
 
 __all__ = ["KINDS", "VERIFICATION_KINDS", "Case", "CaseState", "DemoRun"]
@@ -98,7 +99,7 @@ class Case:
         return self.milestones[self.done - 1].label
 
 
-class DemoRun:
+class DemoRun(StartStop):
     """One demo: sandbox, internal network, hub service and cases. Use as a context manager."""
 
     def __init__(self, config_path: str | Path = "config.yaml", *, auto_advance: float = 0.3,
@@ -121,17 +122,6 @@ class DemoRun:
         self.submissions: list[str] = []  # what was submitted, one line each, translated
 
     # -- life cycle
-    def __enter__(self) -> DemoRun:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def start(self) -> None:
         from bdchub.app.service import HubService
         from bdchub.core.config import load
