@@ -23,6 +23,7 @@ itself recorded; a case has reached its expected end state when all hold.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import tempfile
@@ -34,7 +35,7 @@ from typing import Any
 
 import requests
 
-from bdchub.core.errors import HubError
+from bdchub.core.errors import ConfigError, HubError
 from bdchub.core.i18n import _
 
 from . import samples as samples_mod
@@ -141,21 +142,33 @@ class DemoRun(StartStop):
         # the desk holds its reviews until the registration system reported every case
         # with spatial materials (``_review``), as it would in real time.
         self.internal.set(hold=True)
-        port = free_port()
-        data_dir = self.workdir / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        env = sandbox_environ(self.sb, inbound_port=port, data_dir=data_dir,
-                              internal=self.internal,
-                              HUB_COURT_POLL_SECONDS=str(self.court_poll),
-                              HUB_PAYMENT_REQUIRED_TYPES=PAID_TYPES)
-        config = load(self.config_path, environ=env)
-        # The hub's own files (audit log, defaults) go to the demo's folder, not
-        # next to config.yaml: every URL in the config is absolute.
-        config["__dir__"] = str(self.workdir)
-        self.config = config
-        # The demo signs with the published demo secrets: it is what they are for.
-        self.service = HubService.from_config(config, tick_interval=0.2, demo_secrets=True)
-        self.service.start()
+        # A port found free may be taken before the hub binds it (another program on
+        # the machine): then the hub starts again on another.
+        for attempt in range(3):
+            port = free_port()
+            data_dir = self.workdir / "data"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            env = sandbox_environ(self.sb, inbound_port=port, data_dir=data_dir,
+                                  internal=self.internal,
+                                  HUB_COURT_POLL_SECONDS=str(self.court_poll),
+                                  HUB_PAYMENT_REQUIRED_TYPES=PAID_TYPES)
+            config = load(self.config_path, environ=env)
+            # The hub's own files (audit log, defaults) go to the demo's folder, not
+            # next to config.yaml: every URL in the config is absolute.
+            config["__dir__"] = str(self.workdir)
+            self.config = config
+            # The demo signs with the published demo secrets: it is what they are for.
+            self.service = HubService.from_config(config, tick_interval=0.2, demo_secrets=True)
+            try:
+                self.service.start()
+                break
+            except ConfigError as exc:
+                taken = isinstance(exc.__cause__, OSError) and \
+                    exc.__cause__.errno == errno.EADDRINUSE
+                self.service.stop(timeout=5.0)
+                self.service = None
+                if not taken or attempt == 2:
+                    raise
         self.sb.legacy_set_callback(self.service.url + "/api/v1/inbound/legacy/stage-changes")
         self.sb.tax_set_callback(self.service.url + "/api/v1/inbound/tax/clearances")
         self.samples = samples_mod.build(self.sb.data)

@@ -145,3 +145,24 @@ def test_demo_serve_keeps_the_hub_and_its_console_up_with_a_demo_operator_until_
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_the_demo_starts_on_another_port_when_the_one_it_found_is_taken(monkeypatch, tmp_path):
+    """A port found free may be taken before the hub binds it (another program,
+    another test): the demo's hub starts on the next one it finds."""
+    import socket
+
+    from bdchub.demo import scenario
+    from bdchub.demo.environment import free_port
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    offered = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(scenario, "free_port", lambda: next(offered, None) or free_port())
+    try:
+        with scenario.DemoRun(ROOT / "config.yaml", workdir=tmp_path) as demo:
+            assert demo.service is not None
+            assert not demo.service.url.endswith(f":{taken.getsockname()[1]}")
+    finally:
+        taken.close()
