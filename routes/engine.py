@@ -498,7 +498,7 @@ class Engine:
             # The store or the broker is away: leave the message to be delivered again.
             log.warning("route %s: cannot finish message %s (%s); it will be redelivered",
                         route.name, env.id, exc)
-            self.sleep(0.5)
+            self.await_store(exc)
             delivery.reject(requeue=True)
             return "requeued"
         delivery.ack()
@@ -508,6 +508,33 @@ class Engine:
         if found is not None:
             self._audit_exception(*found)
         return run.outcome
+
+    def await_store(self, exc: Exception, limit: float = 30.0) -> None:
+        """Before a message the store (or broker) could not take goes back to its queue.
+
+        Half a second; and while the store does not answer, longer (up to ``limit``):
+        each return counts against a quorum queue's delivery limit, so an outage
+        of the store costs a message one delivery, not one every half second. A
+        store that answers (the failure was this message's) has it back at once.
+        """
+        self.sleep(0.5)
+        if not isinstance(exc, StoreError):
+            return
+        waited, pause = 0.5, 0.5
+        while waited < limit:
+            try:
+                self.store.ping(timeout=2.0)
+                return
+            except Exception:  # noqa: BLE001 - any failure: still away
+                pause = min(pause * 2, 4.0)
+                self.sleep(pause)
+                waited += pause
+
+    def handle_exhausted(self, delivery: Delivery) -> str:
+        """A delivery of the broker's dead-letter queue (see ``routes.exhausted``)."""
+        from .exhausted import record_exhausted
+
+        return record_exhausted(self, delivery)
 
     def _audit_exception(self, event: str, fields: dict[str, Any]) -> None:
         """An exception into the hub's audit log, once the store holds its row and the
@@ -534,8 +561,8 @@ class Engine:
             except Exception as store_exc:  # noqa: BLE001 - same poison twice is one dead letter
                 if isinstance(store_exc, StoreError):
                     raise
-        except StoreError:
-            self.sleep(0.5)
+        except StoreError as store_exc:
+            self.await_store(store_exc)
             delivery.reject(requeue=True)
             return "requeued"
         delivery.ack()
@@ -598,11 +625,8 @@ class Engine:
         """Republish due parked messages, time out awaits, redeliver lost decisions."""
         now = self.clock() if now is None else now
         done = {"parked": 0}
-        for row in self.store.due_parked(now, limit):
-            if row["route"] not in self.routes:
-                continue
-            if not self.store.claim_parked(row["id"], now, lease=max(60.0, self.redeliver_after)):
-                continue
+        for row in self.store.claim_due_parked(now, limit, lease=max(60.0, self.redeliver_after),
+                                               routes=list(self.routes)):
             env = Envelope.from_json(row["envelope"])
             self.publish(env, self.route_queue(row["route"]))
             self.store.delete_parked(row["id"])

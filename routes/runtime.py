@@ -14,7 +14,11 @@ Each route has its own thread pool (``concurrency``, default 4) and prefetch
 (``broker.prefetch``, default twice the concurrency), so a slow route cannot
 starve the others. Any number of worker processes may serve the same broker
 and store (scale-out): everything they share is in the broker and the store;
-parked messages and await deadlines are claimed with conditional updates.
+parked messages are claimed ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (a
+conditional update on SQLite), await deadlines decided by a conditional update.
+On RabbitMQ's quorum queues a route with ``concurrency: 1`` is taken by one
+worker at a time, and a message past the delivery limit is recorded as a dead
+letter (``routes.exhausted``); see docs/deployment.md.
 
 Defaults when the config has no ``broker`` / ``store``: the embedded pair,
 ``sqla+sqlite:///<config dir>/data/broker.db`` and
@@ -35,7 +39,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bdchub.core import greenloop, tracing
-from bdchub.core.broker import Broker, Delivery, InMemoryBroker, broker_from_url
+from bdchub.core.broker import (
+    DEFAULT_DELIVERY_LIMIT,
+    Broker,
+    Delivery,
+    InMemoryBroker,
+    broker_from_url,
+)
 from bdchub.core.datadir import data_dir
 from bdchub.core.envelope import Envelope, Hop
 from bdchub.core.errors import ConfigError, HubError, RouteError
@@ -148,6 +158,8 @@ class Hub:
                          or os.environ.get("BDCHUB_BROKER_LEASE") or 30.0)
                 options = {"prefix": prefix, "exchange": broker_block.get("exchange"),
                            "queue_type": broker_block.get("queue_type") or "classic",
+                           "delivery_limit": int(broker_block.get("delivery_limit")
+                                                 or DEFAULT_DELIVERY_LIMIT),
                            "visibility_timeout": float(lease)}
                 if publish_timeout is not None:
                     options["publish_timeout"] = publish_timeout
@@ -192,7 +204,8 @@ class Hub:
                 return
             for route in self.routes.values():
                 if not route.sync:
-                    self.broker.declare_queue(route.queue, route.patterns)
+                    self.broker.declare_queue(route.queue, route.patterns,
+                                              ordered=route.concurrency == 1)
             awaited = self.awaited_types()
             if awaited:
                 self.broker.declare_queue(self.engine.await_queue, sorted(awaited))
@@ -229,6 +242,11 @@ class Hub:
             handlers[self.engine.await_queue] = self._dispatcher(2, self._safe(
                 "await", self.engine.handle_awaited), self.engine.await_queue)
             prefetch[self.engine.await_queue] = self.prefetch or 4
+        dead = self.broker.dead_letter_queue
+        if dead:  # messages past a quorum queue's delivery limit: dead letters to record
+            handlers[dead] = self._dispatcher(1, self._safe("dead", self.engine.handle_exhausted),
+                                              dead)
+            prefetch[dead] = 4
         self.broker.consume(handlers, prefetch)
         if isinstance(self.broker, InMemoryBroker) and not self.inline:
             self.broker.start_thread()
@@ -422,7 +440,7 @@ class Hub:
         route = self._route(name)
         if route.sync or not self._started:
             return
-        self.broker.declare_queue(route.queue, route.patterns)
+        self.broker.declare_queue(route.queue, route.patterns, ordered=route.concurrency == 1)
         self.retire_route(route.queue)
         handler = self._dispatcher(route.concurrency, self._handler(route), route.queue)
         self.broker.consume({route.queue: handler},

@@ -69,16 +69,28 @@ def amqp_url() -> str:
     return _session_server("HUB_TEST_AMQP_URL", RabbitNode, "RabbitMQ")
 
 
+def _private_server(kind: type, what: str):
+    """A server of the test's own (``kind``: RabbitNode, PostgresServer), removed after."""
+    try:
+        server = kind()
+        server.start()
+    except ServiceUnavailable as exc:
+        _unavailable(what, exc)
+    yield server
+    server.cleanup()
+
+
 @pytest.fixture
 def rabbit_node():
     """A private RabbitMQ node the test may stop, kill and restart."""
-    try:
-        node = RabbitNode()
-        node.start()
-    except ServiceUnavailable as exc:
-        _unavailable("RabbitMQ", exc)
-    yield node
-    node.cleanup()
+    yield from _private_server(RabbitNode, "RabbitMQ")
+
+
+@pytest.fixture
+def postgres_server():
+    """A private PostgreSQL server the test may stop and start again (on its port and
+    data); ``fresh_pg_database(server.url)`` makes a database on it."""
+    yield from _private_server(PostgresServer, "PostgreSQL")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ on a background thread settle each ``Delivery`` from any thread), ``stop``
 ``broker_from_url`` chooses by scheme:
 
 - ``amqp://`` / ``amqps://``: RabbitMQ through kombu (``kombu_broker``),
-  durable (or quorum) queues, persistent messages, publisher confirms;
+  durable (or quorum, with a delivery limit and a dead-letter queue) queues,
+  persistent messages, publisher confirms, a prefetch per consumer;
 - ``sqla+sqlite:///path``, ``sqlite:///path`` (embedded default) and
   ``sqla+postgresql://``: kombu's SQLAlchemy transport through the same
   ``KombuBroker``, with one fix that durability needs (``leased_sql``): a
@@ -31,10 +32,10 @@ from typing import Any
 from ..errors import HubError
 from ..i18n import _
 from .base import Broker, Delivery, Handler, topic_matches
-from .kombu_broker import SEALED_COLUMN, SEALED_CONTENT_TYPE, KombuBroker
+from .kombu_broker import DEFAULT_DELIVERY_LIMIT, SEALED_COLUMN, SEALED_CONTENT_TYPE, KombuBroker
 from .memory import InMemoryBroker
 
-__all__ = ["SCHEMA", "SEALED_COLUMN", "SEALED_CONTENT_TYPE", "Broker", "Delivery", "Handler",
+__all__ = ["DEFAULT_DELIVERY_LIMIT", "SCHEMA", "SEALED_COLUMN", "SEALED_CONTENT_TYPE", "Broker", "Delivery", "Handler",
            "InMemoryBroker", "KombuBroker", "broker_from_url", "topic_matches"]
 
 #: The ``broker:`` section of config.yaml (registered by ``core.config``).
@@ -44,7 +45,13 @@ SCHEMA: dict[str, Any] = {
         "url": {"type": "string", "minLength": 1,
                 "description": "amqp://… (RabbitMQ) or sqla+sqlite:///… (embedded)"},
         "prefetch": {"type": "integer", "minimum": 1, "maximum": 10000},
-        "queue_type": {"enum": ["classic", "quorum"]},
+        "queue_type": {"enum": ["classic", "quorum"],
+                       "description": "RabbitMQ queues: classic (default) or quorum (with "
+                                      "delivery_limit and the dead-letter queue; for several "
+                                      "workers)"},
+        "delivery_limit": {"type": "integer", "minimum": 1, "maximum": 1000,
+                           "description": "deliveries of one message on a quorum queue "
+                                          "before it is dead-lettered (default 20)"},
         "exchange": {"type": "string", "minLength": 1},
         "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$",
                    "description": "prefix of queue and exchange names (default bdchub)"},

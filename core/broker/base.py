@@ -30,15 +30,17 @@ def _match(pat: tuple[str, ...], words: tuple[str, ...]) -> bool:
 
 class Delivery:
     """One received message. ``ack``/``reject`` may be called from any thread,
-    once; later calls are ignored."""
+    once; later calls are ignored. ``dead_from``: on the broker's
+    ``dead_letter_queue``, the queue the message exceeded its delivery limit on."""
 
-    __slots__ = ("body", "queue", "redelivered", "_settle", "_done", "_lock")
+    __slots__ = ("body", "queue", "redelivered", "dead_from", "_settle", "_done", "_lock")
 
     def __init__(self, body: bytes, queue: str, redelivered: bool,
-                 settle: Callable[[str], None]):
+                 settle: Callable[[str], None], *, dead_from: str = ""):
         self.body = body
         self.queue = queue
         self.redelivered = redelivered
+        self.dead_from = dead_from
         self._settle = settle
         self._done = False
         self._lock = threading.Lock()
@@ -73,11 +75,20 @@ class Broker:
     """
 
     url: str = ""
+    #: The queue a broker moves a message to once it was handed out too often
+    #: without an ack (RabbitMQ's quorum queues), for the hub to consume and record
+    #: as a dead letter; None where the broker has no such limit.
+    dead_letter_queue: str | None = None
 
-    def declare_queue(self, name: str, patterns: Sequence[str]) -> None:
+    def declare_queue(self, name: str, patterns: Sequence[str], *, ordered: bool = False) -> None:
         """Make sure the durable queue ``name`` exists, bound to the topic exchange
         by message-type ``patterns`` and to the direct exchange by its own name
-        (continuations, replays, parked messages and fallbacks go to one route only)."""
+        (continuations, replays, parked messages and fallbacks go to one route only).
+
+        ``ordered``: the queue's messages go to one consumer at a time however many
+        workers consume it, so a route with ``concurrency: 1`` keeps their order
+        (RabbitMQ's single active consumer, on quorum queues); a broker that cannot
+        (classic queues, the embedded broker) ignores it."""
         raise NotImplementedError
 
     def publish(self, body: bytes, routing_key: str, *, queue: str | None = None,

@@ -4,6 +4,15 @@
 publisher confirms; ``sqla+…`` gives kombu's SQLAlchemy transport with the
 hub's leases (``leased_sql``). Message bodies may be sealed (``core.sealing``)
 because queued messages carry personal data and sit on disk.
+
+Quorum queues (``queue_type="quorum"``, for several workers on one RabbitMQ)
+carry a delivery limit and a dead-letter exchange: a message handed out
+``delivery_limit`` times without an ack (a worker that dies on it each time, a
+handler that puts it back each time) moves, at least once, to the queue
+``{prefix}.dead``, which the hub consumes like a route's (``Delivery.dead_from``
+names the queue it came from) and records as a dead letter. RabbitMQ cannot
+change a queue's type or arguments in place: a queue declared otherwise before
+is a ``ConfigError`` at start that says how to move, not a retry loop.
 """
 
 from __future__ import annotations
@@ -17,17 +26,21 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..backoff import Backoff
-from ..errors import RecoverableError, StoreError
+from ..errors import ConfigError, RecoverableError, StoreError
 from ..i18n import _
 from ..sealing import Sealer
 from .base import Broker, Delivery, Handler, topic_matches
 from .retry import Retry
 
-__all__ = ["SEALED_COLUMN", "SEALED_CONTENT_TYPE", "KombuBroker"]
+__all__ = ["DEFAULT_DELIVERY_LIMIT", "SEALED_COLUMN", "SEALED_CONTENT_TYPE", "KombuBroker"]
 
 #: Sealed message bodies: ``core.sealing`` text under this name and content type.
 SEALED_COLUMN = "broker.message"
 SEALED_CONTENT_TYPE = "application/x-bdchub-sealed"
+#: Deliveries of one message on a quorum queue before it is dead-lettered. A
+#: worker killed mid-message, a broker restart or the hub's own wait for a store
+#: that is away each count once; twenty is RabbitMQ 4's own default.
+DEFAULT_DELIVERY_LIMIT = 20
 
 log = logging.getLogger("bdchub.broker")
 
@@ -47,7 +60,8 @@ class KombuBroker(Broker):
     reconnect_backoff = Backoff(first=0.2, cap=5.0)
 
     def __init__(self, url: str, *, prefix: str = "bdchub", exchange: str | None = None,
-                 queue_type: str = "classic", confirm: bool = True,
+                 queue_type: str = "classic", delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+                 confirm: bool = True,
                  visibility_timeout: float = 30.0, polling_interval: float = 0.02,
                  publish_timeout: float = 120.0, connect_timeout: float = 5.0,
                  sealer: Sealer | None = None):
@@ -63,6 +77,10 @@ class KombuBroker(Broker):
         self.virtual = url.startswith(("sqla+", "sqlalchemy+"))
         self.prefix = prefix
         self.queue_type = queue_type
+        self.delivery_limit = int(delivery_limit)
+        #: Where the broker moves a message past its delivery limit (quorum queues).
+        self.dead_letter_queue: str | None = (
+            f"{prefix}.dead" if queue_type == "quorum" and not self.virtual else None)
         self.visibility_timeout = float(visibility_timeout)
         self.publish_timeout = float(publish_timeout)
         if self.virtual:
@@ -78,6 +96,12 @@ class KombuBroker(Broker):
         self.topic = kombu.Exchange(exchange or f"{prefix}.events", type="topic", durable=True)
         self.direct = kombu.Exchange(f"{prefix}.direct", type="direct", durable=True)
         self._queues: dict[str, Any] = {}
+        self._dead_declared = False
+        if self.dead_letter_queue is not None:
+            dead = kombu.Exchange(self.dead_letter_queue, type="fanout", durable=True)
+            self._queues[self.dead_letter_queue] = kombu.Queue(
+                self.dead_letter_queue, exchange=dead, durable=True, auto_delete=False,
+                queue_arguments={"x-queue-type": "quorum"})
         self._patterns: dict[str, tuple[str, ...]] = {}
         self._local = threading.local()
         self._producers: list[Any] = []  # one connection per publishing thread, closed at close()
@@ -115,13 +139,31 @@ class KombuBroker(Broker):
             raise
         return conn
 
-    def declare_queue(self, name: str, patterns: Sequence[str]) -> None:
+    def queue_arguments(self, ordered: bool = False) -> dict[str, Any] | None:
+        """The arguments a route's queue is declared with (None: a classic queue)."""
+        if self.dead_letter_queue is None:
+            return None
+        args: dict[str, Any] = {
+            "x-queue-type": "quorum", "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_letter_queue,
+            # Moved to the dead-letter queue before it leaves this one: never lost.
+            "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        if ordered:
+            # One worker at a time takes an ordered route's messages (the next one
+            # once it is gone): N workers each with one thread would not keep order.
+            args["x-single-active-consumer"] = True
+        return args
+
+    def declare_queue(self, name: str, patterns: Sequence[str], *, ordered: bool = False) -> None:
         kombu = self._kombu
-        args = {"x-queue-type": "quorum"} if self.queue_type == "quorum" and not self.virtual else None
+        if self.dead_letter_queue is not None and not self._dead_declared:
+            dead = self._queues[self.dead_letter_queue]
+            self._retrying(lambda conn: self._declare(conn, dead), what="declare")
+            self._dead_declared = True
         bindings = [kombu.binding(self.topic, routing_key=p) for p in patterns]
         bindings.append(kombu.binding(self.direct, routing_key=name))
         queue = kombu.Queue(name, bindings=bindings, durable=True, auto_delete=False,
-                            queue_arguments=args)
+                            queue_arguments=self.queue_arguments(ordered))
         # A route reloaded with fewer patterns must stop receiving the others.
         dropped = sorted(set(self._patterns.get(name, ())) - set(patterns))
         self._queues[name] = queue
@@ -132,9 +174,32 @@ class KombuBroker(Broker):
     def _declare(self, conn: Any, queue: Any, dropped: Sequence[str] = ()) -> None:
         with conn.channel() as channel:
             bound = queue(channel)
-            bound.declare()
+            try:
+                bound.declare()
+            except Exception as exc:
+                if getattr(exc, "reply_code", None) == 406:  # PRECONDITION_FAILED
+                    raise self._inequivalent(queue.name, exc) from exc
+                raise
             for pattern in dropped:
                 bound.unbind_from(self.topic, routing_key=pattern)
+
+    def _inequivalent(self, queue: str, exc: Exception) -> ConfigError:
+        """RabbitMQ holds ``queue`` with another type or other arguments than this
+        config asks for (``broker.queue_type``, ``broker.delivery_limit``): it cannot
+        be changed in place, and retrying would never succeed."""
+        other = "classic" if self.queue_type == "quorum" else "quorum"
+        return ConfigError(_(
+            "RabbitMQ already has queue {queue} with other arguments than broker.queue_type "
+            "{wanted} (delivery limit {limit}) asks for ({error}). A queue's type and arguments "
+            "cannot change in place. Either keep what the queues have (broker.queue_type: "
+            "{other}, HUB_BROKER_QUEUE_TYPE={other} with the shipped config.yaml; or the "
+            "delivery_limit they were made with), or move as docs/deployment.md "
+            "says: drain the hub (clients cut off, hub run --no-pollers, until hub status shows "
+            "nothing queued or in flight), stop every worker, delete the hub's queues (those "
+            "rabbitmqctl list_queues shows starting with {prefix}.) with rabbitmqctl "
+            "delete_queue, and start the workers with the new setting, which declare them anew",
+            queue=queue, wanted=self.queue_type, limit=self.delivery_limit,
+            error=getattr(exc, "reply_text", None) or exc, other=other, prefix=self.prefix))
 
     def _retrying(self, fn: Callable[[Any], Any], *, what: str) -> Any:
         retry = Retry(self.publish_backoff, stop=self._killed, timeout=self.publish_timeout)
@@ -142,6 +207,8 @@ class KombuBroker(Broker):
             try:
                 with self._connected() as conn:
                     return fn(conn)
+            except ConfigError:
+                raise
             except Exception as exc:  # noqa: BLE001 - every transport error looks different
                 if not retry.again(exc):
                     raise RecoverableError(_("broker unavailable ({what}): {error}",
@@ -250,7 +317,8 @@ class KombuBroker(Broker):
                 self._inflight -= 1
                 self._inflight_by[name] -= 1
             return
-        delivery = Delivery(body, name, redelivered, self._settler(gen, message, name))
+        delivery = Delivery(body, name, redelivered, self._settler(gen, message, name),
+                            dead_from=self._dead_from(name, message))
         handler = self._handlers.get(name)
         if handler is None:  # cancelled since the broker sent it: back to the queue
             delivery.reject(requeue=True)
@@ -260,6 +328,14 @@ class KombuBroker(Broker):
         except Exception:  # a handler bug must not kill the consumer
             log.exception("handler for %s failed", name)
             delivery.reject(requeue=True)
+
+    def _dead_from(self, name: str, message: Any) -> str:
+        """The queue a message of the dead-letter queue was moved from ('' elsewhere)."""
+        if name != self.dead_letter_queue:
+            return ""
+        headers = message.headers or {}
+        return str(headers.get("x-first-death-queue")
+                   or next(iter(headers.get("x-death") or []), {}).get("queue") or "")
 
     def _flush_acks(self, gen: int) -> None:
         while True:

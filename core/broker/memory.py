@@ -37,7 +37,7 @@ class InMemoryBroker(Broker):
         self._running = False
         self.published = 0
 
-    def declare_queue(self, name: str, patterns: Sequence[str]) -> None:
+    def declare_queue(self, name: str, patterns: Sequence[str], *, ordered: bool = False) -> None:
         with self._lock:
             self._queues.setdefault(name, deque())
             self._unacked.setdefault(name, 0)

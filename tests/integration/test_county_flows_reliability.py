@@ -58,6 +58,7 @@ from tests.integration.test_reliability import _pg_database
 ORIGIN = {"county_window": "window_county", "province_window": "window_province",
           "national_window": "window_national", "developer": "window_county"}
 END = {"archive", "refusal"}
+LEVELS = ("county_window", "province_window", "national_window")
 ADVANCE = 0.3  # seconds between the registration system's stages
 
 
@@ -129,6 +130,36 @@ class Run:
         self.kinds[no], self.origin[no] = kind, client
         if any(m["type"] == "survey_report" for m in body["materials"]):
             self.spatial.add(no)
+
+    def submit_every_kind(self, internal: InternalNetwork, *, plain: tuple[str, ...],
+                          corrected: tuple[str, ...]) -> None:
+        """Plain first registrations from the windows of ``plain``, decided back to each;
+        from those of ``corrected``, ones the registration system sends back for
+        correction, then examines again; a refusal from the province's window, a change
+        registration (300: paid before forwarding) and a developer's batch of two."""
+        cases, legacy = self.cases, self.sb.endpoint("legacy")
+        for client in plain:
+            self.submit(client, cases.first(client, deposit=internal.deposit), "plain")
+        for client in corrected:
+            unit = fresh_unit()
+            with legacy.lock:
+                legacy.correction_units.add(unit)
+            self.submit(client, cases.first(client, unit, deposit=internal.deposit), "correction")
+        self.submit("province_window", cases.refusal("province_window"), "refusal")
+        self.submit("county_window", cases.change(), "payment")
+        batch = cases.batch(*(cases.first("developer", deposit=internal.deposit) for _ in "12"))
+        answer = self.platform("developer_hm").post("/api/v1/developer/batches", batch)
+        assert answer.status_code == 202, answer.text
+        for item in batch["applications"]:
+            self.note(item, "batch", "developer_hm")
+
+    def closed(self, internal: InternalNetwork) -> int:
+        """How many single cases the registration system has closed (归档), corrections
+        supplied and reviews let through on the way."""
+        self.supply_corrections()
+        self.review_when_known(internal)
+        return len([n for n in self.kinds if self.kinds[n] not in ("batch", "refusal")
+                    and (self.sb.legacy_application(n) or {}).get("ZT") == "06"])
 
     def stage(self, no: str) -> str:
         progress = self.reader.store.progress(self.reader.tenant, no) or {}
@@ -281,36 +312,14 @@ def test_hub_run_killed_mid_flow_finishes_every_county_case_once_after_a_restart
     run = Run(sb, hub, clients)
     sb.legacy_set_callback(hub.url + "/api/v1/inbound/legacy/stage-changes")
     sb.tax_set_callback(hub.url + "/api/v1/inbound/tax/clearances")
-    legacy = sb.endpoint("legacy")
-    cases = run.cases
     try:
-        # Plain first registrations from each level's window, decided back to it.
-        for client in ("county_window", "province_window", "national_window") * 2:
-            run.submit(client, cases.first(client, deposit=internal.deposit), "plain")
-        # Sent back for correction by the registration system, then examined again.
-        for client in ("county_window", "province_window", "national_window"):
-            unit = fresh_unit()
-            with legacy.lock:
-                legacy.correction_units.add(unit)
-            run.submit(client, cases.first(client, unit, deposit=internal.deposit), "correction")
-        run.submit("province_window", cases.refusal("province_window"), "refusal")
-        run.submit("county_window", cases.change(), "payment")  # 300: paid before forwarding
-        batch = cases.batch(*(cases.first("developer", deposit=internal.deposit) for _ in "12"))
-        answer = run.platform("developer_hm").post("/api/v1/developer/batches", batch)
-        assert answer.status_code == 202, answer.text
-        for item in batch["applications"]:
-            run.note(item, "batch", "developer_hm")
+        run.submit_every_kind(internal, plain=LEVELS * 2, corrected=LEVELS)
 
         # Kill while some cases have ended and others are on their way: the registration
         # system pauses once a few cases are closed there, and the hub has taken every
         # stage change it was told of (a stage change taken again after a later one of
         # its case is the last test's).
-        def some_closed() -> bool:
-            run.supply_corrections()
-            run.review_when_known(internal)
-            return len([n for n in run.kinds if run.kinds[n] not in ("batch", "refusal")
-                        and (sb.legacy_application(n) or {}).get("ZT") == "06"]) >= 3
-        wait(some_closed, 60, "the first cases to close")
+        wait(lambda: run.closed(internal) >= 3, 60, "the first cases to close")
         sb.legacy_auto_advance(None)
         time.sleep(2 * ADVANCE)  # a step already timed still comes
         wait(run.caught_up, 30, "the hub to take every stage change so far")
