@@ -937,6 +937,34 @@ class Store:
                 .order_by(parked.c.due_at).limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
+    def claim_due_parked(self, now: float, limit: int, lease: float,
+                         routes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Parked messages (of ``routes``, or any) due at ``now``, each claimed for
+        ``lease`` seconds by this caller alone (every worker's scheduler asks).
+
+        On PostgreSQL one transaction takes them ``FOR UPDATE SKIP LOCKED``: rows
+        another worker is claiming are passed over, not waited for, so the workers
+        share out the due rows instead of queueing on the same ones. On SQLite, which
+        has one writer at a time, each row is claimed by a conditional update
+        (``claim_parked``)."""
+        due = and_(parked.c.due_at <= now,
+                   or_(parked.c.claimed_until.is_(None), parked.c.claimed_until < now))
+        if routes is not None:
+            due = and_(due, parked.c.route.in_(list(routes)))
+        if self.engine.dialect.name != "postgresql":
+            with self._read() as conn:
+                rows = [dict(r) for r in conn.execute(
+                    select(parked).where(due).order_by(parked.c.due_at).limit(limit)).mappings()]
+            return [row for row in rows if self.claim_parked(row["id"], now, lease)]
+        with self._tx() as conn:
+            rows = [dict(r) for r in conn.execute(
+                select(parked).where(due).order_by(parked.c.due_at).limit(limit)
+                .with_for_update(skip_locked=True)).mappings()]
+            if rows:
+                conn.execute(update(parked).where(parked.c.id.in_([r["id"] for r in rows]))
+                             .values(claimed_until=now + lease))
+        return rows
+
     def claim_parked(self, parked_id: str, now: float, lease: float) -> bool:
         with self._tx() as conn:
             return conn.execute(update(parked).where(
