@@ -47,9 +47,9 @@ def test_the_county_example_passes_hub_check_for_each_county(county):
     assert f"tenant {county}" in result.stdout
 
 
-def test_the_county_example_province_link_fits_into_the_shipped_county_config():
-    """The four blocks county.yaml marks 【接省级枢纽】, added to config.yaml as its
-    header says, with the province's windows left to the province."""
+def county_config_with_the_province_link() -> dict[str, Any]:
+    """config.yaml with the five blocks county.yaml marks 【接省级枢纽】 added as its
+    header says, and the province's and the nation's windows left to the province."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     county = yaml.safe_load(COUNTY.read_text(encoding="utf-8"))
     client = config["inbound"]["clients"]["province_hub"] = county["inbound"]["clients"][
@@ -59,11 +59,18 @@ def test_the_county_example_province_link_fits_into_the_shipped_county_config():
     client.update(tenants=[config["tenant"]], owns=["tax.cleared"],
                   sends=["court.order_received", "application.submitted"])
     config["connectors"]["province"] = county["connectors"]["province"]
-    config["routes"]["progress_to_province"] = county["routes"]["progress_to_province"]
+    for route in ("progress_to_province", "results_to_province", "e_certificates_to_province"):
+        config["routes"][route] = county["routes"][route]
     config["pollers"]["court_orders"]["enabled"] = False
-    config["routes"]["court_ack"]["enabled"] = False
+    for route in ("court_ack", "results_province", "results_national"):
+        config["routes"][route]["enabled"] = False
     fanout = config["routes"]["progress_fanout"]["steps"][-1]["to"]
     fanout["recipients"] = [r for r in fanout["recipients"] if r["connector"] == "window_county"]
+    return config
+
+
+def test_the_county_example_province_link_fits_into_the_shipped_county_config():
+    config = county_config_with_the_province_link()
 
     report = check_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
                         file="config.yaml", environ={"HUB_METRICS_LISTEN": "127.0.0.1:9108"})
@@ -71,12 +78,60 @@ def test_the_county_example_province_link_fits_into_the_shipped_county_config():
     assert ("province", "hub") in report.connectors
 
 
+def province_ack(op: str, payload: Any, ctx: Any) -> dict[str, Any]:
+    """What the province hub answers an envelope (docs/federation.md)."""
+    return {"id": ctx.message_id, "type": op, "tenant": ctx.tenant, "status": "accepted",
+            "hub": "320000", "received_at": "2026-05-08T10:00:00+08:00"}
+
+
+RESULT = {"business_no": "3206842026000011", "tenant": "320684", "registration_type": "200",
+          "right_type": "4", "unit_codes": ["320684001002GB00105F00010001"],
+          "registered_at": "2026-05-08T09:30:00+08:00",
+          "certificate_numbers": ["苏（2026）海门市不动产权第0000011号"], "proof_numbers": []}
+E_CERTIFICATE = {"business_no": "3206842026000011", "licence_type": "real_estate_certificate",
+                 "licence_number": "苏（2026）海门市不动产权第0000011号", "licence_id": "EL-11"}
+
+
+def test_a_linked_county_sends_its_results_to_the_province_hub_not_to_its_windows(tmp_path):
+    """config.yaml with the province link: a registration result and its e-certificate
+    go to the province hub (its acknowledgement kept per message) and to the county's
+    own window; the province's and the nation's windows hear of them from the province."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(county_config_with_the_province_link(), allow_unicode=True,
+                                   sort_keys=False), encoding="utf-8")
+    config = load(path, environ={"HUB_METRICS_LISTEN": "127.0.0.1:9108"})
+    connectors = {name: fake(name, lambda op, payload, ctx: {"ok": True})
+                  for name in config["connectors"]}
+    connectors["province"] = fake("province", province_ack)
+    hub = Hub.from_config(config, broker="memory://", store="sqlite://", connectors=connectors,
+                          metrics=MetricsMiddleware(CollectorRegistry()), clock=Clock(),
+                          sleep=Sleeps())
+    try:
+        for type_, body in (("registration.result", RESULT),
+                            ("e_certificate.issued", E_CERTIFICATE)):
+            hub.send(type_, body, tenant="320684", business_no=RESULT["business_no"])
+        hub.run_until_idle()
+
+        assert sorted(op for op, _tenant, _no in called(connectors, "province")) == [
+            "e_certificate.issued", "registration.result"]
+        assert [op for op, *_ in called(connectors, "window_county")] == ["send_result"] * 2
+        assert not connectors["window_province"].calls and not connectors["window_national"].calls
+        acks = [r for r in hub.store.verifications_for(RESULT["business_no"])
+                if r["kind"] == "province_ack"]
+        assert sorted(a["result"]["type"] for a in acks) == [
+            "e_certificate.issued", "registration.result"]
+        assert {a["connector"] for a in acks} == {"province"}
+    finally:
+        hub.kill()
+
+
 @pytest.fixture
 def province():
     connectors = {f"county_{c}": fake(f"county_{c}", lambda op, payload, ctx: {
         "id": ctx.message_id, "status": "accepted", "hub": ctx.tenant}) for c in COUNTIES}
     connectors["court"] = fake("court", Ack={"Acknowledged": 1})
-    connectors["window_province"] = fake("window_province", report_progress={"ok": True})
+    connectors["window_province"] = fake("window_province", report_progress={"ok": True},
+                                         send_result={"ok": True})
     connectors["window_national"] = fake("window_national", report_progress={"ok": True},
                                          send_result={"ok": True})
     hub = Hub.from_config(load(PROVINCE, environ={}), broker="memory://", store="sqlite://",
@@ -148,3 +203,31 @@ def test_progress_from_a_county_reaches_the_province_and_national_windows(provin
     for window in ("window_province", "window_national"):
         assert called(connectors, window) == [
             ("report_progress", "320681", "3206812026000003")]
+
+
+def test_a_countys_result_and_e_certificate_reach_both_windows_once_with_receipts(province):
+    """What a county hub sends up (its tenant on the envelope) goes to the province's
+    and the nation's window, each told the county and the level; the same envelope
+    arriving again (the county sent it again under its id) is absorbed."""
+    hub, connectors = province
+    sent = [hub.send(type_, body, tenant="320684", business_no=RESULT["business_no"])
+            for type_, body in (("registration.result", RESULT),
+                                ("e_certificate.issued", E_CERTIFICATE))]
+    hub.run_until_idle()
+    hub.publish(sent[0])
+    hub.run_until_idle()
+
+    for window, level in (("window_province", "province"), ("window_national", "national")):
+        calls = connectors[window].calls
+        assert sorted(payload["result_type"] for _op, payload, _ctx in calls) == [
+            "e_certificate.issued", "registration.result"], window
+        for op, payload, ctx in calls:
+            assert (op, payload["county"], payload["level"], ctx.tenant) == (
+                "send_result", "320684", level, "320684")
+    [result] = [p for _op, p, _ctx in connectors["window_national"].calls
+                if p["result_type"] == "registration.result"]
+    assert result["certificate_numbers"] == RESULT["certificate_numbers"]
+    receipts = [r for r in hub.store.verifications_for(RESULT["business_no"])
+                if r["kind"] == "result_receipt"]
+    assert sorted(r["connector"] for r in receipts) == ["window_national"] * 2 + [
+        "window_province"] * 2
