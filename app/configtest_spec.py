@@ -29,6 +29,7 @@ at ``file:line:column`` with a "did you mean". A file with problems raises
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -397,6 +398,10 @@ def _calls(value: Any) -> Iterable[Any]:
 
     if isinstance(value, Call):
         yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A step's compiled parts that hold calls (dispatch's county targets).
+        for part in dataclasses.fields(value):
+            yield from _calls(getattr(value, part.name))
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from _calls(item)

@@ -231,3 +231,34 @@ def test_a_countys_result_and_e_certificate_reach_both_windows_once_with_receipt
                 if r["kind"] == "result_receipt"]
     assert sorted(r["connector"] for r in receipts) == ["window_national"] * 2 + [
         "window_province"] * 2
+
+
+@pytest.fixture(scope="module")
+def province_config_tests() -> Any:
+    """config.province.tests/, run as ``hub test -c config.province.yaml`` runs them."""
+    from bdchub.app import configtest, configtest_spec
+
+    files = configtest_spec.discover([], PROVINCE)
+    offers: dict = {}
+    return configtest.run([configtest_spec.load(f, PROVINCE, offers=offers) for f in files])
+
+
+def test_the_province_config_passes_its_own_config_tests(province_config_tests):
+    failed = [f"{r.file}::{r.name}: " + "; ".join(f"{f.location}: {f.message} {f.details}"
+                                                   for f in r.failures)
+              for r in province_config_tests.failed]
+    assert not failed, "\n".join(failed)
+    assert province_config_tests.count("passed") >= 20
+
+
+def test_the_province_config_tests_run_every_route_of_the_province_config(
+        province_config_tests):
+    routes = set(load(PROVINCE, environ={}).get("routes") or {})
+    ran = set().union(*(r.routes for r in province_config_tests.results))
+    assert routes <= ran, f"routes no province config test runs: {sorted(routes - ran)}"
+
+
+def test_hub_test_of_the_province_config_exits_0_with_every_case_passed():
+    result = hub_cli("test", "-c", str(PROVINCE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout and " passed in " in result.stdout
