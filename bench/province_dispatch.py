@@ -263,7 +263,10 @@ def measure(workers: int, n: int, *, srv: Servers, sink: Child, workdir: Path,
             # CPUs in use (1.0 = one core busy the whole window), per process tree
             "cpu_cores": {**cpu, "workers": round(sum(v for k, v in cpu.items()
                                                       if k.startswith("worker")), 3)},
-            "machine_busy": round(busy / (busy + idle), 3) if busy + idle else None}
+            "machine_busy": round(busy / (busy + idle), 3) if busy + idle else None,
+            # CPUs busy with something else than the processes above (other work on
+            # the machine, or servers started elsewhere): a disturbed window
+            "other_cores": round(busy / seconds - sum(v for k, v in cpu.items()), 3)}
 
 
 def _delete_queues(hub: Any) -> None:
@@ -313,7 +316,8 @@ def run(worker_counts: Sequence[int], *, rounds: int, window: float, warmup: flo
                         results[k].append(found)
                         print(f"round {r + 1}: {k} worker(s) {found['msgs_per_s']:.0f} msg/s "
                               f"(workers {found['cpu_cores']['workers']:.2f} cores, machine "
-                              f"busy {found['machine_busy']:.0%}, backlog "
+                              f"busy {found['machine_busy']:.0%}, other work "
+                              f"{found['other_cores']:.2f} cores, backlog "
                               f"{found['backlog_at_end']})", flush=True)
             finally:
                 sink.stop()
@@ -334,6 +338,8 @@ def summarise(results: dict[int, list[dict[str, Any]]], **settings: Any) -> dict
                         "ratio_to_1_worker": round(med[k] / base, 3) if base else None,
                         "cpu_cores": cpu,
                         "machine_busy": statistics.median(r["machine_busy"] for r in runs),
+                        "other_cores": statistics.median(r.get("other_cores", 0.0)
+                                                         for r in runs),
                         "all_reached_sink": all(r["reached_sink"] >= r["messages"]
                                                 for r in runs),
                         "duplicates": sum(r["duplicates"] for r in runs),
@@ -367,11 +373,11 @@ def main(argv: list[str]) -> int:
               n_first=400 if args.quick else 1500, max_fill=args.max_fill, quick=args.quick)
     print()
     print(table(["workers", "msg/s", "x 1 worker", "workers' cores", "rabbitmq", "postgresql",
-                 "sink", "machine busy"],
+                 "sink", "other work", "machine busy"],
                 [(c["workers"], c["median_msgs_per_s"], c["ratio_to_1_worker"],
                   c["cpu_cores"].get("workers"), c["cpu_cores"].get("rabbitmq"),
                   c["cpu_cores"].get("postgresql"), c["cpu_cores"].get("sink"),
-                  f"{c['machine_busy']:.0%}") for c in out["configs"]]))
+                  c["other_cores"], f"{c['machine_busy']:.0%}") for c in out["configs"]]))
     print(f"\nmachine: {out['machine']['cpus']} CPUs, load average {out['machine']['load_avg']}")
     if not args.no_write:
         print(f"results: {write_results('province_dispatch', out)}")
