@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -276,6 +277,11 @@ progress = Table(
     Column("applicant_key", String(64), nullable=False, default=""),    # keyed hash
     Column("last_type", String(200), nullable=False, default=""),
     Column("updated_at", Float, nullable=False),
+    # The source's sequence of the stage change the row holds (the registration
+    # system's XH): a change of a lower one is older, whatever order it arrived in
+    # (a callback and a poller's copy of one change are two messages). Stores made
+    # before it get it empty when next opened (``PROGRESS_ADDED``).
+    Column("stage_seq", BigInteger, nullable=True),
     Index("ix_progress_applicant", "tenant", "applicant_key"),
     Index("ix_progress_stage", "stage", "updated_at"),  # the reconciler's stale_progress
 )
@@ -516,8 +522,15 @@ def _progress_upsert(dialect: str) -> Any:
     late = and_(case(ranks, value=progress.c.stage, else_=-1) >= 0,
                 case(ranks, value=keep["stage"], else_=-1)
                 < case(ranks, value=progress.c.stage, else_=-1))
+    # A stage change older at its source than the one the row holds (a lower
+    # sequence) keeps the stage and status too: the application never reads backwards.
+    older = and_(stmt.excluded.stage_seq.is_not(None), progress.c.stage_seq.is_not(None),
+                 stmt.excluded.stage_seq < progress.c.stage_seq)
+    late = or_(late, older)
     keep["stage"] = case((late, progress.c.stage), else_=keep["stage"])
     keep["status"] = case((late, progress.c.status), else_=keep["status"])
+    keep["stage_seq"] = case((older, progress.c.stage_seq),
+                             else_=func.coalesce(stmt.excluded.stage_seq, progress.c.stage_seq))
     # A report that changes nothing (a poll of the stage the case is at) writes
     # nothing: updated_at stays the time the case last moved, which the reconciler
     # measures a stage's time from.
@@ -540,6 +553,8 @@ def _dumps(value: Any) -> str:
 _LATER_INDEXES = [i for i in hops.indexes if i.name == "ix_hops_message"]
 #: Columns of ``hops`` added after its first release: a store made before gets them.
 HOPS_ADDED = ("connector", "operation")
+#: Columns of ``progress`` added after its first release.
+PROGRESS_ADDED = ("stage_seq",)
 
 
 class Store:
@@ -556,6 +571,7 @@ class Store:
             if create:
                 metadata.create_all(self.engine)
                 _add_missing_columns(self.engine, hops, HOPS_ADDED)
+                _add_missing_columns(self.engine, progress, PROGRESS_ADDED)
                 for index in _LATER_INDEXES:  # create_all leaves existing tables alone
                     index.create(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
@@ -746,8 +762,15 @@ class Store:
             if r.progress:
                 key = (r.tenant, r.business_no)
                 row = rows.setdefault(key, {"tenant": r.tenant, "business_no": r.business_no,
-                                            **{c: "" for c in _PROGRESS_COLUMNS}})
-                row.update({c: r.progress[c] for c in _PROGRESS_COLUMNS if r.progress.get(c)})
+                                            **{c: "" for c in _PROGRESS_COLUMNS},
+                                            "stage_seq": None})
+                seq = r.progress.get("stage_seq")
+                older = seq is not None and row["stage_seq"] is not None \
+                    and seq < row["stage_seq"]
+                row.update({c: r.progress[c] for c in _PROGRESS_COLUMNS if r.progress.get(c)
+                            and not (older and c in ("stage", "status"))})
+                if seq is not None and not older:
+                    row["stage_seq"] = seq
                 row["updated_at"] = r.at
         if rows:
             conn.execute(self._upsert, list(rows.values()))

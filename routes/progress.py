@@ -71,6 +71,11 @@ def extract(message_type: str, tenant: str, body: Mapping[str, Any],
     stage = body.get("stage")
     if isinstance(stage, str):
         values["stage"] = stage[:32]
+        # The source's sequence of this change (the registration system's XH): the
+        # store keeps the stage of the highest, whatever order changes arrive in.
+        sequence = body.get("sequence")
+        if isinstance(sequence, int | str) and str(sequence).strip().isdigit():
+            values["stage_seq"] = int(str(sequence).strip())
     status = body.get("status")
     if isinstance(status, str):
         values["status"] = status[:32]

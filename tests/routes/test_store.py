@@ -155,6 +155,32 @@ def test_progress_upserts_and_is_found_by_applicant_key(store):
     assert store.progress_by_key("320612", "k1") == []
 
 
+def test_a_stage_change_older_at_its_source_never_moves_the_case_back(store):
+    """A callback and a poller's copy of one change are two messages: the copy of
+    申请 (XH 4) finishing after 补正 (XH 5) keeps the case at 补正."""
+    def change(message_id: str, stage: str, sequence: int | None, at: float):
+        progress = {"stage": stage, "status": "in_progress"}
+        if sequence is not None:
+            progress["stage_seq"] = sequence
+        store.finish(_finish(message_id, at=at, progress=progress))
+
+    change("cb-4", "application", 4, 100.0)
+    change("cb-5", "correction", 5, 101.0)
+    change("poll-4", "application", 4, 102.0)  # late copy of the older change
+    assert store.progress("320684", "B-1")["stage"] == "correction"
+    change("cb-9", "application", 9, 103.0)  # resubmitted after the correction: newer
+    assert store.progress("320684", "B-1")["stage"] == "application"
+    change("hub", "acceptance", None, 104.0)  # a report without a sequence moves it as before
+    assert store.progress("320684", "B-1")["stage"] == "acceptance"
+
+
+def test_in_one_batch_the_change_of_the_highest_sequence_holds_the_stage(store):
+    store._finish_many([  # what the group commit writes in one transaction
+        _finish("cb-7", at=100.0, progress={"stage": "correction", "stage_seq": 7}),
+        _finish("poll-6", at=100.1, progress={"stage": "application", "stage_seq": 6})])
+    assert store.progress("320684", "B-1")["stage"] == "correction"
+
+
 def test_processed_records_can_be_purged_by_age(store):
     store.finish(_finish("m-1", at=100.0))
     store.finish(_finish("m-2", at=200.0))
