@@ -101,9 +101,9 @@ def servers() -> Iterator[Servers]:
 def fresh_database(pg_url: str) -> str:
     """A new, empty database on the server at ``pg_url``: each configuration its own
     (as the tests make theirs)."""
-    from tests.conftest import fresh_pg_database
+    from tools import services
 
-    return fresh_pg_database(pg_url)
+    return services.fresh_database(pg_url)
 
 
 # -- CPU accounting -----------------------------------------------------------

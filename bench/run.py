@@ -14,7 +14,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ["http_route.py", "broker_relay.py", "memory.py", "fault_isolation.py",
-           "bridge_diode.py", "bridge_ferry.py", "startup.py"]
+           "bridge_diode.py", "bridge_ferry.py", "startup.py", "province_dispatch.py",
+           "federation_latency.py"]
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from bdchub.core import i18n
-from tools.services import PostgresServer, RabbitNode, ServiceUnavailable
+from tools.services import PostgresServer, RabbitNode, ServiceUnavailable, fresh_database
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -100,17 +100,7 @@ def postgres_url() -> str:
 
 def fresh_pg_database(postgres_url: str) -> str:
     """The URL of a new, empty database on the PostgreSQL server at ``postgres_url``."""
-    import uuid
-
-    import psycopg2
-
-    name = f"bdchub_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    return fresh_database(postgres_url)
 
 
 @pytest.fixture

@@ -190,6 +190,22 @@ class PostgresServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def fresh_database(postgres_url: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL server at ``postgres_url``
+    (tests and benchmarks each take their own)."""
+    import uuid
+
+    import psycopg2
+
+    name = f"bdchub_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+
+
 def ensure() -> int:
     """Install the servers' Debian packages when root and missing."""
     missing = []
