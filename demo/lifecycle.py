@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Self
 
 
-class StartStop:
+class StartStop(ABC):
     """``with Run(...) as run:`` starts it and closes it after, also when it fails
     halfway through starting (what was started by then is stopped)."""
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the run's parts, in order."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop whatever was started (also after a start that failed halfway)."""
 
     def __enter__(self) -> Self:
         try:
