@@ -43,7 +43,8 @@ class Correlations:
 
     def __init__(self, store: Store, *, queue_of: Callable[[str], str | None],
                  publish: Publish, clock: Callable[[], float],
-                 sleep: Callable[[float], None], redeliver_after: float = 30.0):
+                 sleep: Callable[[float], None], redeliver_after: float = 30.0,
+                 await_store: Callable[[Exception], None] | None = None):
         self.store = store
         # route name -> its queue, or None when the route is gone
         self.queue_of = queue_of
@@ -51,6 +52,10 @@ class Correlations:
         self.clock = clock
         self.sleep = sleep
         self.redeliver_after = redeliver_after
+        # Before a message goes back to the await queue: each return counts against a
+        # quorum queue's delivery limit, so a store outage must cost one, not one a
+        # half second (the engine's await_store holds it while the store is away).
+        self.await_store = await_store or (lambda exc: self.sleep(0.5))
 
     def registered(self, correlation: dict[str, Any]) -> None:
         """An await step just registered: what it waits for may already be here."""
@@ -77,7 +82,7 @@ class Correlations:
                     self.try_complete(corr)
         except (StoreError, RecoverableError) as exc:
             log.warning("await: cannot take message %s (%s); it will be redelivered", env.id, exc)
-            self.sleep(0.5)
+            self.await_store(exc)
             delivery.reject(requeue=True)
             return "requeued"
         delivery.ack()

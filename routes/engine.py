@@ -190,7 +190,7 @@ class Engine:
         self.correlations = Correlations(
             store, queue_of=lambda name: self.routes[name].queue if name in self.routes else None,
             publish=lambda env, queue: self.publish(env, queue), clock=clock, sleep=sleep,
-            redeliver_after=redeliver_after)
+            redeliver_after=redeliver_after, await_store=self.await_store)
         # One pool per route: recipients that hang fill their own route's pool only.
         self._fanout: dict[str, ThreadPoolExecutor] = {}
         self._fanout_lock = threading.Lock()

@@ -65,7 +65,7 @@ def test_a_tiny_run_on_rabbitmq_and_postgresql_loses_nothing(amqp_url, postgres_
                                                             monkeypatch):
     monkeypatch.setenv("HUB_TEST_AMQP_URL", amqp_url)
     monkeypatch.setenv("HUB_TEST_POSTGRES_URL", postgres_url)
-    out = run([1], rounds=1, window=1.0, warmup=0.5, n_first=60, max_fill=300, quick=True)
+    out = run([1], rounds=1, window=1.0, warmup=0.2, n_first=400, max_fill=1500, quick=True)
     [config] = out["configs"]
     assert config["workers"] == 1 and config["ratio_to_1_worker"] == 1.0
     assert config["all_reached_sink"], config["runs"]
@@ -73,4 +73,6 @@ def test_a_tiny_run_on_rabbitmq_and_postgresql_loses_nothing(amqp_url, postgres_
     assert {"workers", "sink"} <= set(config["cpu_cores"])
     [one] = config["runs"]
     assert one["reached_sink"] >= one["messages"] > 0
+    # The fill was sized from the warm-up so the window did not run dry.
+    assert not one["starved"], one
     assert out["machine"]["cpus"] and out["route"] == "tax_cleared_down"

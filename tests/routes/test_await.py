@@ -156,3 +156,52 @@ def test_await_without_business_number_is_dead_lettered():
     hub.run_until_idle()
     [dead] = hub.dlq_list()
     assert dead["step"] == "1:await" and dead["reason"] == "error"
+
+
+class _StoreAway:
+    """The hub's store while its database is away: writes fail, and ``ping`` fails
+    ``pings`` times before the database answers again."""
+
+    def __init__(self, store, pings: int):
+        self._store = store
+        self.pings = pings
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def inbox_add(self, *args, **kwargs):
+        from bdchub.core.errors import StoreError
+
+        raise StoreError("could not connect to server")
+
+    def ping(self, timeout: float = 2.0) -> None:
+        from bdchub.core.errors import StoreError
+
+        if self.pings > 0:
+            self.pings -= 1
+            raise StoreError("could not connect to server")
+
+
+def test_an_awaited_message_the_store_cannot_take_is_held_until_the_store_answers():
+    # Each return to the await queue counts against a quorum queue's delivery limit:
+    # with the store away for ten seconds and a return every half second, three
+    # workers ran a tax clearance past the limit of 20 into the dead letters.
+    from bdchub.core.broker import Delivery
+    from bdchub.core.envelope import Envelope
+    from tests.routes.helpers import Sleeps
+
+    sleeps = Sleeps()
+    legacy = fake("legacy", echo)
+    hub = make_hub(ROUTES, {"legacy": legacy}, sleep=sleeps)
+    away = _StoreAway(hub.engine.store, pings=3)
+    hub.engine.store = hub.engine.correlations.store = away
+    settled: list[str] = []
+    env = Envelope("tax.cleared", TENANT, {"paid": 1}, business_no="A-9")
+    delivery = Delivery(env.to_json(), hub.engine.await_queue, False, settled.append)
+
+    assert hub.engine.correlations.handle_awaited(delivery) == "requeued"
+    assert settled == ["requeue"]
+    # Held while the store did not answer (three pings failed, the fourth answered),
+    # each wait longer than the one before, before going back once.
+    assert away.pings == 0
+    assert len(sleeps) == 4 and sleeps == sorted(sleeps) and sum(sleeps) > 5
