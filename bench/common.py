@@ -207,6 +207,20 @@ def write_results(name: str, data: Mapping[str, Any]) -> Path:
     return path
 
 
+def target(name: str, measured: float | None, goal: float, *, unit: str = "",
+           at_least: bool = True, note: str = "") -> dict[str, Any]:
+    """One figure of issue #15's table: what was measured against its goal.
+
+    Every benchmark puts a list of these under ``"targets"`` in its JSON result;
+    ``bench/run.py`` prints all of them in one table. ``at_least``: the figure must
+    reach ``goal`` (a ratio, a rate); otherwise it must stay at or under it (a
+    time, a growth). A figure that could not be measured is None and not met."""
+    met = measured is not None and measured == measured and (
+        measured >= goal if at_least else measured <= goal)
+    return {"name": name, "measured": measured, "goal": goal, "unit": unit,
+            "at_least": at_least, "met": bool(met), "note": note}
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table, first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
