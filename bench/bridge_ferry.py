@@ -63,6 +63,7 @@ from bdchub.bridge.ferry import MEDIA  # noqa: E402
 from bdchub.bridge.ferry.image import DiscImage  # noqa: E402
 from bdchub.bridge.ferry.importer import FerryImporter  # noqa: E402
 from bdchub.bridge.ferry.testing import FerryRig  # noqa: E402
+from bench.common import target  # noqa: E402
 
 TARGET = 1.2
 MIB = 1 << 20
@@ -259,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         # The target is on verification; import adds the copy to staging, whose cost is
         # the machine's file-write cost (see copy_only), reported but not judged.
         "pass": all(r["within_target"]["verify"] for r in results),
+        "targets": [target(f"verification / hashlib SHA-256 ({r['layout']})",
+                           r["ratio_vs_hashlib"]["verify"], TARGET, unit="x", at_least=False)
+                    for r in results],
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ from bdchub.core.envelope import Envelope  # noqa: E402
 from bdchub.core.errors import HubError  # noqa: E402
 from bdchub.routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
 from bdchub.routes.runtime import Hub  # noqa: E402
-from bench.common import machine, median, table, write_results  # noqa: E402
+from bench.common import machine, median, table, target, write_results  # noqa: E402
 
 TARGET = 0.9
 TENANT = "320684"
@@ -440,6 +440,11 @@ def run(*, n: int, m: int, rounds: int, broker: str, fault_timeout: float,
             "target": TARGET, "target_met": met, "nothing_lost": nothing_lost,
             "faulty_busy_throughout": busy, "pass": met and nothing_lost,
             "phases": phases, "machine": machine(),
+            "targets": [*(target(f"healthy route while another's department hangs ({s}) / "
+                                 "baseline", round(ratios[s], 3), TARGET, unit="x")
+                          for s in FAULTED if s in ratios),
+                        target("phases that lost nothing", sum(p["nothing_lost"] for p in phases),
+                               len(phases))],
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

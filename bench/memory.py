@@ -43,6 +43,7 @@ from bdchub.connectors.base import CallContext, Connector  # noqa: E402
 from bdchub.core.envelope import Envelope  # noqa: E402
 from bdchub.routes.middleware import MetricsMiddleware, Middleware  # noqa: E402
 from bdchub.routes.runtime import Hub  # noqa: E402
+from bench.common import target  # noqa: E402
 
 TENANT = "320684"
 BATCH = 1000
@@ -153,7 +154,10 @@ def main(argv: list[str]) -> int:
            "delivered": processed, "flat": flat,
            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                        "platform": platform.platform()},
-           "quick": args.quick, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+           "quick": args.quick, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "targets": [target(f"RSS growth over {total:,} messages", round(growth, 1),
+                              round(min(0.10 * first, 16), 1), unit=" MiB", at_least=False),
+                       target("messages delivered", processed, total)]}
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     name = "memory.json" if args.broker == "memory" else "memory_sqlite.json"
