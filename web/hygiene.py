@@ -41,25 +41,37 @@ MAX_VIOLATIONS = 50
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
-@cache
-def _refused() -> re.Pattern[str]:
-    """One character class over every refused code point, built from the
-    interpreter's Unicode tables so that characters added to Cf later are covered."""
+def refused_ranges() -> list[tuple[int, int]]:
+    """Every refused code point as (first, last) ranges, from the interpreter's
+    Unicode tables (about 0.2 s: a pass over all 1.1 million code points)."""
+    categories = map(unicodedata.category, map(chr, range(sys.maxunicode + 1)))
+    refused = [code for code, category in enumerate(categories)
+               if category in _REFUSED_CATEGORIES and chr(code) not in LINE_BREAKS]
     ranges: list[tuple[int, int]] = []
-    for code in range(sys.maxunicode + 1):
-        char = chr(code)
-        if char in LINE_BREAKS or unicodedata.category(char) not in _REFUSED_CATEGORIES:
-            continue
+    for code in refused:
         if ranges and ranges[-1][1] == code - 1:
             ranges[-1] = (ranges[-1][0], code)
         else:
             ranges.append((code, code))
+    return ranges
+
+
+@cache
+def _refused() -> re.Pattern[str]:
+    """One character class over every refused code point. The ranges ship computed
+    for one Unicode version (``web.refused_chars``, a third of ``hub run``'s start-up
+    when computed each time); an interpreter with other Unicode tables computes its
+    own, so characters added to Cf later are covered."""
+    from . import refused_chars
+
+    ranges = (refused_chars.RANGES if refused_chars.UNIDATA_VERSION == unicodedata.unidata_version
+              else refused_ranges())
     return re.compile("[" + "".join(
         f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in ranges) + "]")
 
 
 def warm() -> None:
-    """Build the character class now (a tenth of a second), not on the first request."""
+    """Build the character class now, not on the first request."""
     _refused()
 
 

@@ -149,3 +149,28 @@ def test_a_body_nested_deeper_than_the_recursion_limit_is_still_checked():
 def test_private_use_and_variation_selectors_in_names_pass():
     # Legacy systems map rare name characters to private use; IVS pick a glyph variant.
     assert hygiene.violations({"name": "王\ue000", "holder_name": "葛\U000e0100"}) == []
+
+
+def test_the_shipped_ranges_are_the_interpreters_own_for_their_unicode_version():
+    import unicodedata
+
+    from bdchub.web import refused_chars
+    from bdchub.web.hygiene import refused_ranges
+
+    if refused_chars.UNIDATA_VERSION != unicodedata.unidata_version:
+        pytest.skip(f"web/refused_chars.py is for Unicode {refused_chars.UNIDATA_VERSION}, "
+                    f"this interpreter has {unicodedata.unidata_version} (it computes its own)")
+    assert list(refused_chars.RANGES) == refused_ranges()
+
+
+def test_an_interpreter_with_other_unicode_tables_computes_its_own(monkeypatch):
+    from bdchub.web import hygiene, refused_chars
+
+    monkeypatch.setattr(refused_chars, "UNIDATA_VERSION", "0.0.0")
+    monkeypatch.setattr(refused_chars, "RANGES", ())  # would refuse nothing
+    hygiene._refused.cache_clear()
+    try:
+        assert hygiene.violations({"name": "张\u202e三"})
+        assert not hygiene.violations({"name": "张\u3000三"})
+    finally:
+        hygiene._refused.cache_clear()
