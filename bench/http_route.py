@@ -1,66 +1,67 @@
 """HTTP route: the hub against calling the backend directly and against Node-RED 4, same run.
 
-Target (BRIEF section 6): the hub's request/reply HTTP route (REST in ->
-validate -> map -> REST out to a loopback backend) answers at least 0.35x the
-requests per second of calling the backend directly, and more than Node-RED 4
-doing the same flow (Node-RED measured 0.14x direct on the dev machine).
+Issue #15, target 1: the hub's request/reply HTTP route in three shapes
+(``bench/http_shapes.py`` defines them: the hub's routes, the Node-RED flows,
+the bodies and the answers), each against Node-RED 4 doing the same work and
+against the direct call of the backend:
 
-    python bench/http_route.py                  # 10 s per contender and round, 3 rounds
-    python bench/http_route.py --quick          # 3 s, 2 rounds
-    python bench/http_route.py --duration 20 --rounds 5 --concurrency 32
-    python bench/http_route.py --no-nodered     # direct and hub only
-    python bench/http_route.py --backend python # a Python (uvicorn) echo backend instead
-    python bench/http_route.py --profile F      # then sample the hub with py-spy --gil into F
+- ``a``: validate -> map -> to, a body without a business number (the store
+  writes nothing);
+- ``b``: the same with a business number: the hub keeps the case's trace (a hop
+  a step) and progress row, as a request/reply route of a case does;
+- ``c``: the identity and household checks of an application: validate ->
+  enrich -> enrich (each kept as a verification record) -> publish -> answer.
 
-Every contender answers POST with an ``identity_verification_request`` body
-(the canonical example ``valid-with-face``: name, resident ID, purpose, face
-image digest) and every one forwards to the SAME loopback echo backend
-(``bench/nodered/echo.js``, Node's http module, keep-alive), which answers
-with the bytes it received:
+Targets: in every shape the hub answers at least as many requests per second
+as Node-RED with one process; in shape a at least 0.35x the direct call; the
+hub's p99 at most 3x its p50 in every shape, process count and store measured.
 
-- ``direct``: the load generator posts the mapped body straight to the echo
-  backend. The baseline: what the backend and loopback cost on their own.
-- ``hub``: ``web.server.serve`` (the event-loop server ``web.loopserver``:
-  uvicorn, the route in a greenlet, the REST call through aiohttp) with
-  ``web.app.create_app`` in its own process; the endpoint ``POST
-  /api/v1/bench/verify`` (``auth: none``, ``reply: true``) runs the route ``verify_identity`` through
-  ``Hub.run_sync``: ``validate: identity_verification_request`` (the
-  canonical JSON Schema with the domain format checkers), ``map`` to the
-  legacy field names (QQBH, QLRMC, ZJZL, ZJHM, HYYT, RXZY), ``to`` a ``rest``
-  connector (pooled; on the loop through aiohttp) that POSTs the result to the echo
-  backend and parses its JSON reply; the answer is the route's resulting
-  body. Everything the hub does per request is on: the envelope, metrics,
-  connector policies (retry, breaker), and ``Store.finish`` on the embedded
-  SQLite store (the default; the body has no business number, so no rows
-  are written and no transaction is taken).
+    python bench/http_route.py                      # 3 rounds x 10 s, shapes a b c, ~5 min
+    python bench/http_route.py --quick              # 2 rounds x 3 s
+    python bench/http_route.py --processes 2        # inbound.listen.processes: 2
+    python bench/http_route.py --store postgresql   # HUB_TEST_POSTGRES_URL, else a throwaway server
+    python bench/http_route.py --backend threading  # stdlib ThreadingHTTPServer echo
+    python bench/http_route.py --backend uvicorn    # raw ASGI echo on uvicorn
+    python bench/http_route.py --shapes a,b --no-nodered --concurrency 32
+    python bench/http_route.py --profile F          # then sample the hub with py-spy --gil into F
+
+The rest of the matrix is these flags: ``--processes 2`` (with ``--concurrency
+16``, the independent measurement's), ``--store postgresql`` (the throwaway
+server of tools/services.py runs with fsync off), and each ``--backend``.
+
+Contenders (each in its own process; all of them call the SAME loopback echo
+backend, which answers the bytes it received):
+
+- ``direct``: wrk posts shape a's mapped body straight to the echo backend (one
+  call). A shape that makes two backend calls (c) is compared with half that
+  rate: two calls one after the other.
+- ``hub``: ``web.server.serve`` (the event-loop server, uvicorn; the route in a
+  greenlet; REST calls through aiohttp, pooled) with ``web.app.create_app``,
+  one endpoint a shape (``auth: none``, ``reply: true``), run by
+  ``Hub.run_sync``; the store is the embedded SQLite one (``--store sqlite``,
+  default) or PostgreSQL; the broker is the embedded SQLite one.
 - ``nodered``: Node-RED 4 (``bench/nodered``: node-red pinned in its
   package.json, installed with npm on first use), headless on loopback, with
-  ``bench/nodered/flow.json``: http in -> function ``validate`` (ajv 8
-  compiled once from the hub's own schema files, with the same resident-ID
-  rule as ``schemas/formats.py``; 422 with the violations otherwise) ->
-  function ``map`` (the same renames; missing values left out) -> http
-  request (POST, keep-alive, JSON reply parsed) -> http response.
+  the flows ``http_shapes.nodered_flow()`` writes (one tab a shape): http in ->
+  function validate (ajv 8 compiled once in settings.js from the hub's own
+  schema files, with the same resident-ID rule as ``schemas/formats.py``; 422
+  with the violations otherwise) -> the shape's functions and http request
+  nodes -> (b, c) a file node appending the record -> http response.
 
-With ``--backend python`` the echo backend is a raw ASGI app on uvicorn
-instead (slower, so ``direct`` is lower and every ratio higher): the target's
-ratio depends on how fast the backend is, so the table names the backend.
+Backends (``--backend``; the table names the one used, since every ratio
+against ``direct`` depends on its speed): ``node`` (bench/nodered/echo.js,
+default), ``uvicorn`` (a raw ASGI app on uvicorn with httptools and uvloop),
+``threading`` (the standard library's ``ThreadingHTTPServer``, HTTP/1.1
+keep-alive, as the independent measurement used).
 
-The hub and Node-RED answer the same JSON (the mapped body; the echo makes
-the backend's reply equal to it); ``check_contenders`` verifies that before
-anything is timed, and that the backend really was called.
-
-Load: ``wrk`` (C, one thread, N keep-alive connections) in its own process
-(the Debian package; installed with apt-get when missing and running as root);
-each contender gets a warm-up run, then rounds of timed runs, interleaved
-(the order rotates every round); the median of the rounds is reported, with
-the ratio of medians against ``direct``. Only 2xx answers count. All three
-servers run for the whole benchmark; idle ones cost nothing.
-
-This machine may have few cores (the reference one has 2): the load
-generator, the backend and the contender share them, which is why the
-default concurrency is moderate (16) and the ratio, not the absolute rate,
-is the result. Results: a table on stdout and bench/results/http_route.json.
-Exit status 0 when both targets are met, 1 when not (2: setup failed).
+``check_contenders`` verifies before anything is timed that every contender
+answers the shape's expected body and calls the backend as often as the shape
+says. Load: ``wrk`` (C, one thread, N keep-alive connections) in its own
+process; a warm-up run each, then rounds of timed runs, interleaved (the order
+rotates every round); the median of the rounds is reported, latency from the
+run nearest the median. Only 2xx answers count. Results: tables on stdout and
+bench/results/http_route.json (with ``targets``). Exit 0 when every target is
+met, 1 when not, 2 when setup failed.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,73 +91,72 @@ from bench.common import (  # noqa: E402
     median,
     post_json,
     table,
+    target,
     write_results,
+)
+from bench.http_shapes import (  # noqa: E402
+    EXAMPLE,
+    LEGACY_OPERATIONS,
+    MAPPING,
+    SCHEMA,
+    SHAPES,
+    TENANT,
+    expected_a,
+    identity_request,
+    nodered_flow,
 )
 
 TARGET_DIRECT = 0.35
+TARGET_NODERED = 1.0
+TARGET_TAIL = 3.0
 NODERED_DIR = ROOT / "bench" / "nodered"
 NODERED_MAIN = NODERED_DIR / "node_modules" / "node-red" / "red.js"
-PATH = "/api/v1/bench/verify"
-ROUTE = "verify_identity"
-SCHEMA = "identity_verification_request"
-TENANT = "320684"
-EXAMPLE = (ROOT / "schemas" / "messages" / "examples" / SCHEMA / "valid-with-face.json")
+PATH = SHAPES["a"].path
+ROUTE = SHAPES["a"].route
 
-BACKENDS = {"node": "bench/nodered/echo.js (Node http)",
-            "python": "ASGI echo on uvicorn (--backend python)"}
+BACKENDS = {"node": "node (bench/nodered/echo.js, Node http)",
+            "uvicorn": "uvicorn (raw ASGI echo, httptools + uvloop)",
+            "threading": "threading (stdlib ThreadingHTTPServer echo)"}
 
-#: The map step, target <- JMESPath; Node-RED's map function does the same renames.
-MAPPING = {"QQBH": "request_id", "QLRMC": "name", "ZJZL": "'1'", "ZJHM": "id_number",
-           "HYYT": "purpose", "RXZY": "face_image.sha256"}
+__all__ = ["EXAMPLE", "MAPPING", "NODERED_MAIN", "Contenders", "check_contender",
+           "check_contenders", "mapped", "nodered_ready", "request_body"]
 
 
 def request_body() -> dict[str, Any]:
-    return json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    """Shape a's request (the canonical example ``valid-with-face``)."""
+    return identity_request()
 
 
 def mapped(body: dict[str, Any]) -> dict[str, Any]:
-    """What every contender must answer for ``body``."""
-    import jmespath
-
-    out = {}
-    for target, expr in MAPPING.items():
-        value = jmespath.search(expr, body)
-        if value is not None:
-            out[target] = value
-    return out
+    """What every contender must answer for ``body`` in shape a."""
+    return expected_a(body)
 
 
-def hub_config(echo_url: str, workdir: Path, port: int, threads: int, processes: int = 1) -> str:
-    """The hub's config.yaml for the benchmark (JSON is YAML)."""
+def hub_config(echo_url: str, workdir: Path, port: int, threads: int, processes: int = 1,
+               store_url: str | None = None, shapes: list[str] | None = None) -> str:
+    """The hub's config.yaml for the benchmark (JSON is YAML): one endpoint a shape."""
+    chosen = [SHAPES[k] for k in (shapes or list(SHAPES))]
+    routes: dict[str, Any] = {}
+    for shape in chosen:
+        routes.update(shape.hub_routes())
     config = {
         "tenant": TENANT,
         "name": "bench",
         "broker": {"url": f"sqla+sqlite:///{workdir / 'broker.db'}"},
-        "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
+        "store": {"url": store_url or f"sqlite:///{workdir / 'store.db'}"},
         "connectors": {
             "legacy": {
                 "type": "rest",
                 "base_url": echo_url,
                 "pool": {"maxsize": max(threads * 2, 10)},
-                "operations": {"verify": {"method": "POST", "path": "/echo"}},
+                "operations": LEGACY_OPERATIONS,
             },
         },
-        "routes": {
-            ROUTE: {
-                "description": "identity check: validate, rename to legacy names, forward",
-                "from": {"endpoint": {"method": "POST", "path": PATH, "reply": True}},
-                "steps": [
-                    {"validate": SCHEMA},
-                    {"map": MAPPING},
-                    {"to": {"connector": "legacy", "operation": "verify"}},
-                ],
-            },
-        },
+        "routes": routes,
         "inbound": {
             "listen": {"host": "127.0.0.1", "port": port, "threads": threads,
                        "processes": processes},
-            "endpoints": [{"method": "POST", "path": PATH, "route": ROUTE, "reply": True,
-                           "auth": "none"}],
+            "endpoints": [shape.endpoint() for shape in chosen],
         },
     }
     return json.dumps(config, indent=2, ensure_ascii=False)
@@ -197,8 +198,8 @@ def serve_hub(config_path: str) -> int:
 
 
 def serve_echo(port: int) -> int:
-    """Run in the child process: the Python echo backend (``--backend python``), a
-    raw ASGI app on uvicorn (httptools, uvloop) answering what it received."""
+    """Run in the child process: the uvicorn echo backend, a raw ASGI app on uvicorn
+    (httptools, uvloop) answering what it received."""
     import uvicorn
 
     echoed = [0]
@@ -227,6 +228,43 @@ def serve_echo(port: int) -> int:
     return 0
 
 
+def serve_threading_echo(port: int) -> int:
+    """Run in the child process: the standard library's ``ThreadingHTTPServer`` echo
+    (a thread a connection, HTTP/1.1 keep-alive), as the independent measurement used."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+    echoed = [0]
+
+    class Echo(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self._answer(json.dumps({"echoed": echoed[0]}).encode())
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                echoed[0] += 1
+            self._answer(body)
+
+        def log_message(self, *args: Any) -> None:  # quiet: one line a request otherwise
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Echo)
+    server.daemon_threads = True
+    server.serve_forever()
+    return 0
+
+
 # -- contenders -----------------------------------------------------------------
 
 def nodered_ready(install: bool = True) -> str | None:
@@ -250,20 +288,44 @@ def nodered_ready(install: bool = True) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def postgres_store() -> Iterator[str]:
+    """A fresh PostgreSQL database: on HUB_TEST_POSTGRES_URL's server, else on a
+    throwaway server (tools/services.py; fsync off) stopped afterwards."""
+    from tools.services import PostgresServer, fresh_database
+
+    server = None
+    url = os.environ.get("HUB_TEST_POSTGRES_URL")
+    try:
+        if not url:
+            server = PostgresServer()
+            server.start()
+            url = server.url
+        yield fresh_database(url)
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
 class Contenders(contextlib.AbstractContextManager):
     """The echo backend, the hub and (optionally) Node-RED, each in its own process."""
 
     def __init__(self, *, threads: int = 8, nodered: bool = True, workdir: Path | None = None,
-                 backend: str = "node", processes: int = 1):
+                 backend: str = "node", processes: int = 1, store_url: str | None = None,
+                 shapes: list[str] | None = None):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bdchub-bench-http-"))
         self._own_dir = workdir is None
         self.children: list[Child] = []
         self.threads = threads
         self.processes = processes
+        self.store_url = store_url
+        self.shapes = shapes or list(SHAPES)
         self.nodered_reason: str | None = None
         try:
-            if backend == "python":
+            if backend in ("uvicorn", "python"):
                 echo = [sys.executable, str(Path(__file__).resolve()), "--serve-echo"]
+            elif backend == "threading":
+                echo = [sys.executable, str(Path(__file__).resolve()), "--serve-threading-echo"]
             else:
                 echo = ["node", str(NODERED_DIR / "echo.js")]
             self.echo = self._start("echo", echo, port=None)
@@ -289,7 +351,7 @@ class Contenders(contextlib.AbstractContextManager):
         port = free_port()
         config = self.workdir / "config.yaml"
         config.write_text(hub_config(self.echo.url, self.workdir, port, self.threads,
-                                          self.processes),
+                                     self.processes, self.store_url, self.shapes),
                           encoding="utf-8")
         env = {"PYTHONPATH": str(ROOT), "HUB_LANG": "en"}
         return self._start("hub", [sys.executable, str(Path(__file__).resolve()),
@@ -306,24 +368,30 @@ class Contenders(contextlib.AbstractContextManager):
                             if divisions.is_known(p + "0000")} | {"83"})
         user_dir = self.workdir / "nodered"
         user_dir.mkdir(exist_ok=True)
+        flow = user_dir / "flow.json"
+        flow.write_text(json.dumps(nodered_flow(self.shapes), indent=1, ensure_ascii=False),
+                        encoding="utf-8")
         port = free_port()
         env = {"BDCHUB_NODERED_PORT": str(port), "BDCHUB_ECHO_URL": f"{self.echo.url}/echo",
                "BDCHUB_SCHEMAS_DIR": str(ROOT / "schemas" / "messages"),
                "BDCHUB_SCHEMA": SCHEMA, "BDCHUB_ID_PROVINCES": ",".join(provinces),
+               "BDCHUB_RECORD_FILE": str(user_dir / "records.jsonl"),
+               "BDCHUB_PUBLISH_FILE": str(user_dir / "published.jsonl"),
                "NODE_ENV": "production"}
         try:
             return self._start("nodered", ["node", str(NODERED_MAIN), "--settings",
                                            str(NODERED_DIR / "settings.js"), "--userDir",
-                                           str(user_dir), str(NODERED_DIR / "flow.json")],
+                                           str(user_dir), str(flow)],
                                port=port, env=env, timeout=90)
         except RuntimeError as exc:
             self.nodered_reason = f"did not start: {exc}"
             return None
 
-    def urls(self) -> dict[str, str]:
-        out = {"direct": f"{self.echo.url}/echo", "hub": f"{self.hub.url}{PATH}"}
+    def urls(self, shape: str = "a") -> dict[str, str]:
+        path = SHAPES[shape].path
+        out = {"direct": f"{self.echo.url}/echo", "hub": f"{self.hub.url}{path}"}
         if self.nodered is not None:
-            out["nodered"] = f"{self.nodered.url}{PATH}"
+            out["nodered"] = f"{self.nodered.url}{path}"
         return out
 
     def echoed(self) -> int:
@@ -341,46 +409,145 @@ class Contenders(contextlib.AbstractContextManager):
 
 
 def check_contender(contenders: Contenders, name: str, body: dict[str, Any],
-                    n: int = 3) -> Any:
-    """``name`` answers the mapped body ``n`` times (and, but for ``direct``, calls the
-    backend once per request); returns its last answer."""
-    expected = mapped(body)
-    url = contenders.urls()[name]
+                    n: int = 3, shape: str = "a") -> Any:
+    """``name`` answers the shape's expected body ``n`` times (and, but for
+    ``direct``, calls the backend as often as the shape does); returns its last answer."""
+    spec = SHAPES[shape]
+    expected = spec.expected(body)
+    url = contenders.urls(shape)[name]
     sent = json.dumps(expected if name == "direct" else body, ensure_ascii=False).encode()
     before = contenders.echoed()
     answer = None
     for _i in range(n):
         status, answer = post_json(url, sent)
         if status != 200 or answer != expected:
-            raise AssertionError(f"{name} answered {status} {answer!r}, expected 200 "
-                                 f"{expected!r}")
+            raise AssertionError(f"{name} (shape {shape}) answered {status} {answer!r}, "
+                                 f"expected 200 {expected!r}")
     calls = contenders.echoed() - before
-    if calls != n:
-        raise AssertionError(f"{name}: the backend saw {calls} calls for {n} requests")
+    wanted = n if name == "direct" else n * spec.calls
+    if calls != wanted:
+        raise AssertionError(f"{name} (shape {shape}): the backend saw {calls} calls for "
+                             f"{n} requests, expected {wanted}")
     return answer
 
 
-def check_contenders(contenders: Contenders, body: dict[str, Any], n: int = 3) -> dict[str, Any]:
-    """Every running contender answers the mapped body and calls the backend."""
-    return {name: check_contender(contenders, name, body, n) for name in contenders.urls()}
+def check_contenders(contenders: Contenders, body: dict[str, Any] | None = None, n: int = 3,
+                     shape: str = "a") -> dict[str, Any]:
+    """Every running contender answers the shape's expected body and calls the backend."""
+    body = SHAPES[shape].body() if body is None else body
+    return {name: check_contender(contenders, name, body, n, shape)
+            for name in contenders.urls(shape)}
 
 
 # -- profiling (optional) -------------------------------------------------------
 
 def profile_hub(contenders: Contenders, wrk: Wrk, url: str, concurrency: int,
                 seconds: float) -> str | None:
-    """py-spy top-down summary of the hub process under load, if py-spy is installed."""
+    """py-spy raw collapsed stacks of the hub process under load, if py-spy is installed."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return None
     out = contenders.workdir / "hub-profile.txt"
     proc = subprocess.Popen([spy, "record", "--pid", str(contenders.hub.proc.pid),
                              "--duration", str(int(seconds)), "--format", "raw", "--gil",
-                             "--output", str(out), "--nonblocking"],
+                             "--subprocesses", "--output", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wrk.run(url, connections=concurrency, duration=seconds)
     proc.wait(timeout=seconds + 60)
     return out.read_text() if out.exists() else None
+
+
+# -- measuring ------------------------------------------------------------------
+
+def measure(contenders: Contenders, shapes: list[str], *, concurrency: int, duration: float,
+            rounds: int, warmup: float) -> dict[str, list[dict[str, Any]]]:
+    """Timed wrk runs keyed ``direct`` and ``<shape>:<contender>``, interleaved by round."""
+    direct_body = json.dumps(expected_a(identity_request()), ensure_ascii=False).encode()
+    jobs: dict[str, tuple[Wrk, str]] = {
+        "direct": (Wrk(direct_body, contenders.workdir / "wrk-direct"),
+                   contenders.urls()["direct"])}
+    for key in shapes:
+        raw = json.dumps(SHAPES[key].body(), ensure_ascii=False).encode()
+        wrk = Wrk(raw, contenders.workdir / f"wrk-{key}")
+        for name, url in contenders.urls(key).items():
+            if name != "direct":
+                jobs[f"{key}:{name}"] = (wrk, url)
+    names = list(jobs)
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for name in names:  # warm up: connections, JIT, caches, database pages
+        wrk, url = jobs[name]
+        wrk.run(url, connections=concurrency, duration=warmup)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            wrk, url = jobs[name]
+            runs[name].append(wrk.run(url, connections=concurrency, duration=duration))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(
+            f"{n} {runs[n][-1]['rps']:.0f}" for n in names) + " req/s", flush=True)
+    return runs
+
+
+def _nearest(runs: list[dict[str, Any]], rps: float) -> dict[str, Any]:
+    """The run whose rate is the median's: its latency percentiles are reported."""
+    return min(runs, key=lambda x: abs(x["rps"] - rps))
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], shapes: list[str]) -> dict[str, Any]:
+    """Per shape: medians, ratios and the hub's tail (None where not measured)."""
+    direct_one = median([x["rps"] for x in runs["direct"]])
+    out: dict[str, Any] = {}
+    for key in shapes:
+        calls = SHAPES[key].calls
+        row: dict[str, Any] = {"direct_rps": direct_one / calls, "direct_calls": calls}
+        for name in ("hub", "nodered"):
+            measured = runs.get(f"{key}:{name}")
+            if not measured:
+                row[f"{name}_rps"] = None
+                continue
+            rps = median([x["rps"] for x in measured])
+            best = _nearest(measured, rps)
+            row.update({f"{name}_rps": rps, f"{name}_p50_ms": best["p50_ms"],
+                        f"{name}_p99_ms": best["p99_ms"], f"{name}_max_ms": best["max_ms"],
+                        f"{name}_failed": sum(x["failed"] for x in measured)})
+        hub, nodered = row["hub_rps"], row["nodered_rps"]
+        row["hub_vs_direct"] = hub / row["direct_rps"] if hub else None
+        row["hub_vs_nodered"] = hub / nodered if hub and nodered else None
+        row["nodered_vs_direct"] = nodered / row["direct_rps"] if nodered else None
+        row["hub_p99_over_p50"] = (row["hub_p99_ms"] / row["hub_p50_ms"]
+                                   if hub and row["hub_p50_ms"] else None)
+        out[key] = row
+    return out
+
+
+def targets(summary: dict[str, Any], *, processes: int, store: str,
+            nodered: bool) -> list[dict[str, Any]]:
+    """The figures of issue #15's target 1 this run measured (``bench.common.target``)."""
+    plural = "process" if processes == 1 else "processes"
+    setup = f"{processes} {plural}, {store}"
+    out = []
+    for key, row in summary.items():
+        if processes == 1 and nodered:
+            out.append(target(f"shape {key}: hub / Node-RED ({setup})", row["hub_vs_nodered"],
+                              TARGET_NODERED, unit="x"))
+        if key == "a":
+            out.append(target(f"shape a: hub / direct ({setup})", row["hub_vs_direct"],
+                              TARGET_DIRECT, unit="x"))
+        out.append(target(f"shape {key}: hub p99/p50 ({setup})", row["hub_p99_over_p50"],
+                          TARGET_TAIL, unit="x", at_least=False))
+    return out
+
+
+def report(summary: dict[str, Any], *, header: str) -> str:
+    rows = []
+    for key, r in summary.items():
+        direct = f"{r['direct_rps']:.0f}" + (f" (/{r['direct_calls']})"
+                                             if r["direct_calls"] > 1 else "")
+        rows.append((f"{key}: {SHAPES[key].title}", direct, r["nodered_rps"], r["hub_rps"],
+                     r["hub_vs_nodered"], r["hub_vs_direct"], r.get("hub_p50_ms"),
+                     r.get("hub_p99_ms"), r["hub_p99_over_p50"], r.get("nodered_p99_ms")))
+    return header + "\n" + table(
+        ["shape", "direct req/s", "Node-RED", "hub", "hub/NR", "hub/direct", "hub p50 ms",
+         "hub p99 ms", "p99/p50", "NR p99 ms"], rows)
 
 
 # -- main -----------------------------------------------------------------------
@@ -394,120 +561,115 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=16,
                         help="keep-alive connections of the load generator")
     parser.add_argument("--threads", type=int, default=8, help="hub web server threads")
-    parser.add_argument("--processes", type=int, default=1,
+    parser.add_argument("--processes", type=int, choices=[1, 2, 3, 4], default=1,
                         help="hub web server processes (inbound.listen.processes)")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="the hub's store: embedded SQLite (default) or PostgreSQL "
+                             "(HUB_TEST_POSTGRES_URL, else a throwaway server)")
+    parser.add_argument("--shapes", default="a,b,c", help="shapes to measure (default a,b,c)")
     parser.add_argument("--no-nodered", action="store_true", help="skip Node-RED")
-    parser.add_argument("--backend", choices=["node", "python"], default="node",
-                        help="echo backend: node (bench/nodered/echo.js, default) or python "
-                             "(a raw ASGI app on uvicorn)")
+    parser.add_argument("--backend", choices=["node", "uvicorn", "threading", "python"],
+                        default="node",
+                        help="echo backend: node (bench/nodered/echo.js, default), uvicorn "
+                             "(raw ASGI app), threading (stdlib ThreadingHTTPServer); "
+                             "python is uvicorn's old name")
     parser.add_argument("--profile", metavar="FILE", default=None,
-                        help="after the rounds, sample the hub under load with py-spy "
-                             "(raw collapsed stacks to FILE)")
+                        help="after the rounds, sample the hub under load of the first shape "
+                             "with py-spy (raw collapsed stacks to FILE)")
     parser.add_argument("--serve-hub", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", metavar="PORT", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-threading-echo", metavar="PORT", type=int,
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_hub:
         return serve_hub(args.serve_hub)
     if args.serve_echo:
         return serve_echo(args.serve_echo)
+    if args.serve_threading_echo:
+        return serve_threading_echo(args.serve_threading_echo)
+    backend = "uvicorn" if args.backend == "python" else args.backend
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown or not shapes:
+        parser.error(f"unknown shapes {unknown}; choose from {','.join(SHAPES)}")
 
     duration = args.duration or (3.0 if args.quick else 10.0)
     rounds = args.rounds or (2 if args.quick else 3)
     warmup = max(1.0, min(3.0, duration / 2))
-    body = request_body()
-    raw = json.dumps(body, ensure_ascii=False).encode()
-    direct_body = json.dumps(mapped(body), ensure_ascii=False).encode()
-
-    try:
-        contenders = Contenders(threads=args.threads, nodered=not args.no_nodered,
-                                backend=args.backend, processes=args.processes)
-    except (RuntimeError, OSError) as exc:
-        print(f"http_route: setup failed: {exc}", file=sys.stderr)
-        return 2
-    runs: dict[str, list[dict[str, Any]]] = {}
-    profile_text = None
-    with contenders:
+    load_before = os.getloadavg()
+    with contextlib.ExitStack() as stack:
+        try:
+            store_url = (stack.enter_context(postgres_store()) if args.store == "postgresql"
+                         else None)
+            contenders = stack.enter_context(Contenders(
+                threads=args.threads, nodered=not args.no_nodered, backend=backend,
+                processes=args.processes, store_url=store_url, shapes=shapes))
+        except (RuntimeError, OSError) as exc:
+            print(f"http_route: setup failed: {exc}", file=sys.stderr)
+            return 2
         if contenders.nodered_reason and not args.no_nodered:
             print(f"Node-RED not measured: {contenders.nodered_reason}", flush=True)
-        check_contenders(contenders, body)
-        urls = contenders.urls()
-        wrks = {"direct": Wrk(direct_body, contenders.workdir / "wrk-direct")}
-        wrk_route = Wrk(raw, contenders.workdir / "wrk-route")
-        for name in urls:
-            wrks.setdefault(name, wrk_route)
-        names = list(urls)
-        runs = {n: [] for n in names}
-        for name in names:  # warm up: connections, JIT, caches, SQLite pages
-            wrks[name].run(urls[name], connections=args.concurrency, duration=warmup)
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                result = wrks[name].run(urls[name], connections=args.concurrency,
-                                        duration=duration)
-                runs[name].append(result)
-            print(f"round {r + 1}/{rounds}: " + ", ".join(
-                f"{n} {runs[n][-1]['rps']:.0f} req/s" for n in names), flush=True)
+        for key in shapes:
+            check_contenders(contenders, shape=key)
+        runs = measure(contenders, shapes, concurrency=args.concurrency, duration=duration,
+                       rounds=rounds, warmup=warmup)
         if args.profile:
-            profile_text = profile_hub(contenders, wrk_route, urls["hub"], args.concurrency,
-                                       max(duration, 5.0))
-            if profile_text is None:
+            first = SHAPES[shapes[0]]
+            wrk = Wrk(json.dumps(first.body(), ensure_ascii=False).encode(),
+                      contenders.workdir / "wrk-profile")
+            text = profile_hub(contenders, wrk, contenders.urls(first.key)["hub"],
+                               args.concurrency, max(duration, 5.0))
+            if text is None:
                 print("profile: py-spy not installed (pip install py-spy)", file=sys.stderr)
             else:
-                Path(args.profile).write_text(profile_text)
+                Path(args.profile).write_text(text)
                 print(f"profile: {args.profile}")
         nodered_reason = contenders.nodered_reason
+        measured_nodered = contenders.nodered is not None
 
-    med = {n: median([x["rps"] for x in v]) for n, v in runs.items()}
-    direct = med["direct"]
-    labels = {"direct": "direct (client -> echo backend)",
-              "hub": "hub (loop server -> route -> rest -> echo)",
-              "nodered": "Node-RED 4 (http in -> ... -> echo)"}
-    rows = []
-    for n in names:
-        best = min(runs[n], key=lambda x: abs(x["rps"] - med[n]))  # the median run's latency
-        failed = sum(x["failed"] for x in runs[n])
-        rows.append((labels[n], med[n], med[n] / direct, best["p50_ms"], best["p99_ms"], failed))
-    print()
-    print(f"HTTP route, {args.concurrency} connections, {rounds} x {duration:.0f} s, "
-          f"{os.cpu_count()} CPUs, backend {BACKENDS[args.backend]}; median of rounds")
-    print(table(["contender", "req/s", "x direct", "p50 ms", "p99 ms", "errors"], rows))
-    hub_ratio = med["hub"] / direct
-    verdicts = {"hub_vs_direct": hub_ratio >= TARGET_DIRECT}
-    print(f"\nhub / direct = {hub_ratio:.3f} (target >= {TARGET_DIRECT}): "
-          f"{'PASS' if verdicts['hub_vs_direct'] else 'FAIL'}")
-    if "nodered" in med:
-        nr_ratio = med["nodered"] / direct
-        verdicts["hub_vs_nodered"] = med["hub"] > med["nodered"]
-        print(f"Node-RED / direct = {nr_ratio:.3f}; hub / Node-RED = "
-              f"{med['hub'] / med['nodered']:.2f} (target > 1): "
-              f"{'PASS' if verdicts['hub_vs_nodered'] else 'FAIL'}")
-    else:
+    summary = summarise(runs, shapes)
+    plural = "process" if args.processes == 1 else "processes"
+    header = (f"\nHTTP route, {args.concurrency} connections, {rounds} x {duration:.0f} s, "
+              f"{os.cpu_count()} CPUs, hub {args.processes} {plural} on {args.store}, "
+              f"backend {BACKENDS[backend]}; median of rounds; 1-min load at start "
+              f"{load_before[0]:.2f}")
+    print(report(summary, header=header))
+    if not measured_nodered:
         print(f"Node-RED: not measured ({nodered_reason})")
+    found = targets(summary, processes=args.processes, store=args.store,
+                    nodered=measured_nodered)
+    for t in found:
+        print(f"  {t['name']}: {t['measured'] if t['measured'] is None else round(t['measured'], 3)}"
+              f" ({'≥' if t['at_least'] else '≤'} {t['goal']}) "
+              f"{'met' if t['met'] else 'NOT MET'}")
     errors = {n: sum(x["failed"] for x in v) for n, v in runs.items()}
     if any(errors.values()):
         print(f"WARNING: failed requests during timing: {errors}")
     out = {
         "benchmark": "http_route",
-        "flow": {"schema": SCHEMA, "map": MAPPING, "path": PATH,
-                 "backend": BACKENDS[args.backend]},
+        "shapes": {k: {"title": SHAPES[k].title, "path": SHAPES[k].path,
+                       "route": SHAPES[k].hub_route(SHAPES[k].path),
+                       "backend_calls": SHAPES[k].calls, "hub_writes": SHAPES[k].writes,
+                       "nodered_does": SHAPES[k].nodered_writes} for k in shapes},
+        "backend": BACKENDS[backend],
+        "store": args.store,
         "load": {"tool": "wrk", "connections": args.concurrency, "threads": 1,
                  "seconds_per_run": duration, "rounds": rounds, "warmup_seconds": warmup},
         "hub_threads": args.threads,
         "hub_processes": args.processes,
         "runs": {n: [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in x.items()}
                      for x in v] for n, v in runs.items()},
-        "median_rps": {n: round(v, 1) for n, v in med.items()},
-        "ratio_vs_direct": {n: round(v / direct, 4) for n, v in med.items()},
-        "nodered": "measured" if "nodered" in med else f"not measured: {nodered_reason}",
-        "targets": {"hub_vs_direct": TARGET_DIRECT, "hub_vs_nodered": "> 1"},
-        "pass": verdicts,
-        "machine": machine(),
+        "summary": {k: {f: (round(v, 4) if isinstance(v, float) else v) for f, v in r.items()}
+                    for k, r in summary.items()},
+        "nodered": "measured" if measured_nodered else f"not measured: {nodered_reason}",
+        "targets": found,
+        "machine": {**machine(), "load_avg_at_start": [round(x, 2) for x in load_before]},
         "quick": args.quick,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = write_results("http_route", out)
     print(f"results: {path.relative_to(ROOT)}")
-    return 0 if all(verdicts.values()) else 1
+    return 0 if found and all(t["met"] for t in found) else 1
 
 
 if __name__ == "__main__":

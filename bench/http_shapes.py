@@ -102,47 +102,41 @@ def expected_c(body: dict[str, Any]) -> dict[str, Any]:
 
 # -- the hub ----------------------------------------------------------------------
 
-def _route_a(path: str) -> dict[str, Any]:
-    return {
-        "description": "identity check: validate, rename to legacy names, forward",
-        "from": {"endpoint": {"method": "POST", "path": path, "reply": True}},
-        "steps": [{"validate": SCHEMA}, {"map": MAPPING},
-                  {"to": {"connector": "legacy", "operation": "verify"}}],
-    }
+def _endpoint_route(description: str, steps: list[dict[str, Any]]) -> Callable[[str], dict]:
+    """A request/reply route of the hub answering POST at the path it is given."""
+    def route(path: str) -> dict[str, Any]:
+        return {"description": description,
+                "from": {"endpoint": {"method": "POST", "path": path, "reply": True}},
+                "steps": steps}
+    return route
 
 
-def _route_b(path: str) -> dict[str, Any]:
-    return {
-        "description": "identity check of a case: validate, rename, forward; trace and "
-                       "progress kept under the business number",
-        "from": {"endpoint": {"method": "POST", "path": path, "reply": True}},
-        "steps": [{"validate": {"schema": SCHEMA, "path": "applicant"}},
-                  {"map": CASE_MAPPING},
-                  {"to": {"connector": "legacy", "operation": "verify"}}],
-    }
+_route_a = _endpoint_route(
+    "identity check: validate, rename to legacy names, forward",
+    [{"validate": SCHEMA}, {"map": MAPPING},
+     {"to": {"connector": "legacy", "operation": "verify"}}])
 
+_route_b = _endpoint_route(
+    "identity check of a case: validate, rename, forward; trace and progress kept under "
+    "the business number",
+    [{"validate": {"schema": SCHEMA, "path": "applicant"}}, {"map": CASE_MAPPING},
+     {"to": {"connector": "legacy", "operation": "verify"}}])
 
-def _route_c(path: str) -> dict[str, Any]:
-    return {
-        "description": "the identity and household checks of an application "
-                       "(online_application's), kept as verification records, published, answered",
-        "from": {"endpoint": {"method": "POST", "path": path, "reply": True}},
-        "steps": [
-            {"validate": {"schema": SCHEMA, "path": "applicant"}},
-            {"enrich": {"connector": "legacy", "operation": "verify_identity",
-                        "payload": {"XM": "applicant.name", "ZJHM": "applicant.id_number"},
-                        "into": "identity", "record": "identity"}},
-            {"enrich": {"connector": "legacy", "operation": "household",
-                        "payload": {"ZJHM": "applicant.id_number", "YWH": "business_no"},
-                        "into": "household", "record": "household"}},
-            {"publish": {"type": PUBLISHED,
-                         "body": {"business_no": "business_no", "identity": "identity",
-                                  "household": "household"}}},
-            {"map": {"business_no": "business_no", "request_id": "applicant.request_id",
-                     "identity": "identity", "household": "household",
-                     "result": "'checked'"}},
-        ],
-    }
+_route_c = _endpoint_route(
+    "the identity and household checks of an application (online_application's), kept as "
+    "verification records, published, answered",
+    [{"validate": {"schema": SCHEMA, "path": "applicant"}},
+     {"enrich": {"connector": "legacy", "operation": "verify_identity",
+                 "payload": {"XM": "applicant.name", "ZJHM": "applicant.id_number"},
+                 "into": "identity", "record": "identity"}},
+     {"enrich": {"connector": "legacy", "operation": "household",
+                 "payload": {"ZJHM": "applicant.id_number", "YWH": "business_no"},
+                 "into": "household", "record": "household"}},
+     {"publish": {"type": PUBLISHED,
+                  "body": {"business_no": "business_no", "identity": "identity",
+                           "household": "household"}}},
+     {"map": {"business_no": "business_no", "request_id": "applicant.request_id",
+              "identity": "identity", "household": "household", "result": "'checked'"}}])
 
 
 #: The route of the hub that takes what shape c publishes (as appointment_reply takes
@@ -191,10 +185,8 @@ if (!validate(target)) {
 }
 return [msg, null];"""
 
-_MAP_A = """// Same as the hub's map step: target <- source; missing (null) values are left out.
-const b = msg.payload;
-const out = {};
-if (b.request_id != null) out.QQBH = b.request_id;
+#: The renames of the identity request ``b`` into ``out`` (missing values left out).
+_RENAMES = """if (b.request_id != null) out.QQBH = b.request_id;
 if (b.name != null) out.QLRMC = b.name;
 out.ZJZL = '1';
 if (b.id_number != null) out.ZJHM = b.id_number;
@@ -203,6 +195,11 @@ if (b.face_image != null && b.face_image.sha256 != null) out.RXZY = b.face_image
 msg.payload = out;
 return msg;"""
 
+_MAP_A = """// Same as the hub's map step: target <- source; missing (null) values are left out.
+const b = msg.payload;
+const out = {};
+""" + _RENAMES
+
 _MAP_B = """// Shape b: the renames of the request inside the case, and YWH (the business number).
 const c = msg.payload;
 const b = c.applicant;
@@ -210,14 +207,7 @@ msg.started = Date.now();
 msg.body = c;  // kept for the record written after the call
 const out = {};
 if (c.business_no != null) out.YWH = c.business_no;
-if (b.request_id != null) out.QQBH = b.request_id;
-if (b.name != null) out.QLRMC = b.name;
-out.ZJZL = '1';
-if (b.id_number != null) out.ZJHM = b.id_number;
-if (b.purpose != null) out.HYYT = b.purpose;
-if (b.face_image != null && b.face_image.sha256 != null) out.RXZY = b.face_image.sha256;
-msg.payload = out;
-return msg;"""
+""" + _RENAMES
 
 #: Shape b's stand-in for the hub's trace and progress: one JSON line, appended.
 _RECORD_B = """// What the hub keeps for the case (progress, one hop a step), as one line for the

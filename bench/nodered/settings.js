@@ -3,10 +3,13 @@
 // Headless and loopback only: no editor, no admin API, no credentials, no
 // projects, no palette changes; logs warnings only. The port comes from
 // BDCHUB_NODERED_PORT and the echo backend's URL from BDCHUB_ECHO_URL (used as
-// "${BDCHUB_ECHO_URL}" by the flow's http request node). The harness starts
-// it as
+// "${BDCHUB_ECHO_URL}" by the flows' http request nodes); the files the flows of
+// shapes b and c append to are BDCHUB_RECORD_FILE and BDCHUB_PUBLISH_FILE (read
+// with env.get in their function nodes). The flow file is written by the
+// harness from bench/http_shapes.py (nodered_flow: one tab a shape), which
+// starts it as
 //
-//   node node_modules/node-red/red.js --settings settings.js --userDir <tmp> flow.json
+//   node node_modules/node-red/red.js --settings settings.js --userDir <tmp> <tmp>/flow.json
 //
 // The flow validates against the hub's own canonical schema file
 // (identity_verification_request + common, JSON Schema 2020-12) compiled once
@@ -14,7 +17,7 @@
 // "resident-id" format rule as schemas/formats.py: 18 characters, 17 digits,
 // upper-case X, a known province prefix, a real birth date between 1880 and
 // today, and the GB 11643 check character. The validator is handed to the
-// flow's function node through functionGlobalContext (global.get("validate")).
+// flows' function nodes through functionGlobalContext (global.get("validate")).
 "use strict";
 const fs = require("fs");
 const path = require("path");
