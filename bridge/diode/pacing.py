@@ -28,9 +28,10 @@ class Pacer:
     def reset(self) -> None:
         self._next = time.perf_counter()
 
-    def pace(self, nbytes: int) -> None:
-        """Account one datagram of ``nbytes``; sleep if we are ahead of schedule."""
-        self._next += (nbytes + WIRE_OVERHEAD) * self.seconds_per_byte
+    def pace(self, nbytes: int, datagrams: int = 1) -> None:
+        """Account ``datagrams`` datagrams of ``nbytes`` in all; sleep if we are
+        ahead of schedule."""
+        self._next += (nbytes + WIRE_OVERHEAD * datagrams) * self.seconds_per_byte
         ahead = self._next - time.perf_counter()
         if ahead > self.burst:
             time.sleep(ahead)

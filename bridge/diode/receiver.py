@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import shutil
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from ..policy import ContentPolicy, quarantine
 from . import fec, wire
 from .inbound import deliver
 from .manifest import Manifest, Verifier, safe_name
-from .rxsocket import RecvOnlySocket
+from .rxsocket import BATCH_BUFFER, RecvOnlySocket
 from .staging import COMPLETE, StagedObject, Staging
 
 log = logging.getLogger("bdc.bridge.diode")
@@ -143,10 +141,11 @@ class DiodeReceiver:
         self._finisher.start()
         sock = self.sock
         sock.settimeout(0.2)
-        buf = bytearray(wire.MAX_DATAGRAM + 1)
+        batches = sock.enable_batches()
+        buf = bytearray(BATCH_BUFFER if batches else wire.MAX_DATAGRAM + 1)
         view = memoryview(buf)
         unpack = wire.HEADER.unpack_from
-        crc32 = zlib.crc32
+        crc32 = wire.crc32
         hsize, crc_off = wire.HEADER_SIZE, wire.HEADER_SIZE - 4
         magic, version = wire.MAGIC, wire.VERSION
         data_kind = wire.DATA
@@ -158,45 +157,53 @@ class DiodeReceiver:
         try:
             while True:
                 try:
-                    n = sock.recv_into(buf)
+                    if batches:
+                        total, size = sock.recv_batch(buf)
+                    else:
+                        total = size = sock.recv_into(buf)
                 except TimeoutError:
-                    n = -1
+                    total = size = -1
                 now = time.monotonic()
-                if n >= 0:
+                if size == 0:  # empty, or longer than the buffer: not ours
+                    stats.datagrams += 1
+                    stats.malformed += 1
+                    total = -1
+                for o in range(0, total, size) if total > 0 else ():
+                    n = min(o + size, total)  # this datagram is view[o:n]
                     last_rx = now
                     stats.datagrams += 1
-                    if n >= hsize:
+                    if n - o >= hsize:
                         (mg, ver, kind, flags, session, seq, oid, block, symbol, length,
-                         crc) = unpack(view, 0)
+                         crc) = unpack(view, o)
                     else:
                         mg = b""
-                    if (mg != magic or ver != version or hsize + length != n
-                            or crc32(view[hsize:n], crc32(view[:crc_off])) != crc):
+                    if (mg != magic or ver != version or hsize + length != n - o
+                            or crc32(view[o + hsize:n], crc32(view[o:o + crc_off])) != crc):
                         stats.malformed += 1
-                    else:
-                        st = sessions.get(session)
-                        if st is None:
-                            st = sessions[session] = SessionState(session, seq)
-                        st.received += 1
-                        if seq > st.max_seq:
-                            st.max_seq = seq
-                        st.last_seen = now
-                        if kind == data_kind:
-                            target = targets.get((session, oid))
-                            if target is None:
-                                self._park(session, oid, seq, block, symbol, view[hsize:n])
-                            elif isinstance(target, StagedObject):
-                                if not target.stats.first_seq:
-                                    target.stats.first_seq = seq
-                                    target.stats.session_count_at_first = st.received
-                                target.stats.last_seq = seq
-                                if target.put(block, symbol, view[hsize:n]) == COMPLETE:
-                                    self._complete(target)
-                        elif kind == wire.MANIFEST:
-                            if (session, oid) not in targets:
-                                self._on_manifest(session, oid, view[hsize:n])
-                        elif kind == wire.HEARTBEAT:
-                            self._on_heartbeat(st, flags, view[hsize:n])
+                        continue
+                    st = sessions.get(session)
+                    if st is None:
+                        st = sessions[session] = SessionState(session, seq)
+                    st.received += 1
+                    if seq > st.max_seq:
+                        st.max_seq = seq
+                    st.last_seen = now
+                    if kind == data_kind:
+                        target = targets.get((session, oid))
+                        if target is None:
+                            self._park(session, oid, seq, block, symbol, view[o + hsize:n])
+                        elif isinstance(target, StagedObject):
+                            if not target.stats.first_seq:
+                                target.stats.first_seq = seq
+                                target.stats.session_count_at_first = st.received
+                            target.stats.last_seq = seq
+                            if target.put(block, symbol, view[o + hsize:n]) == COMPLETE:
+                                self._complete(target)
+                    elif kind == wire.MANIFEST:
+                        if (session, oid) not in targets:
+                            self._on_manifest(session, oid, view[o + hsize:n])
+                    elif kind == wire.HEARTBEAT:
+                        self._on_heartbeat(st, flags, view[o + hsize:n])
                 if now >= next_house:
                     next_house = now + 0.2
                     self._drain_results()
@@ -402,11 +409,14 @@ class DiodeReceiver:
         self._work.put(obj)
 
     def _finish_loop(self) -> None:
+        buffer = bytearray(1 << 20)
         while True:
             try:
-                obj = self._work.get(timeout=0.25)
+                # While objects arrive, look at them often: their hash follows
+                # reception a few milliseconds behind.
+                obj = self._work.get(timeout=0.02 if self._by_key else 0.25)
             except queue.Empty:
-                self._writeback()
+                self._catch_up(buffer)
                 continue
             if obj is None:
                 return
@@ -418,20 +428,16 @@ class DiodeReceiver:
                 outcome = "error:" + str(exc)
             self._results.put((obj, outcome))
 
-    def _writeback(self) -> None:
-        """Push staged data to disk while symbols still arrive, so the fsync
-        before delivery has little left to do (fdatasync releases the GIL)."""
+    def _catch_up(self, buffer: bytearray) -> None:
+        """Hash (and write back) what the objects in progress have decoded, on
+        this thread while the receiving thread goes on: hashing and file I/O
+        release the GIL, so this uses the second core."""
         for obj in list(self._by_key.values()):
             try:
-                fd = os.open(obj.folder / "data.part", os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fdatasync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+                obj.catch_up(buffer)
+            except (OSError, IntegrityError_) as exc:
+                # The finish step hashes whatever is left and decides then.
+                log.debug("diode: %s: hashing ahead stopped: %s", obj.manifest.ref, exc)
 
     def _finish(self, obj: StagedObject) -> str:
         m = obj.manifest

@@ -19,6 +19,12 @@ RCVBUF = 64 << 20
 # Python's socket module does not export it; 33 on Linux (asm-generic/socket.h).
 SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux"
                                      else None)
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+UDP_GRO = 104  # linux/udp.h, Linux 5.0+; Python does not export it
+# A coalesced read is at most one IPv4 datagram's worth; a little more room
+# lets a too-large one show up as truncated instead of passing as whole.
+BATCH_BUFFER = 1 << 17
+_GRO_CMSG = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 class RecvOnlySocket:
@@ -29,6 +35,35 @@ class RecvOnlySocket:
 
     def recv_into(self, buffer: bytearray | memoryview) -> int:
         return self.__sock.recv_into(buffer)
+
+    def enable_batches(self) -> bool:
+        """Ask the kernel to hand over runs of equal datagrams of one sender in
+        one read (UDP generic receive offload: a sender's segmented batch
+        arrives as it left); True if it will. Datagrams stay whole: the
+        kernel coalesces only datagrams of one size, the last may be shorter."""
+        if sys.platform != "linux" or not _GRO_CMSG:
+            return False
+        try:
+            self.__sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+        except OSError:
+            return False
+        return True
+
+    def recv_batch(self, buffer: bytearray | memoryview) -> tuple[int, int]:
+        """Read into ``buffer``: (bytes read, datagram size). The datagram
+        size is the bytes read unless the kernel coalesced several datagrams
+        (``enable_batches``); then each is that size but the last, which may
+        be shorter. A read cut short by ``buffer`` (-1, 0): nothing usable."""
+        n, ancdata, flags, _addr = self.__sock.recvmsg_into([buffer], _GRO_CMSG)
+        if flags & socket.MSG_TRUNC:
+            return -1, 0
+        for level, kind, data in ancdata:
+            if level == SOL_UDP and kind == UDP_GRO and len(data) >= 2:
+                size = int.from_bytes(data[:4] if len(data) >= 4 else data[:2],
+                                      sys.byteorder)
+                if 0 < size < n:
+                    return n, size
+        return n, n
 
     def settimeout(self, seconds: float | None) -> None:
         self.__sock.settimeout(seconds)

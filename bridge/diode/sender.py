@@ -19,7 +19,6 @@ import secrets
 import socket
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from bdchub.core.i18n import _
 
 from ..metrics import bridge_metrics
 from . import fec, wire
+from .batch import DatagramBatch
 from .manifest import Manifest, Signer, hash_file, new_hash, safe_name
 from .pacing import Pacer
 from .settings import DiodeSettings
@@ -86,6 +86,7 @@ class DiodeSender:
         self._pass = 0
         self._sock: socket.socket | None = None
         self._addr: tuple[Any, ...] | None = None
+        self._batch: DatagramBatch | None = None
         self._buf = bytearray(wire.MAX_DATAGRAM)
         self._lock = threading.RLock()
         self._next_heartbeat = 0.0
@@ -111,6 +112,7 @@ class DiodeSender:
             raise BridgeError(_("cannot open the diode socket towards {host}:{port}: {error}",
                                 host=host, port=port, error=exc)) from exc
         self._sock, self._addr = sock, info[4]
+        self._batch = DatagramBatch(sock, info[4], self.settings.datagram_size, self.target)
         self._pacer.reset()
         return self
 
@@ -141,25 +143,8 @@ class DiodeSender:
         self._send(n)
 
     def _send(self, n: int) -> None:
-        assert self._sock is not None
-        view = memoryview(self._buf)[:n]
-        for attempt in range(100):
-            try:
-                self._sock.sendto(view, self._addr)
-                break
-            except (BlockingIOError, InterruptedError):
-                time.sleep(0.0002)
-            except ConnectionRefusedError:
-                # An ICMP port-unreachable from a receiver that is not up yet:
-                # a diode has no back channel, so the only answer is to go on.
-                break
-            except OSError as exc:
-                if exc.errno == 105 and attempt < 99:  # ENOBUFS: qdisc full, back off
-                    time.sleep(0.0005)
-                    continue
-                raise BridgeError(_("cannot send to {host}:{port}: {error}",
-                                    host=self.target[0], port=self.target[1],
-                                    error=exc)) from exc
+        assert self._batch is not None
+        self._batch.send_one(memoryview(self._buf)[:n])
         self.datagrams += 1
         self._pacer.pace(n)
 
@@ -281,28 +266,38 @@ class DiodeSender:
         if not plan.blocks:
             return
         S = plan.symbol_size
-        src = obj.source
-        src_view = memoryview(src)
-        # Hot loop: bind everything local; one datagram costs a few µs of Python.
-        buf = self._buf
-        view = memoryview(buf)
-        pack = wire.HEADER.pack_into
-        crc32 = zlib.crc32
-        crc_pack = wire._CRC.pack_into
+        src_view = memoryview(obj.source)
+        # Hot loop: bind everything local. Data datagrams are written side by
+        # side into the batch buffer and leave in one system call per batch;
+        # what remains per datagram is a copy, four header fields and a CRC.
+        batch = self._batch
+        assert batch is not None
+        D = wire.HEADER_SIZE + S
+        if batch.size != D:  # a settings object with another datagram size
+            batch = self._batch = DatagramBatch(batch.sock, batch.addr, D, self.target)
+        buf, cap = batch.buf, batch.capacity
         hsize, crc_off = wire.HEADER_SIZE, wire.HEADER_SIZE - 4
-        end = hsize + S
-        sendto = self._sock.sendto  # type: ignore[union-attr]
-        addr = self._addr
+        # Per slot of the batch: the constant header fields written once, and
+        # views of the parts that change (no slicing per datagram).
+        offsets = [i * D for i in range(cap)]
+        for o in offsets:
+            wire.HEADER.pack_into(buf, o, wire.MAGIC, wire.VERSION, wire.DATA, 0, self.session,
+                                  0, oid, 0, 0, S, 0)
+        payloads = [batch.view[o + hsize:o + D] for o in offsets]
+        heads = [batch.view[o:o + crc_off] for o in offsets]
+        varying = [o + wire.VARYING_OFFSET for o in offsets]
+        crcs = [o + crc_off for o in offsets]
+        pack = wire.VARYING.pack_into
+        crc32 = wire.crc32
+        crc_pack = wire._CRC.pack_into
         pacer = self._pacer
-        session = self.session
-        magic, version, kind_data = wire.MAGIC, wire.VERSION, wire.DATA
-        every = s.manifest_every
-        since_manifest = 0
-        since_hb_check = 0
+        filled = 0
+        seq = self._seq
+        next_manifest = seq + s.manifest_every
+        next_heartbeat_check = seq + 256
         for w0 in range(0, plan.blocks, s.interleave_blocks):
-            window = range(w0, min(plan.blocks, w0 + s.interleave_blocks))
-            symbols: dict[int, list[Any]] = {}
-            for b in window:
+            window = []
+            for b in range(w0, min(plan.blocks, w0 + s.interleave_blocks)):
                 k = plan.k_of(b)
                 off = plan.block_offset(b)
                 if off + k * S <= m.size:
@@ -310,32 +305,35 @@ class DiodeSender:
                 else:  # the tail block: pad with zeros to whole symbols
                     block = memoryview(bytes(src_view[off:m.size]).ljust(k * S, b"\0"))
                 parity = fec.encode_parity(plan.ec_type, k, plan.parity, bytes(block))
-                symbols[b] = [block[i * S:(i + 1) * S] for i in range(k)] + parity
-            n_max = max(len(v) for v in symbols.values())
+                window.append((b, [block[i * S:(i + 1) * S] for i in range(k)] + parity))
+            n_max = max(len(syms) for _b, syms in window)
             for j in range(n_max):
-                for b in window:
-                    syms = symbols[b]
+                for b, syms in window:
                     if j >= len(syms):
                         continue
-                    self._seq += 1
-                    buf[hsize:end] = syms[j]
-                    pack(buf, 0, magic, version, kind_data, 0, session, self._seq, oid,
-                         b, j, S, 0)
-                    crc_pack(buf, crc_off, crc32(view[hsize:end], crc32(view[:crc_off])))
-                    try:
-                        sendto(view[:end], addr)
-                        self.datagrams += 1
-                        pacer.pace(end)
-                    except OSError:
-                        # Rare (ENOBUFS, refused): the slow path retries and backs off.
-                        self._seq -= 1
-                        self._emit(kind_data, syms[j], object_id=oid, block=b, symbol=j)
-                    since_manifest += 1
-                    if since_manifest >= every:
-                        since_manifest = 0
+                    sym = syms[j]
+                    seq += 1
+                    payloads[filled][:] = sym
+                    pack(buf, varying[filled], seq, oid, b, j)
+                    crc_pack(buf, crcs[filled], crc32(sym, crc32(heads[filled])))
+                    filled += 1
+                    if filled == cap:
+                        batch.send(filled)
+                        self.datagrams += filled
+                        pacer.pace(filled * D, filled)
+                        filled = 0
+                    if seq >= next_manifest:
+                        self._seq = seq
                         self._send_manifest(raw, oid)
-                    since_hb_check += 1
-                    if since_hb_check >= 64:
-                        since_hb_check = 0
+                        seq = self._seq
+                        next_manifest = seq + s.manifest_every
+                    if seq >= next_heartbeat_check:
+                        self._seq = seq
                         self._maybe_heartbeat()
-            del symbols
+                        seq = self._seq
+                        next_heartbeat_check = seq + 256
+        if filled:
+            batch.send(filled)
+            self.datagrams += filled
+            pacer.pace(filled * D, filled)
+        self._seq = seq

@@ -12,7 +12,13 @@ Per object (keyed by ``Manifest.content_key``) the staging folder holds::
 
 All four are memory-mapped: storing a symbol is a memcpy, memory stays
 bounded by the page cache, and what a killed receiver had stored is in the
-kernel's hands and survives it. Nothing here can send: this module is part of
+kernel's hands and survives it.
+
+The object's hash is computed while it arrives (``catch_up``): the bytes of
+each decoded block, in order, as soon as every block before it is decoded.
+A decoded block is never written again (its symbols are dropped as
+duplicates), so what was hashed is what is delivered; completing an object
+then costs the hash of its last blocks, not a second read of all of it. Nothing here can send: this module is part of
 the receiving path that a test scans for send calls.
 """
 
@@ -32,7 +38,7 @@ from bdchub.core.fsutil import fsync_dir
 from bdchub.core.i18n import _
 
 from . import fec
-from .manifest import Manifest, hash_file
+from .manifest import Manifest, new_hash
 
 NEW, DUPLICATE, DECODED, COMPLETE, INVALID = range(5)
 
@@ -75,6 +81,12 @@ class StagedObject:
         self.sessions: set[tuple[int, int]] = set()
         self._open_maps()
 
+    def _restart_digest(self) -> None:
+        self._hash = new_hash(self.manifest.hash_name)
+        self._hashed = 0  # bytes of the object fed to the hash
+        self._hashed_blocks = 0  # blocks 0..n-1 are in it
+        self._synced = 0  # bytes of the hashed prefix known to be on disk
+
     # -- files ---------------------------------------------------------------
     def _open_maps(self) -> None:
         plan = self.plan
@@ -85,6 +97,7 @@ class StagedObject:
         self.done = _map(f / "done.bin", plan.blocks)
         self.count = [0] * plan.blocks
         self.done_blocks = 0
+        self._restart_digest()
         if self.have is not None and self.done is not None:
             n = self.n_max
             for b in range(plan.blocks):
@@ -176,6 +189,45 @@ class StagedObject:
         self.done[block] = 1
         self.done_blocks += 1
 
+    # -- digest while receiving ----------------------------------------------
+    def catch_up(self, buffer: bytearray, *, sync_every: int = 8 << 20) -> int:
+        """Hash the decoded blocks that now follow the hashed prefix, and push
+        that prefix to disk every ``sync_every`` bytes so that the fsync
+        before delivery has little left. Called by one thread only (the
+        receiver's finisher); the receiving thread only ever sets ``done``
+        after a block's bytes are final. Returns the bytes hashed so far."""
+        done = self.done
+        blocks = self.plan.blocks
+        b = self._hashed_blocks
+        if done is None or b >= blocks or not done[b]:
+            return self._hashed
+        while b < blocks and done[b]:
+            b += 1
+        end = self._off[b] if b < blocks else self.manifest.size
+        end = min(end, self.manifest.size)
+        fd = os.open(self.folder / "data.part", os.O_RDONLY)
+        try:
+            self._feed(fd, end, buffer)
+            self._hashed_blocks = b
+            if self._hashed - self._synced >= sync_every:
+                os.fdatasync(fd)
+                self._synced = self._hashed
+        finally:
+            os.close(fd)
+        return self._hashed
+
+    def _feed(self, fd: int, end: int, buffer: bytearray) -> None:
+        """Hash bytes [hashed, end) of the data file (read and hashed without
+        the GIL, beside the receiving thread)."""
+        view = memoryview(buffer)
+        while self._hashed < end:
+            n = os.preadv(fd, [view[:min(len(buffer), end - self._hashed)]], self._hashed)
+            if n <= 0:
+                raise IntegrityError_(_("{name}: the staged data is shorter than announced",
+                                        name=self.manifest.name))
+            self._hash.update(view[:n])
+            self._hashed += n
+
     # -- completion ------------------------------------------------------------
     def close_maps(self) -> None:
         for name in ("data", "parity", "have", "done"):
@@ -196,9 +248,10 @@ class StagedObject:
         try:
             os.ftruncate(fd, m.size)
             os.fsync(fd)
+            self._feed(fd, m.size, bytearray(1 << 20))  # what catch_up had not reached
         finally:
             os.close(fd)
-        digest = hash_file(part, m.hash_name)
+        digest = self._hash.hexdigest()
         if digest != m.digest:
             self.stats.hash_failures += 1
             self.reset()

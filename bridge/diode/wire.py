@@ -17,13 +17,21 @@ Every datagram is one fixed 40-byte header followed by a payload::
 The CRC covers the payload too: a corrupted symbol would otherwise poison a
 whole Reed-Solomon block, and the SHA-256 at the end would only tell us that
 the object is bad, not which datagram was.
+
+``crc32`` is the IEEE CRC-32 of zlib; ISA-L's (the ``isal`` wheel) computes the
+same value about eight times faster, which matters at a few hundred thousand
+datagrams a second on each side. Without it, zlib's: the same bytes on the wire.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
+
+try:
+    from isal.isal_zlib import crc32
+except ImportError:  # pragma: no cover - isal is a dependency; zlib gives the same CRC
+    from zlib import crc32
 
 MAGIC = b"BDCD"
 VERSION = 1
@@ -38,6 +46,10 @@ HEADER = struct.Struct("!4sBBHQQIIHHI")
 HEADER_SIZE = HEADER.size  # 40
 _CRC_OFFSET = HEADER_SIZE - 4
 _CRC = struct.Struct("!I")
+# seq, object, block and symbol lie side by side: a sender that keeps the rest
+# of a header in place rewrites only these per datagram.
+VARYING = struct.Struct("!QIIH")
+VARYING_OFFSET = 16
 
 # Largest UDP payload over IPv4; anything beyond cannot be a datagram of ours.
 MAX_DATAGRAM = 65507
@@ -67,7 +79,7 @@ def pack_into(buf: bytearray, kind: int, flags: int, session: int, seq: int,
     HEADER.pack_into(buf, 0, MAGIC, VERSION, kind, flags, session, seq,
                      object_id, block, symbol, n, 0)
     view = memoryview(buf)
-    crc = zlib.crc32(view[HEADER_SIZE:end], zlib.crc32(view[:_CRC_OFFSET]))
+    crc = crc32(view[HEADER_SIZE:end], crc32(view[:_CRC_OFFSET]))
     _CRC.pack_into(buf, _CRC_OFFSET, crc)
     return end
 
@@ -89,6 +101,6 @@ def decode(view: memoryview, n: int) -> Header | None:
         HEADER.unpack_from(view, 0)
     if magic != MAGIC or version != VERSION or HEADER_SIZE + length != n:
         return None
-    if zlib.crc32(view[HEADER_SIZE:n], zlib.crc32(view[:_CRC_OFFSET])) != crc:
+    if crc32(view[HEADER_SIZE:n], crc32(view[:_CRC_OFFSET])) != crc:
         return None
     return Header(kind, flags, session, seq, obj, block, symbol, length)
