@@ -31,11 +31,11 @@ from typing import Any
 
 from ..errors import HubError
 from ..i18n import _
-from .base import Broker, Delivery, Handler, topic_matches
+from .base import Broker, Delivery, Handler, Outbound, topic_matches
 from .kombu_broker import DEFAULT_DELIVERY_LIMIT, SEALED_COLUMN, SEALED_CONTENT_TYPE, KombuBroker
 from .memory import InMemoryBroker
 
-__all__ = ["DEFAULT_DELIVERY_LIMIT", "SCHEMA", "SEALED_COLUMN", "SEALED_CONTENT_TYPE", "Broker", "Delivery", "Handler",
+__all__ = ["DEFAULT_DELIVERY_LIMIT", "SCHEMA", "SEALED_COLUMN", "SEALED_CONTENT_TYPE", "Broker", "Delivery", "Handler", "Outbound",
            "InMemoryBroker", "KombuBroker", "broker_from_url", "topic_matches"]
 
 #: The ``broker:`` section of config.yaml (registered by ``core.config``).

@@ -7,8 +7,9 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
-__all__ = ["Broker", "Delivery", "Handler", "topic_matches"]
+__all__ = ["Broker", "Delivery", "Handler", "Outbound", "topic_matches"]
 
 
 @lru_cache(maxsize=4096)
@@ -66,6 +67,15 @@ class Delivery:
 Handler = Callable[[Delivery], None]
 
 
+class Outbound(NamedTuple):
+    """One message for ``Broker.publish_many``: ``publish``'s arguments."""
+
+    body: bytes
+    routing_key: str
+    queue: str | None = None
+    message_id: str = ""
+
+
 class Broker:
     """A message broker as the hub uses one.
 
@@ -100,6 +110,17 @@ class Broker:
         then raises ``RecoverableError``. Safe to call from any thread.
         """
         raise NotImplementedError
+
+    def publish_many(self, messages: Sequence[Outbound]) -> None:
+        """``publish`` each of ``messages``; returns once the broker has them all.
+
+        A broker that confirms publications waits for all of them together. On a
+        failure any of them may have been published (and is published again by
+        the caller's next attempt: the ids say it is the same message).
+        One at a time by default."""
+        for message in messages:
+            self.publish(message.body, message.routing_key, queue=message.queue,
+                         message_id=message.message_id)
 
     def consume(self, handlers: Mapping[str, Handler], prefetch: Mapping[str, int]) -> None:
         """Hand the messages of each queue in ``handlers`` to its handler on a

@@ -159,6 +159,10 @@ class StepKind:
     #: whether a run resumed inside its nested steps starts again at the step itself
     #: (a loop: the nested step's position does not say which iteration it was at)
     reruns_whole: bool = False
+    #: whether a run of it stays in this process (no connector call, no store
+    #: access, no waiting): a route of such steps alone is run in batches
+    #: (``routes.batch``)
+    in_process: bool = False
 
     def branches(self, spec: Any) -> Iterator[tuple[str, PathT, list[Any]]]:
         """Nested step lists: (branch key, path below the step, the steps)."""

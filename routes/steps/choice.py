@@ -14,6 +14,7 @@ from .base import Branch, Compiling, PathT, StepKind
 
 class Choice(StepKind):
     name = "choice"
+    in_process = True
     schema = {
         "type": "object", "additionalProperties": False, "required": ["when"],
         "properties": {

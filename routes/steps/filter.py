@@ -12,6 +12,7 @@ from .base import Compiling, StepKind, Stop
 
 class Filter(StepKind):
     name = "filter"
+    in_process = True
     schema = EXPR
 
     def compile(self, spec: Any, ctx: Compiling) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from .base import Compiling, StepKind
 
 class Map(StepKind):
     name = "map"
+    in_process = True
     schema = {"oneOf": [
         MAPPING,
         {"type": "object", "additionalProperties": False, "required": ["fields"],

@@ -13,6 +13,7 @@ from .base import Compiling, StepKind
 
 class Publish(StepKind):
     name = "publish"
+    in_process = True
     schema = {"oneOf": [
         MESSAGE_TYPE,
         {"type": "object", "additionalProperties": False, "required": ["type"],

@@ -19,6 +19,7 @@ from .base import Compiling, StepKind
 
 class Set(StepKind):
     name = "set"
+    in_process = True
     schema = {
         "type": "object", "additionalProperties": False, "minProperties": 1,
         "properties": {"headers": MAPPING, "tenant": EXPR, "business_no": EXPR},

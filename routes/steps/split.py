@@ -14,6 +14,7 @@ from .base import Compiling, StepKind
 
 class Split(StepKind):
     name = "split"
+    in_process = True
     schema = {
         "type": "object", "additionalProperties": False, "required": ["items", "publish"],
         "properties": {"items": EXPR, "publish": MESSAGE_TYPE,

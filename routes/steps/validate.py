@@ -18,6 +18,7 @@ from .base import Compiling, StepKind
 
 class Validate(StepKind):
     name = "validate"
+    in_process = True
     schema = {"oneOf": [
         {"type": "string", "description": "canonical schema name"},
         {"type": "object", "additionalProperties": False, "required": ["schema"],

@@ -8,6 +8,7 @@ import pytest
 
 from bdchub.core.store import Store
 from tests.routes.test_store import *  # noqa: F403 - the same tests, on PostgreSQL
+from tests.routes.test_store_batches import *  # noqa: F403
 from tests.routes.test_store_loops import *  # noqa: F403
 
 pytestmark = pytest.mark.integration

@@ -64,6 +64,12 @@ class FlakyStore:
             raise StoreError("disk full")
         return self._store.finish(rec)
 
+    def finish_many(self, recs):  # a route of in-process steps writes its batch's outcomes
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreError("disk full")
+        return self._store.finish_many(recs)
+
 
 def fake(name: str, handler=None, **responses: Any) -> FakeConnector:
     return FakeConnector(name, {"responses": responses}, handler=handler)
