@@ -53,6 +53,7 @@ nothing. Times are Unix seconds (floats), compared with the hub's clock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -92,9 +93,12 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from . import greenloop
+from .deferred_writes import DeferredWrites
 from .errors import StoreError
+from .health import sqlite_path
 from .i18n import _
 from .sealing import Sealer
+from .writer_lock import WriterLock
 
 log = logging.getLogger("bdchub.store")
 
@@ -492,6 +496,8 @@ def _has_writes(rec: Finish) -> bool:
 # costs more than executing it on SQLite.
 _IS_PROCESSED = select(processed.c.outcome).where(
     processed.c.message_id == bindparam("m"), processed.c.route == bindparam("r"))
+_PROCESSED_AMONG = select(processed.c.message_id).where(
+    processed.c.route == bindparam("r"), processed.c.message_id.in_(bindparam("m", expanding=True)))
 _INSERT_PROCESSED = insert(processed)
 _INSERT_HOPS = insert(hops)
 _PROGRESS_COLUMNS = ("stage", "status", "registration_type", "applicant_name", "applicant_id",
@@ -587,12 +593,15 @@ class Store:
         self.group_commit = group_commit
         self._group: _GroupCommit | None = None
         self._group_lock = threading.Lock()
-        # SQLite has one writer at a time; queueing writers here is cheaper than
-        # letting them spin on the file lock.
-        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        # SQLite has one writer at a time; queueing writers here (and, across the
+        # processes on one file, on a lock file: core.writer_lock) is cheaper than
+        # letting them poll the database's lock.
+        self._write_lock = WriterLock(sqlite_path(url)) if self.dialect == "sqlite" else None
         self._nonce_purge_at = 0.0
         self._request_purge_at = 0.0
         self._tally = _RequestTally(self)
+        self._deferred: DeferredWrites[Finish] = DeferredWrites(self._write_deferred,
+                                                                name="store-deferred")
 
     @staticmethod
     def _engine(url: str, pool_size: int | None) -> Engine:
@@ -639,12 +648,15 @@ class Store:
             conn.exec_driver_sql("SELECT 1")
 
     def close(self) -> None:
+        self._deferred.close()  # what requests left to write, while the store is open
         self._tally.close()  # the counts not added yet, while the store is still open
         group, self._group = self._group, None
         if group is not None:
             group.close()
         with contextlib.suppress(Exception):
             self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     # -- transactions
     @contextlib.contextmanager
@@ -674,6 +686,15 @@ class Store:
             row = conn.execute(_IS_PROCESSED, {"m": message_id, "r": route}).first()
         return row is not None
 
+    def processed_among(self, message_ids: Sequence[str], route: str) -> set[str]:
+        """Which of ``message_ids`` ``route`` has processed: ``is_processed`` of a
+        batch of deliveries in one query."""
+        if not message_ids:
+            return set()
+        with self._read() as conn:
+            rows = conn.execute(_PROCESSED_AMONG, {"m": sorted(set(message_ids)), "r": route})
+            return {row[0] for row in rows}
+
     def outcome_of(self, message_id: str, route: str) -> str | None:
         with self._read() as conn:
             row = conn.execute(select(processed.c.outcome).where(
@@ -696,7 +717,49 @@ class Store:
         # On the inbound server's event loop the write waits in a thread, not the loop.
         if not self.group_commit:
             return greenloop.blocking(self._finish_one, rec)
-        return greenloop.blocking(self._writer().submit, rec)
+        if greenloop.on_loop():
+            # The request waits for the writer's answer on the loop itself: no thread
+            # of the server's in between to hand it over (issue #15).
+            return greenloop.await_(asyncio.wrap_future(self._writer().enqueue(rec)))
+        return self._writer().submit(rec)
+
+    def defer(self, rec: Finish) -> None:
+        """Write ``rec`` soon, not now: within ``deferred_writes.WITHIN`` seconds, with
+        what other requests deferred, and at ``close`` (``core.deferred_writes``). For
+        what nobody reads before the answer (a request/reply route's trace hops);
+        what an answer promises goes through ``finish``."""
+        if _has_writes(rec):
+            self._deferred.submit(rec)
+
+    def flush_deferred(self) -> None:
+        """Write what ``defer`` holds, now."""
+        self._deferred.flush()
+
+    def _write_deferred(self, recs: Sequence[Finish]) -> None:
+        try:
+            self._finish_many(recs)
+        except IntegrityError:
+            for rec in recs:  # one at a time: a record that conflicts never will fit
+                try:
+                    self._finish_many([rec])
+                except IntegrityError as exc:
+                    log.error(_("route {route}: the trace of message {id} conflicts with "
+                                "the store and is not written: {error}", route=rec.route,
+                                id=rec.message_id, error=exc))
+
+    def finish_many(self, recs: Sequence[Finish]) -> list[bool]:
+        """``finish`` of each of ``recs``, in one transaction on the calling thread: a
+        batch of one route's deliveries is together already, and handing each to
+        the group writer would only add a thread hand-over per message. A batch
+        that hits a conflict is written again one at a time; each answer is
+        ``finish``'s (False: already recorded, nothing written)."""
+        writing = [rec for rec in recs if _has_writes(rec)]
+        if writing:
+            try:
+                self._finish_many(writing)
+            except IntegrityError:
+                return [self._finish_one(rec) if _has_writes(rec) else True for rec in recs]
+        return [True] * len(recs)
 
     def _writer(self) -> _GroupCommit:
         if self._group is None:
@@ -1145,6 +1208,7 @@ class Store:
     # -- trace and progress
     def trace(self, business_no: str, tenant: str | None = None,
               limit: int = 10_000) -> list[dict[str, Any]]:
+        self._deferred.flush()  # this process's deferred hops are part of the case
         q = select(hops).where(hops.c.business_no == business_no)
         if tenant:
             q = q.where(hops.c.tenant == tenant)
@@ -1163,6 +1227,7 @@ class Store:
         ``tenants`` None is every tenant's. Ids grow with time, so paging by id pages
         by time with no index of its own (inserts, the hub's hot path, stay as they
         are); a business number goes through its index."""
+        self._deferred.flush()
         q = select(hops).where(hops.c.connector.is_not(None), hops.c.connector != "")
         if since is not None:
             q = q.where(hops.c.started_at >= since)
@@ -1497,9 +1562,13 @@ class _GroupCommit:
         self.thread.start()
 
     def submit(self, rec: Finish) -> bool:
+        return self.enqueue(rec).result()
+
+    def enqueue(self, rec: Finish) -> Future[bool]:
+        """``rec`` to be written; the future answers as ``Store.finish`` does."""
         future: Future[bool] = Future()
         self.queue.put((rec, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         self.queue.put(None)

@@ -49,7 +49,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -57,7 +57,7 @@ from typing import Any
 from bdchub.connectors.base import CallContext
 from bdchub.core import greenloop
 from bdchub.core.backoff import Backoff
-from bdchub.core.broker import Broker, Delivery
+from bdchub.core.broker import Broker, Delivery, Outbound
 from bdchub.core.envelope import Envelope, Hop
 from bdchub.core.errors import (
     ConnectorError,
@@ -454,18 +454,31 @@ class Engine:
         self.broker.publish(env.to_json(), env.type, queue=queue, message_id=env.id)
         self.mw.on_publish(env)
 
+    def publish_many(self, items: Sequence[Outgoing]) -> None:
+        """Publish what runs emitted, confirmed together (``Broker.publish_many``)."""
+        if not items:
+            return
+        self.broker.publish_many([Outbound(item.envelope.to_json(), item.envelope.type,
+                                           item.queue, item.envelope.id) for item in items])
+        for item in items:
+            self.mw.on_publish(item.envelope)
+
     def _finish(self, run: Run) -> bool:
         for item in run.out:
             self.publish(item.envelope, item.queue)
+        return self.store.finish(self.outcome_record(run))
+
+    def outcome_record(self, run: Run) -> Finish:
+        """What a consumed message's run leaves in the store (``Store.finish``)."""
         # Keyed by the number the run ends with (``set`` may have re-keyed it); the
         # former numbers keep the run's hops as the hand-over it was.
-        return self.store.finish(Finish(
+        return Finish(
             message_id=run.received.id, route=run.route.name, outcome=run.outcome,
             tenant=run.tenant, business_no=run.business_no,
             type=run.received.type, hops=run.hops, parked=run.parked,
             dead_letter=run.dead_letter, correlation=run.correlation,
             verifications=run.records, progress=run.progress(self.masking, self.applicant_keys),
-            also_under=run.former, at=run.clock()))
+            also_under=run.former, at=run.clock())
 
     def handle(self, route: Route, delivery: Delivery) -> str:
         """Process one delivery of ``route``'s queue; acks or requeues it. Returns the outcome."""
@@ -600,13 +613,21 @@ class Engine:
         for item in run.out:
             # On the inbound server's loop a publish (with confirms) waits in a thread.
             greenloop.blocking(self.publish, item.envelope, item.queue)
+        at = run.clock()
         try:
+            # The trace is for hub trace and the call log, not for the answer: the
+            # store writes it within a moment, with other requests' (issue #15).
+            self.store.defer(Finish(
+                message_id=envelope.id, route=route.name, outcome=run.outcome,
+                tenant=run.tenant, business_no=run.business_no, type=envelope.type,
+                hops=run.hops, record_processed=False, also_under=run.former, at=at))
+            # What the answer stands for is written before it goes out: the case's
+            # progress (read back by the client next) and the checks' records.
             self.store.finish(Finish(
                 message_id=envelope.id, route=route.name, outcome=run.outcome,
                 tenant=run.tenant, business_no=run.business_no, type=envelope.type,
-                hops=run.hops, verifications=run.records, record_processed=False,
-                progress=run.progress(self.masking, self.applicant_keys), also_under=run.former,
-                at=run.clock()))
+                verifications=run.records, record_processed=False,
+                progress=run.progress(self.masking, self.applicant_keys), at=at))
         except StoreError:
             log.exception("route %s: trace of %s not recorded", route.name, envelope.id)
         if run.error is not None:
