@@ -54,6 +54,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,24 +202,30 @@ def tree_cpu(root: int) -> float:
 
 # -- the profile ------------------------------------------------------------------
 
-def part_of(stack: str) -> str:
-    """The budget part of one collapsed stack (frames outermost first, ``;``-joined)."""
+def part_of(stack: str, parts: list[tuple[str, tuple[str, ...]]] | None = None,
+            other: str = OTHER) -> str:
+    """The budget part of one collapsed stack (frames outermost first, ``;``-joined):
+    the first of ``parts`` (default ``PARTS``) that its innermost frame matching any
+    of them names, else ``other``."""
     for frame in reversed(stack.split(";")):
-        for name, marks in PARTS:
+        for name, marks in parts or PARTS:
             if any(mark in frame for mark in marks):
                 return name
-    return OTHER
+    return other
 
 
-def budget(raw: str) -> dict[str, float]:
-    """Each part's share of the samples in py-spy's raw output (``stack count`` lines)."""
+def budget(raw: str, *, part: Callable[[str], str] = part_of, order: list[str] | None = None,
+           keep_empty: bool = False) -> dict[str, float]:
+    """Each part's share of the samples in py-spy's raw output (``stack count``
+    lines); ``part`` names a stack's part, ``order`` lists the parts (default
+    ``ORDER``); ``keep_empty``: count the samples without a Python frame too."""
     counts: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, n = line.rpartition(" ")
-        if stack and n.isdigit():
-            counts[part_of(stack)] += int(n)
+        if (stack or keep_empty) and n.isdigit():
+            counts[part(stack)] += int(n)
     total = sum(counts.values()) or 1
-    return {name: counts[name] / total for name in ORDER}
+    return {name: counts[name] / total for name in order or ORDER}
 
 
 def py_spy() -> str | None:

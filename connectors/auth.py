@@ -37,11 +37,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import string
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -146,26 +149,49 @@ AUTH_SCHEMA: dict[str, Any] = {
 
 def hmac_sha256(secret: str | bytes, message: str, encoding: str = "hex") -> str:
     key = secret.encode() if isinstance(secret, str) else secret
-    digest = hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+    # hmac.digest by name: OpenSSL's one-shot HMAC, no HMAC object per signature.
+    digest = hmac.digest(key, message.encode("utf-8"), "sha256")
     return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
 
 
-def request_fields(request: requests.PreparedRequest) -> dict[str, str]:
-    """The template fields a canonical string may use for one request."""
-    parts = urlsplit(request.url or "")
-    body = request.body or b""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    path = parts.path or "/"
-    return {
-        "method": (request.method or "GET").upper(),
-        "path": path,
-        "query": parts.query,
-        # The request target exactly as it goes on the wire.
-        "path_query": request.path_url,
-        "body_sha256": hashlib.sha256(body).hexdigest(),
-        "body": body.decode("utf-8", errors="replace"),
-    }
+FIELDS = frozenset({"method", "path", "query", "path_query", "body_sha256", "body"})
+
+
+def request_fields(request: requests.PreparedRequest,
+                   names: Collection[str] = FIELDS) -> dict[str, str]:
+    """The template fields a canonical string may use for one request; only
+    ``names`` among them are worked out (a body is hashed or decoded only for a
+    template that uses it)."""
+    fields: dict[str, str] = {}
+    if "method" in names:
+        fields["method"] = (request.method or "GET").upper()
+    if "path" in names or "query" in names:
+        parts = urlsplit(request.url or "")
+        fields["path"] = parts.path or "/"
+        fields["query"] = parts.query
+    if "path_query" in names:
+        fields["path_query"] = request.path_url  # the request target exactly as on the wire
+    if "body_sha256" in names or "body" in names:
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        fields["body_sha256"] = hashlib.sha256(body).hexdigest()
+        if "body" in names:
+            fields["body"] = body.decode("utf-8", errors="replace")
+    return fields
+
+
+@lru_cache(maxsize=64)
+def template_fields(template: str) -> frozenset[str]:
+    """The request fields ``template`` uses (all of them when it cannot be read:
+    filling it then fails with the error ``_fill`` reports)."""
+    try:
+        names = {re.split(r"[.\[!:]", name, maxsplit=1)[0]
+                 for _text, name, _spec, _conv in string.Formatter().parse(template)
+                 if name is not None}
+    except ValueError:
+        return FIELDS
+    return frozenset(names & FIELDS)
 
 
 def _fill(template: str, fields: dict[str, str], connector: str) -> str:
@@ -393,7 +419,9 @@ class GjgxjhptAuth(_Fetching):
 
     def apply(self, request: requests.PreparedRequest, timeout: float) -> None:
         secret = self.secret(timeout)
-        request.headers.update(self._headers(secret, request_fields(request)))
+        template = self.config.get("canonical", GJGXJHPT_CANONICAL)
+        request.headers.update(self._headers(secret, request_fields(
+            request, template_fields(template))))
 
     def refresh(self) -> bool:
         if not self.config.get("refresh"):
@@ -407,9 +435,10 @@ class AppKeyAuth(Auth):
         now = time.time()
         timestamp = str(int(now * 1000) if cfg.get("timestamp_unit", "s") == "ms" else int(now))
         nonce = uuid.uuid4().hex
-        fields = request_fields(request)
+        template = cfg.get("canonical", APPKEY_CANONICAL)
+        fields = request_fields(request, template_fields(template))
         fields.update(timestamp=timestamp, nonce=nonce, app_key=cfg["app_key"])
-        canonical = _fill(cfg.get("canonical", APPKEY_CANONICAL), fields, self.connector)
+        canonical = _fill(template, fields, self.connector)
         request.headers[cfg.get("key_header", "X-App-Key")] = cfg["app_key"]
         request.headers[cfg.get("timestamp_header", "X-Timestamp")] = timestamp
         request.headers[cfg.get("nonce_header", "X-Nonce")] = nonce

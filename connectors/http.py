@@ -32,11 +32,13 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.compat import json as complexjson
 from requests.cookies import extract_cookies_to_jar
+from requests.exceptions import InvalidJSONError
 from requests.models import PreparedRequest
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
+from requests.utils import check_header_validity, get_encoding_from_headers
 from urllib3 import Timeout
 from urllib3 import exceptions as u3
 
@@ -198,6 +200,83 @@ def prepare(session: requests.Session, request: requests.Request) -> PreparedReq
     return prepared
 
 
+class RequestShape:
+    """What every request of one operation of one connector shares, prepared once:
+    its method and its headers (the session's merged with the operation's, each
+    checked as ``prepare_headers`` checks it). ``prepare`` then builds the same
+    ``PreparedRequest`` as ``prepare(session, Request(...))`` without a
+    ``Request``, without merging and checking the unchanging headers again.
+
+    The shape belongs to one connector's session, taken when the connector opens
+    (``make_session`` sets the session's headers once; nothing changes them
+    later): it is never shared between connectors, whose headers, cookies and
+    TLS settings differ."""
+
+    __slots__ = ("method", "headers", "_session")
+
+    def __init__(self, session: requests.Session, method: str,
+                 headers: dict[str, str | None] | None = None):
+        merged = CaseInsensitiveDict(session.headers)
+        if headers:
+            merged.update(headers)
+        checked = PreparedRequest()
+        checked.prepare_method(method)
+        checked.prepare_headers({k: v for k, v in merged.items() if v is not None})
+        self.method: str = checked.method or method.upper()
+        self.headers: CaseInsensitiveDict = checked.headers
+        self._session = session
+
+    def prepare(self, url: str, *, params: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None, data: Any = None,
+                json: Any = None) -> PreparedRequest:
+        """The request to ``url`` (``params`` as its query) with ``headers`` added
+        to the shape's and ``data`` or ``json`` as its body."""
+        session = self._session
+        if session.auth or session.params or session.trust_env or any(session.hooks.values()):
+            return prepare(session, requests.Request(
+                self.method, url, params=params, data=data, json=json,
+                headers={**self.headers, **(headers or {})}))
+        prepared = PreparedRequest()
+        prepared.method = self.method
+        if params:
+            prepared.prepare_url(url, params)
+        else:
+            prepared.url = _prepared_url(url)
+        prepared.headers = self.headers.copy()
+        for header in (headers or {}).items():
+            check_header_validity(header)  # a value from the message may carry a newline
+            prepared.headers[header[0]] = header[1]
+        if len(session.cookies):
+            prepared.prepare_cookies(session.cookies)  # read, not kept: the Cookie header
+        else:
+            prepared._cookies = session.cookies
+        if json is not None and not data:
+            _json_body(prepared, json)
+        else:
+            prepared.prepare_body(data, None, json)
+        if "@" in url:  # credentials in the URL become basic auth, as prepare_auth does
+            prepared.prepare_auth(None, url)
+        return prepared
+
+
+#: ``complexjson.dumps(body, allow_nan=False)`` as ``prepare_body`` calls it, but
+#: built once: a ``dumps`` with any argument builds a new encoder every call.
+_JSON_ENCODER = complexjson.JSONEncoder(allow_nan=False)
+
+
+def _json_body(prepared: PreparedRequest, body: Any) -> None:
+    """``prepared.prepare_body(None, None, body)``: the same bytes and headers."""
+    try:
+        text = _JSON_ENCODER.encode(body)
+    except ValueError as exc:
+        raise InvalidJSONError(exc, request=prepared) from exc
+    encoded = text.encode("utf-8")
+    prepared.headers["Content-Length"] = str(len(encoded))
+    if "content-type" not in prepared.headers:
+        prepared.headers["Content-Type"] = "application/json"
+    prepared.body = encoded
+
+
 @lru_cache(maxsize=4096)
 def _prepared_url(url: str) -> str:
     """``url`` as ``PreparedRequest.prepare_url`` normalises it (IDNA, quoting).
@@ -220,10 +299,8 @@ def send(session: requests.Session, request: PreparedRequest,
     goes out through ``connectors.loophttp`` and the loop serves other
     requests until the answer is in."""
     if greenloop.on_loop():
-        from . import loophttp
-
-        return loophttp.send(session, request, timeout, connector=connector,
-                             operation=operation)
+        return _loophttp().send(session, request, timeout, connector=connector,
+                                operation=operation)
     url = request.url or ""
     adapter = session.get_adapter(url)
     verify, cert = session.verify, session.cert
@@ -266,6 +343,15 @@ def send(session: requests.Session, request: PreparedRequest,
         extract_cookies_to_jar(reply.cookies, request, raw)
         extract_cookies_to_jar(session.cookies, request, raw)
     return reply
+
+
+@lru_cache(maxsize=1)
+def _loophttp() -> Any:
+    """``connectors.loophttp``, imported the first time a call runs on a loop (it
+    brings in aiohttp, which a worker without the inbound server never needs)."""
+    from . import loophttp
+
+    return loophttp
 
 
 def classify_transport_error(exc: BaseException, *, connector: str, operation: str = "",

@@ -19,6 +19,8 @@ loop's sessions when its server stops.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import functools
 import ssl
 import weakref
 from http.cookies import CookieError, SimpleCookie
@@ -26,6 +28,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import requests
+from multidict import CIMultiDict, CIMultiDictProxy
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
@@ -54,30 +58,116 @@ async def _send(session: requests.Session, request: PreparedRequest,
     client = _client(session)
     url = request.url or ""
     limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout[0], sock_read=timeout[1])
+    # Exactly the prepared headers, handed over as aiohttp's own multidict so that
+    # it takes them as they are instead of converting a dict.
+    headers = CIMultiDict(request.headers._store.values())  # (name as given, value)
+    # aiohttp adds User-Agent, Accept, Accept-Encoding and a body's Content-Type
+    # only where they are missing; requests' prepared ones always have the first
+    # three, so the skip list (which aiohttp sorts and copies on every request it
+    # is given) is given only to a request that lacks one of them.
+    skip = None if _has_auto_headers(headers, request.body) else _AUTO_HEADERS
     try:
         async with client.request(request.method or "GET", url, data=request.body,
-                                  headers=dict(request.headers), allow_redirects=False,
+                                  headers=headers, allow_redirects=False,
+                                  skip_auto_headers=skip,
                                   timeout=limits, ssl=_tls(session, url)) as answer:
             content = await answer.read()
     except Exception as exc:
         raise _as_requests_error(exc, request) from exc
-    reply = requests.Response()
-    reply.status_code = answer.status
-    reply.headers = CaseInsensitiveDict(answer.headers)
-    reply.encoding = get_encoding_from_headers(reply.headers)
-    reply.reason = answer.reason or ""
-    reply.url = url
-    reply.request = request
-    reply._content = content  # read already: .content, .text and .json() answer from it
-    reply._content_consumed = True
-    cookies = answer.headers.getall("Set-Cookie", [])
-    if cookies:
-        _keep_cookies(session, url, cookies)
-    return reply
+    raw = answer.headers
+    if "Set-Cookie" in raw:
+        _keep_cookies(session, url, raw.getall("Set-Cookie"))
+    return _Answer(answer.status, answer.reason or "", url, request, content, raw)
+
+
+#: The headers aiohttp would add of its own: the request's headers are exactly the
+#: prepared ones (requests' defaults included), never one of aiohttp's.
+_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+def _has_auto_headers(headers: CIMultiDict[str], body: object) -> bool:
+    """Whether ``headers`` already has each header aiohttp would add to this request."""
+    return ("User-Agent" in headers and "Accept" in headers and "Accept-Encoding" in headers
+            and (body is None or "Content-Type" in headers))
+
+
+class _Answer(requests.Response):
+    """The ``requests.Response`` of an answer read in full, as ``Session.send``
+    would give it, made at the cost of what the caller reads: the header
+    dictionary, the encoding and the (empty) cookie jar that ``Response.__init__``
+    builds for every answer are built here the first time they are read. A call
+    that takes a 2xx JSON answer reads only the encoding."""
+
+    def __init__(self, status: int, reason: str, url: str, request: PreparedRequest,
+                 content: bytes, raw: CIMultiDictProxy[str]):
+        # Response.__init__'s attributes, but headers, encoding and cookies.
+        self._content = content  # read already: .content, .text and .json() answer from it
+        self._content_consumed = True
+        self._next = None
+        self.status_code = status
+        self.raw = None
+        self.url = url
+        self.history = []
+        self.reason = reason
+        self.elapsed = datetime.timedelta(0)
+        self.request = request
+        self._raw_headers = raw
+
+    @property  # type: ignore[override]
+    def headers(self) -> CaseInsensitiveDict[str]:
+        found = self.__dict__.get("_headers")
+        if found is None:
+            found = self.__dict__["_headers"] = CaseInsensitiveDict(self._raw_headers)
+        return found
+
+    @headers.setter
+    def headers(self, value: CaseInsensitiveDict[str]) -> None:
+        self.__dict__["_headers"] = value
+
+    @property  # type: ignore[override]
+    def encoding(self) -> str | None:
+        if "_encoding" not in self.__dict__:
+            types = (self.headers.get("Content-Type") if "_headers" in self.__dict__
+                     else _last(self._raw_headers, "Content-Type"))
+            self.__dict__["_encoding"] = _encoding_of(types)
+        return self.__dict__["_encoding"]
+
+    @encoding.setter
+    def encoding(self, value: str | None) -> None:
+        self.__dict__["_encoding"] = value
+
+    @property  # type: ignore[override]
+    def cookies(self) -> RequestsCookieJar:
+        found = self.__dict__.get("_cookies")
+        if found is None:
+            found = self.__dict__["_cookies"] = cookiejar_from_dict({})
+        return found
+
+    @cookies.setter
+    def cookies(self, value: RequestsCookieJar) -> None:
+        self.__dict__["_cookies"] = value
+
+
+def _last(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    """The value ``CaseInsensitiveDict(headers)[name]`` holds: the last one sent."""
+    values = headers.getall(name, ())
+    return values[-1] if values else None
+
+
+@functools.lru_cache(maxsize=256)
+def _encoding_of(content_type: str | None) -> str | None:
+    """``get_encoding_from_headers`` of one Content-Type value (a handful per department)."""
+    return get_encoding_from_headers({"content-type": content_type} if content_type else {})
 
 
 def _client(session: requests.Session) -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
+    # The last loop's client is kept on the session itself: one attribute read a
+    # call, not a weak dictionary. The session is its connector's own, so the
+    # aiohttp session (pool, TLS) is never another connector's.
+    last = session.__dict__.get("_bdchub_loop_client")
+    if last is not None and last[0]() is loop and not last[1].closed:
+        return last[1]
     per_loop = _clients.setdefault(loop, {})
     entry = per_loop.get(id(session))
     if entry is None or entry[0] is not session or entry[1].closed:
@@ -87,10 +177,11 @@ def _client(session: requests.Session) -> aiohttp.ClientSession:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=size, ttl_dns_cache=300),
             # The requests session's jar supplies the Cookie header (prepare); no second jar.
             cookie_jar=aiohttp.DummyCookieJar(),
-            # Headers are exactly the prepared ones (requests' defaults included).
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            # Departments may answer gzip or deflate: requests asks for them
+            # (Accept-Encoding) and so the answer is decompressed here too.
             auto_decompress=True, trust_env=False)
         entry = per_loop[id(session)] = (session, client)
+    session._bdchub_loop_client = (weakref.ref(loop), entry[1])  # type: ignore[attr-defined]
     return entry[1]
 
 

@@ -44,15 +44,19 @@ Each request carries ``context.idempotency_key`` in the ``idempotency_header``
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import jmespath
 import requests
 from jmespath.exceptions import JMESPathError
+from requests.models import PreparedRequest
 
 from bdchub.core import tracing
 from bdchub.core.errors import (
@@ -70,6 +74,7 @@ from .http import (
     HEADERS_SCHEMA,
     POOL_SCHEMA,
     TLS_SCHEMA,
+    RequestShape,
     classify_requests_error,
     make_session,
     parse_retry_after,
@@ -79,6 +84,9 @@ from .http import (
     timeouts,
 )
 
+#: The body that is the whole payload (``@``, the default of POST, PUT and PATCH):
+#: the payload itself, as JMESPath's ``@`` answers it, without a search.
+_WHOLE = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 _WITH_BODY = {"POST", "PUT", "PATCH"}
@@ -170,6 +178,8 @@ class RestConnector(Connector):
             self._ops = {op: self._compile(op, spec)
                          for op, spec in (self.config.get("operations") or {}).items()}
             session = make_session(self)
+            for spec in self._ops.values():
+                spec["_shape"] = RequestShape(session, spec["method"], spec.get("headers"))
             self.auth = make_auth(self.name, self.config.get("auth"), session, self.base_url)
             self.session = session
 
@@ -203,9 +213,11 @@ class RestConnector(Connector):
                              for m in _PLACEHOLDER.finditer(spec["path"])]
         compiled["_query"] = {k: expr(v, f"query.{k}") for k, v in (spec.get("query") or {}).items()}
         if "body" in spec:
-            compiled["_body"] = None if spec["body"] is None else mapping(spec["body"], "body")
+            compiled["_body"] = (None if spec["body"] is None
+                                 else _WHOLE if spec["body"] == "@"
+                                 else mapping(spec["body"], "body"))
         else:
-            compiled["_body"] = jmespath.compile("@") if method in _WITH_BODY else None
+            compiled["_body"] = _WHOLE if method in _WITH_BODY else None
         return compiled
 
     def operations(self) -> list[str]:
@@ -229,7 +241,9 @@ class RestConnector(Connector):
         return self._result(operation, spec, reply, op)
 
     def _request(self, operation: str, spec: dict[str, Any], payload: Any,
-                 context: CallContext) -> requests.Request:
+                 context: CallContext) -> Callable[[], PreparedRequest]:
+        """What builds the call's request, once per attempt (signing changes it):
+        the operation's ``RequestShape`` with this payload's URL, query and body."""
         path = spec["path"]
         for placeholder, expr in spec["_path"]:
             value = expr.search(payload)
@@ -244,26 +258,26 @@ class RestConnector(Connector):
             value = expr.search(payload)
             if value is not None:
                 params[key] = [_scalar(v) for v in value] if isinstance(value, list) else _scalar(value)
-        headers = dict(spec.get("headers") or {})
         header = self.config.get("idempotency_header", "Idempotency-Key")
-        if header and context.idempotency_key:
-            headers[header] = context.idempotency_key
+        headers = ({header: context.idempotency_key}
+                   if header and context.idempotency_key else None)
         kwargs: dict[str, Any] = {}
         if spec["_body"] is not None:
             body = _apply(spec["_body"], payload)
             kwargs["data" if spec.get("body_format") == "form" else "json"] = body
-        return requests.Request(spec["method"], self.base_url + path, params=params,
-                                headers=headers, **kwargs)
+        shape: RequestShape = spec["_shape"]
+        return functools.partial(shape.prepare, self.base_url + path, params=params,
+                                 headers=headers, **kwargs)
 
-    def _send(self, operation: str, request: requests.Request, context: CallContext,
-              *, sign: bool) -> requests.Response:
+    def _send(self, operation: str, request: Callable[[], PreparedRequest],
+              context: CallContext, *, sign: bool) -> requests.Response:
         assert self.session is not None and self.auth is not None
         for attempt in (1, 2):
             remaining = context.remaining(self.timeout)
             if remaining <= 0:
                 raise TimeoutError_(_("connector {name}: the call's deadline has passed",
                                       name=self.name), connector=self.name, operation=operation)
-            prepared = prepare(self.session, request)
+            prepared = request()
             traced = tracing.ACTIVE
             if traced is not None:  # before signing: a signature may cover the headers
                 traced.inject(prepared.headers)
@@ -302,12 +316,12 @@ class RestConnector(Connector):
             content = reply.content
         except requests.RequestException as exc:
             raise classify_requests_error(exc, connector=self.name, operation=operation) from exc
-        if kind == "none" or not content.strip():
+        if kind == "none" or not content or content.isspace():
             return None
         if kind == "text":
             return reply.text
         try:
-            data = reply.json()
+            data = _json(reply, content)
         except ValueError as exc:
             raise PermanentError(
                 _("connector {name}: operation {op} answered HTTP {status} with a body that "
@@ -325,12 +339,14 @@ class RestConnector(Connector):
             probe = self.config.get("health")
             if probe is None:
                 request = requests.Request("HEAD", self.base_url + "/")
-                reply = self._send("health", request, CallContext(), sign=False)
+                reply = self._send("health", functools.partial(prepare, self.session, request),
+                                   CallContext(), sign=False)
                 up = reply.status_code < 500
             else:
                 request = requests.Request(probe.get("method", "GET"),
                                            self.base_url + probe.get("path", "/"))
-                reply = self._send("health", request, CallContext(),
+                reply = self._send("health", functools.partial(prepare, self.session, request),
+                                   CallContext(),
                                    sign=probe.get("auth", True))
                 expected = probe.get("expect")
                 up = (reply.status_code in expected) if expected else 200 <= reply.status_code < 300
@@ -358,9 +374,27 @@ def _scalar(value: Any) -> str:
 
 
 def _apply(mapping: Any, payload: Any) -> Any:
+    if mapping is _WHOLE:
+        return payload
     if isinstance(mapping, dict):
         return {key: _apply(value, payload) for key, value in mapping.items()}
     return mapping.search(payload)
+
+
+def _json(reply: requests.Response, content: bytes) -> Any:
+    """``reply.json()``; a body whose charset is UTF-8 (declared, or JSON's default
+    as ``requests`` takes it) is decoded straight from its bytes, without
+    ``Response.text``'s copy and ``Response.json``'s guessing."""
+    if reply.encoding in _UTF8:
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return reply.json()  # replaced characters, as requests reads it
+        return json.loads(text)
+    return reply.json()
+
+
+_UTF8 = frozenset({"utf-8", "UTF-8", "utf8", "UTF8"})
 
 
 def _snippet(reply: requests.Response, limit: int = 200) -> str:

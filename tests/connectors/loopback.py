@@ -10,6 +10,7 @@ answer"), and exact control of the request sequence.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -319,6 +321,24 @@ class LoopRunner:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+#: The two ways a connector's call runs: from a plain thread (urllib3), and on the
+#: inbound server's event loop (core.greenloop, aiohttp).
+TRANSPORTS = ["threaded", "on_loop"]
+
+
+@contextlib.contextmanager
+def runner_for(transport: str) -> Iterator[LoopRunner | None]:
+    """No runner for ``threaded``; a ``LoopRunner``, closed afterwards, for ``on_loop``."""
+    if transport == "threaded":
+        yield None
+        return
+    runner = LoopRunner()
+    try:
+        yield runner
+    finally:
+        runner.close()
 
 
 class _OnLoop:

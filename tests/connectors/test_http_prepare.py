@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from bdchub.connectors.http import prepare
+from bdchub.connectors.http import RequestShape, prepare
 
 
 def session(cookies: dict[str, str] | None = None) -> requests.Session:
@@ -32,13 +32,21 @@ CASES = [
 ]
 
 
+def shaped(s: requests.Session, request_: requests.Request) -> requests.PreparedRequest:
+    """The request as a ``RequestShape`` of its method and headers prepares it."""
+    shape = RequestShape(s, request_.method, request_.headers)
+    return shape.prepare(request_.url, params=request_.params or None,
+                         data=request_.data or None, json=request_.json)
+
+
+@pytest.mark.parametrize("ours", [prepare, shaped], ids=["prepare", "RequestShape"])
 @pytest.mark.parametrize("cookies", [None, {"SESSION": "abc"}])
 @pytest.mark.parametrize("request_", CASES, ids=[f"{r.method} {r.url}" for r in CASES])
-def test_prepare_matches_the_sessions_own_preparation(request_, cookies):
+def test_prepare_matches_the_sessions_own_preparation(request_, cookies, ours):
     s = session(cookies)
-    ours, theirs = prepare(s, request_), s.prepare_request(request_)
-    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
-    assert dict(ours.headers) == dict(theirs.headers)
+    mine, theirs = ours(s, request_), s.prepare_request(request_)
+    assert (mine.method, mine.url, mine.body) == (theirs.method, theirs.url, theirs.body)
+    assert list(mine.headers.items()) == list(theirs.headers.items())  # same order too
 
 
 def test_the_same_url_prepared_twice_is_the_same_and_a_bad_one_still_fails():
@@ -48,3 +56,27 @@ def test_the_same_url_prepared_twice_is_the_same_and_a_bad_one_still_fails():
     for _ in range(2):  # a failure is not cached as an answer
         with pytest.raises(requests.exceptions.MissingSchema):
             prepare(s, requests.Request("GET", "dept.example/no-scheme"))
+
+
+def test_a_shape_checks_the_blocks_headers_once_and_the_calls_headers_every_time():
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        RequestShape(session(), "GET", {"X-Bad": "a\r\nb"})
+    shape = RequestShape(session(), "POST")
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        shape.prepare("http://dept.example/x", headers={"Idempotency-Key": "k\r\nX-Evil: 1"})
+
+
+def test_a_body_that_is_not_json_fails_as_requests_fails_it():
+    shape = RequestShape(session(), "POST")
+    with pytest.raises(requests.exceptions.InvalidJSONError):
+        shape.prepare("http://dept.example/x", json={"amount": float("nan")})
+
+
+def test_requests_of_one_shape_do_not_share_their_headers():
+    shape = RequestShape(session(), "POST", {"X-Op": "verify"})
+    first = shape.prepare("http://dept.example/x", headers={"Idempotency-Key": "a"}, json={})
+    first.headers["Authorization"] = "signed-a"  # what a signature adds to one request
+    second = shape.prepare("http://dept.example/x", json={})
+    assert "Idempotency-Key" not in second.headers
+    assert "Authorization" not in second.headers
+    assert second.headers["X-Op"] == "verify"

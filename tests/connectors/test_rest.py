@@ -12,28 +12,21 @@ from bdchub import connectors
 from bdchub.connectors.http import http_date, parse_retry_after
 from bdchub.core.errors import PermanentError, RecoverableError, TimeoutError_
 
-from .loopback import Department, LoopRunner
+from .loopback import TRANSPORTS, Department, LoopRunner, runner_for
 from .targets import GovSandbox, MarketSandbox, TradeSandbox
 
 QUICK = {"retry": {"attempts": 3, "backoff": 0.01, "jitter": 0}, "timeout": 5}
 
 
-@pytest.fixture(autouse=True, params=["threaded", "on_loop"])
+@pytest.fixture(autouse=True, params=TRANSPORTS)
 def transport(request):
     """Every test here runs twice: calls from a plain thread (urllib3), and calls
     on the inbound server's event loop (core.greenloop, aiohttp), which must
     behave the same in every respect the tests look at."""
     global RUNNER
-    if request.param == "threaded":
-        RUNNER = None
+    with runner_for(request.param) as RUNNER:
         yield request.param
-        return
-    RUNNER = LoopRunner()
-    try:
-        yield request.param
-    finally:
-        RUNNER.close()
-        RUNNER = None
+    RUNNER = None
 
 
 RUNNER: LoopRunner | None = None

@@ -1,6 +1,8 @@
 """The REST connector on the wire: what it sends and how it takes what comes back,
 against a scripted server that answers each request with raw bytes (redirects,
-replies cut off or stalled mid-body, compressed bodies, cookies)."""
+replies cut off or stalled mid-body, compressed bodies, cookies). Every test runs
+from a plain thread (urllib3) and on the inbound server's event loop (aiohttp):
+the department sees the same bytes either way."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from collections.abc import Callable
 import pytest
 
 from bdchub import connectors
-from bdchub.core.errors import PermanentError, RecoverableError, TimeoutError_
+from bdchub.core.errors import ConnectorError, PermanentError, RecoverableError, TimeoutError_
+
+from .loopback import TRANSPORTS, LoopRunner, runner_for
 
 Answer = Callable[[int, bytes], tuple[bytes, str]]  # (n, request) -> (bytes, then)
 
@@ -124,13 +128,32 @@ def scripted():
         server.close()
 
 
-def rest(url: str, metrics, **block):
-    return connectors.build("dept", {"type": "rest", "base_url": url, "retry": {"attempts": 1},
-                                     "timeout": 5,
-                                     "operations": {"get": {"path": "/things/{n}"},
-                                                    "post": {"method": "POST", "path": "/things"}},
-                                     **block},
+RUNNER: LoopRunner | None = None
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request):
+    global RUNNER
+    with runner_for(request.param) as RUNNER:
+        yield request.param
+    RUNNER = None
+
+
+def rest(url: str, metrics, name: str = "dept", **block):
+    conn = connectors.build(name, {"type": "rest", "base_url": url, "retry": {"attempts": 1},
+                                   "timeout": 5,
+                                   "operations": {"get": {"path": "/things/{n}"},
+                                                  "post": {"method": "POST", "path": "/things"}},
+                                   **block},
                             metrics=metrics, sleep=lambda s: None)
+    return conn if RUNNER is None else RUNNER.wrap(conn)
+
+
+def head_of(raw: bytes) -> tuple[str, dict[str, str]]:
+    """The request line and the headers (lower-case names) of one raw request."""
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    return head[0], {k.lower(): v.strip() for k, _c, v in (line.partition(":")
+                                                          for line in head[1:])}
 
 
 def test_redirects_are_answered_not_followed(scripted, metrics):
@@ -235,3 +258,71 @@ def test_a_body_in_a_declared_charset_is_read_in_it(scripted, metrics):
         b"application/json", b"application/json; charset=GBK"), "keep"))
     with rest(server.url, metrics, operations={"get": {"path": "/x", "reply": "text"}}) as conn:
         assert conn.call("get", {}) == '{"name": "张三"}'
+
+
+def test_the_request_carries_exactly_the_prepared_headers(scripted, metrics):
+    """requests' own headers and the block's, nothing a transport adds of its own
+    (aiohttp would add its User-Agent, Accept and a body's Content-Type)."""
+    server = scripted(lambda n, req: (reply("200 OK", b"{}"), "keep"))
+    with rest(server.url, metrics, headers={"X-Hub": "bdc"}) as conn:
+        conn.call("get", {"n": 1})
+        conn.call("post", {"name": "张三"}, connectors.CallContext(idempotency_key="m-1"))
+    get, post = (head_of(raw)[1] for raw in server.requests)
+    assert set(get) == {"host", "user-agent", "accept-encoding", "accept", "connection",
+                        "x-hub"}
+    assert set(post) == set(get) | {"idempotency-key", "content-length", "content-type"}
+    assert (get["user-agent"], get["accept"]) == ("bdc-hub", "*/*")
+
+
+def test_a_form_body_of_plain_text_goes_without_a_content_type(scripted, metrics):
+    """As requests sends a string body: no Content-Type (aiohttp would say text/plain)."""
+    server = scripted(lambda n, req: (reply("200 OK", b"{}"), "keep"))
+    operations = {"post": {"method": "POST", "path": "/things", "body": "note",
+                           "body_format": "form"}}
+    with rest(server.url, metrics, operations=operations) as conn:
+        conn.call("post", {"note": "补正材料"})
+    headers = head_of(server.requests[0])[1]
+    assert "content-type" not in headers
+    assert server.requests[0].endswith("补正材料".encode())
+
+
+def test_connectors_of_two_tenants_on_one_department_keep_their_own_headers_and_cookies(
+        scripted, metrics):
+    """What a connector prepares once (its headers, its pool, the cookies the
+    department gave it) is its own: another connector of the same name, for
+    another tenant, to the same department, sends none of it."""
+    def answer(n: int, req: bytes) -> tuple[bytes, str]:
+        if b"X-Tenant: 320684" in req and n == 1:
+            return reply("200 OK", b"{}", "Set-Cookie: JSESSIONID=county-a; Path=/"), "keep"
+        return reply("200 OK", b"{}"), "keep"
+
+    server = scripted(answer)
+    with rest(server.url, metrics, headers={"X-Tenant": "320684"}) as first, \
+            rest(server.url, metrics, headers={"X-Tenant": "320621"},
+                 idempotency_header="X-Request-Id") as second:
+        for _ in range(2):
+            first.call("post", {"n": 1}, connectors.CallContext(idempotency_key="a"))
+            second.call("post", {"n": 2}, connectors.CallContext(idempotency_key="b"))
+    sent = [head_of(raw)[1] for raw in server.requests]
+    assert [h["x-tenant"] for h in sent] == ["320684", "320621"] * 2
+    assert [h.get("idempotency-key") for h in sent] == ["a", None, "a", None]
+    assert [h.get("x-request-id") for h in sent] == [None, "b", None, "b"]
+    assert [h.get("cookie") for h in sent] == [None, None, "JSESSIONID=county-a", None]
+
+
+def test_a_utf8_reply_with_a_broken_byte_is_read_as_requests_reads_it(scripted, metrics):
+    server = scripted(lambda n, req: (reply("200 OK", b'{"name": "\xff\xe5\xbc\xa0"}'),
+                                      "keep"))
+    with rest(server.url, metrics) as conn:
+        assert conn.call("get", {"n": 1}) == {"name": "\ufffd张"}
+
+
+def test_a_header_from_the_message_that_would_split_the_request_is_never_sent(
+        scripted, metrics):
+    """The block's headers are checked once, when the connector opens; a header
+    from the message (the idempotency key) is still checked on every call."""
+    server = scripted(lambda n, req: (reply("200 OK", b"{}"), "keep"))
+    with rest(server.url, metrics) as conn, pytest.raises(ConnectorError, match="header"):
+        conn.call("post", {"n": 1},
+                  connectors.CallContext(idempotency_key="m-1\r\nX-Injected: yes"))
+    assert server.requests == []
