@@ -27,7 +27,7 @@ from bench.common import RESULTS, table  # noqa: E402
 
 SCRIPTS = ["http_route.py", "broker_relay.py", "memory.py", "fault_isolation.py",
            "bridge_diode.py", "bridge_ferry.py", "startup.py", "province_dispatch.py",
-           "federation_latency.py", "request_budget.py"]
+           "federation_latency.py", "request_budget.py", "rest_call.py"]
 
 
 def figures(script: str, code: int, started: float,

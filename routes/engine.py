@@ -58,6 +58,7 @@ from bdchub.connectors.base import CallContext
 from bdchub.core import greenloop
 from bdchub.core.backoff import Backoff
 from bdchub.core.broker import Broker, Delivery, Outbound
+from bdchub.core.broker.grouped import GroupPublisher
 from bdchub.core.envelope import Envelope, Hop
 from bdchub.core.errors import (
     ConnectorError,
@@ -148,6 +149,10 @@ def _default_validator(name: str, instance: Any) -> list:
     return catalog.validate(name, instance)
 
 
+def _outbound(item: Outgoing) -> Outbound:
+    return Outbound(item.envelope.to_json(), item.envelope.type, item.queue, item.envelope.id)
+
+
 class _StepFailed(Exception):  # noqa: N818 - control flow: a step failed after its retries
     def __init__(self, step: Step, error: BaseException):
         self.step = step
@@ -194,6 +199,8 @@ class Engine:
         # One pool per route: recipients that hang fill their own route's pool only.
         self._fanout: dict[str, ThreadPoolExecutor] = {}
         self._fanout_lock = threading.Lock()
+        # What endpoint routes publish, published together with other requests'.
+        self._request_publishes = GroupPublisher(broker)
 
     # -- running steps
     def execute(self, route: Route, received: Envelope) -> Run:
@@ -441,6 +448,7 @@ class Engine:
             return pool
 
     def close(self) -> None:
+        self._request_publishes.close()
         with self._fanout_lock:
             pools, self._fanout = list(self._fanout.values()), {}
         for pool in pools:
@@ -458,8 +466,7 @@ class Engine:
         """Publish what runs emitted, confirmed together (``Broker.publish_many``)."""
         if not items:
             return
-        self.broker.publish_many([Outbound(item.envelope.to_json(), item.envelope.type,
-                                           item.queue, item.envelope.id) for item in items])
+        self.broker.publish_many([_outbound(item) for item in items])
         for item in items:
             self.mw.on_publish(item.envelope)
 
@@ -610,9 +617,12 @@ class Engine:
 
     def _run_sync(self, route: Route, envelope: Envelope) -> Envelope:
         run = self.execute(route, envelope)
-        for item in run.out:
-            # On the inbound server's loop a publish (with confirms) waits in a thread.
-            greenloop.blocking(self.publish, item.envelope, item.queue)
+        if run.out:
+            # Published together with what other requests publish meanwhile (one
+            # transaction, one confirm wait); the answer waits until the broker has it.
+            self._request_publishes.publish([_outbound(item) for item in run.out])
+            for item in run.out:
+                self.mw.on_publish(item.envelope)
         at = run.clock()
         try:
             # The trace is for hub trace and the call log, not for the answer: the

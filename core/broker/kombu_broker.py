@@ -245,26 +245,35 @@ class KombuBroker(Broker):
         return (self._sealer.seal(SEALED_COLUMN, body.decode("utf-8")).encode("ascii"),
                 SEALED_CONTENT_TYPE)
 
+    def _wire(self, message: Outbound) -> tuple[bytes, dict[str, Any]]:
+        """The body as it goes on the wire and the producer's arguments for it."""
+        body, content_type = self._sealed(message.body)
+        props = {"content_type": content_type, "content_encoding": "utf-8",
+                 "delivery_mode": 2, "retry": False}
+        if message.message_id:
+            props["message_id"] = message.message_id
+        return body, props
+
+    def _send(self, producer: Any, message: Outbound, body: bytes, props: dict[str, Any]) -> None:
+        if self.virtual:
+            # Bindings of virtual transports live in each connection's memory;
+            # the hub knows its topology, so it routes itself.
+            for target in ([message.queue] if message.queue
+                           else self._targets(message.routing_key)):
+                producer.publish(body, exchange="", routing_key=target, **props)
+        elif message.queue:
+            producer.publish(body, exchange=self.direct, routing_key=message.queue, **props)
+        else:
+            producer.publish(body, exchange=self.topic, routing_key=message.routing_key, **props)
+
     def publish(self, body: bytes, routing_key: str, *, queue: str | None = None,
                 message_id: str = "") -> None:
         retry = Retry(self.publish_backoff, stop=self._killed, timeout=self.publish_timeout)
-        body, content_type = self._sealed(body)
-        props = {"content_type": content_type, "content_encoding": "utf-8",
-                 "delivery_mode": 2, "retry": False}
-        if message_id:
-            props["message_id"] = message_id
+        message = Outbound(body, routing_key, queue, message_id)
+        body, props = self._wire(message)
         while True:
             try:
-                producer = self._producer()
-                if self.virtual:
-                    # Bindings of virtual transports live in each connection's memory;
-                    # the hub knows its topology, so it routes itself.
-                    for target in ([queue] if queue else self._targets(routing_key)):
-                        producer.publish(body, exchange="", routing_key=target, **props)
-                elif queue:
-                    producer.publish(body, exchange=self.direct, routing_key=queue, **props)
-                else:
-                    producer.publish(body, exchange=self.topic, routing_key=routing_key, **props)
+                self._send(self._producer(), message, body, props)
                 return
             except Exception as exc:  # noqa: BLE001 - connection, channel and nack errors alike
                 self._drop_producer()
@@ -274,10 +283,14 @@ class KombuBroker(Broker):
 
     def publish_many(self, messages: Sequence[Outbound]) -> None:
         """Publish ``messages`` on this thread's connection and wait for RabbitMQ's
-        confirms of all of them together, instead of one round trip each."""
-        if self.virtual or len(messages) < 2 \
-                or not self._conn_args["transport_options"].get("confirm_publish"):
+        confirms of all of them together, instead of one round trip each; on the
+        SQL transport, insert them in one transaction instead of one each."""
+        if len(messages) < 2 or not (
+                self.virtual or self._conn_args["transport_options"].get("confirm_publish")):
             super().publish_many(messages)
+            return
+        if self.virtual:
+            self._publish_rows(messages)
             return
         wire = []
         for message in messages:
@@ -298,10 +311,23 @@ class KombuBroker(Broker):
                 # already took is a repeat its consumers absorb by message id.
                 self._drop_producer()
                 if not retry.again(exc, "publish failed (%s); retrying in %.1fs"):
-                    raise RecoverableError(_(
-                        "broker unavailable, {count} messages (the first {id}) not published: "
-                        "{error}", count=len(messages), id=messages[0].message_id,
-                        error=exc)) from exc
+                    raise _not_published(messages, exc) from exc
+
+    def _publish_rows(self, messages: Sequence[Outbound]) -> None:
+        """``messages`` into the SQL transport's table in one transaction."""
+        wire = [(message, *self._wire(message)) for message in messages]
+        retry = Retry(self.publish_backoff, stop=self._killed, timeout=self.publish_timeout)
+        while True:
+            try:
+                producer = self._producer()
+                with producer.channel.one_transaction():
+                    for message, body, props in wire:
+                        self._send(producer, message, body, props)
+                return
+            except Exception as exc:  # noqa: BLE001 - nothing of the batch was committed
+                self._drop_producer()
+                if not retry.again(exc, "publish failed (%s); retrying in %.1fs"):
+                    raise _not_published(messages, exc) from exc
 
     def _confirms(self) -> _Confirms:
         confirms = getattr(self._local, "confirms", None)
@@ -605,6 +631,12 @@ class KombuBroker(Broker):
         with self._connection() as conn, conn.channel() as channel:
             queue = self._queues.get(name) or self._kombu.Queue(name)
             queue(channel).purge()
+
+
+def _not_published(messages: Sequence[Outbound], exc: Exception) -> RecoverableError:
+    return RecoverableError(_("broker unavailable, {count} messages (the first {id}) not "
+                              "published: {error}", count=len(messages),
+                              id=messages[0].message_id, error=exc))
 
 
 class _Confirms:

@@ -16,6 +16,7 @@ package does not import SQLAlchemy's ORM.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import threading
 import warnings
@@ -52,6 +53,8 @@ class LeasedChannel(ksqla.Channel):
 
     # One engine (and connection pool) per database for the whole process, not per channel.
     _engines: dict = {}
+    #: Rows of the messages published inside ``one_transaction``, not inserted yet.
+    _rows: list[dict] | None = None
 
     @_locked
     def _size(self, queue):
@@ -115,9 +118,26 @@ class LeasedChannel(ksqla.Channel):
     @_locked
     def _put(self, queue, payload, **kwargs):
         # Core instead of the ORM: a publish is one INSERT and a commit.
-        qid = self._queue_id(queue)
-        self._execute(insert(self._table).values(
-            payload=dumps(payload), queue_id=qid, visible=True, version=1))
+        row = {"payload": dumps(payload), "queue_id": self._queue_id(queue),
+               "visible": True, "version": 1}
+        if self._rows is not None:
+            self._rows.append(row)
+            return
+        self._execute(insert(self._table).values(**row))
+
+    @contextlib.contextmanager
+    def one_transaction(self):
+        """The messages published inside go into the table together, in one
+        transaction, when the block ends; none of them if it raises. kombu's
+        transport commits each message on its own; a batch of requests'
+        publishes (``core.broker.grouped``) then paid one commit each."""
+        self._rows = rows = []
+        try:
+            yield
+        finally:
+            self._rows = None
+        if rows:
+            self._execute(insert(self._table), rows)
 
     @_locked
     def _get(self, queue):
@@ -152,9 +172,9 @@ class LeasedChannel(ksqla.Channel):
             return None
 
     @_locked
-    def _execute(self, statement) -> None:
+    def _execute(self, statement, rows: list[dict] | None = None) -> None:
         try:
-            self.session.execute(statement)
+            self.session.execute(statement, rows)
             self.session.commit()
         except Exception:
             self.session.rollback()
