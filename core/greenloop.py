@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 import greenlet
@@ -100,6 +100,14 @@ def sleep(seconds: float) -> None:
         await_(asyncio.sleep(max(0.0, seconds)))
     else:
         time.sleep(max(0.0, seconds))
+
+
+def result(future: Future[T]) -> T:
+    """``future.result()``; on the loop only the caller's greenlet waits for it, not
+    the loop (a writer thread's answer, a group publisher's)."""
+    if on_loop():
+        return await_(asyncio.wrap_future(future))
+    return future.result()
 
 
 def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -53,7 +53,6 @@ nothing. Times are Unix seconds (floats), compared with the hub's clock.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -93,6 +92,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from . import greenloop
+from .batches import take_batch
 from .deferred_writes import DeferredWrites
 from .errors import StoreError
 from .health import sqlite_path
@@ -717,11 +717,9 @@ class Store:
         # On the inbound server's event loop the write waits in a thread, not the loop.
         if not self.group_commit:
             return greenloop.blocking(self._finish_one, rec)
-        if greenloop.on_loop():
-            # The request waits for the writer's answer on the loop itself: no thread
-            # of the server's in between to hand it over (issue #15).
-            return greenloop.await_(asyncio.wrap_future(self._writer().enqueue(rec)))
-        return self._writer().submit(rec)
+        # On the loop the request waits for the writer's answer in its greenlet: no
+        # thread of the server's in between to hand it over (issue #15).
+        return greenloop.result(self._writer().enqueue(rec))
 
     def defer(self, rec: Finish) -> None:
         """Write ``rec`` soon, not now: within ``deferred_writes.WITHIN`` seconds, with
@@ -1561,9 +1559,6 @@ class _GroupCommit:
         self.thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self.thread.start()
 
-    def submit(self, rec: Finish) -> bool:
-        return self.enqueue(rec).result()
-
     def enqueue(self, rec: Finish) -> Future[bool]:
         """``rec`` to be written; the future answers as ``Store.finish`` does."""
         future: Future[bool] = Future()
@@ -1579,17 +1574,7 @@ class _GroupCommit:
             item = self.queue.get()
             if item is None:
                 return
-            batch = [item]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    more = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self.queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(more)
-            self._commit(batch)
+            self._commit(take_batch(self.queue, item, self.MAX_BATCH))
 
     def _commit(self, batch: list[tuple[Finish, Future[bool]]]) -> None:
         try:

@@ -20,13 +20,13 @@ greenlet only (``core.greenloop``), so the loop serves other requests meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
 from .. import greenloop
+from ..batches import take_batch
 from ..errors import RecoverableError
 from ..i18n import _
 from .base import Broker, Outbound
@@ -56,10 +56,7 @@ class GroupPublisher:
             return
         future = self.enqueue(messages)
         try:
-            if greenloop.on_loop():
-                greenloop.await_(asyncio.wrap_future(future))
-            else:
-                future.result()
+            greenloop.result(future)
         except RecoverableError as exc:
             # Said here, in the caller's context (its language), about its own message.
             cause = exc.__cause__ or exc
@@ -94,18 +91,8 @@ class GroupPublisher:
             item = self._queue.get()
             if item is None:
                 return
-            batch, count = [item], len(item[0])
-            while count < self.MAX_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # publish this batch, then stop
-                    break
-                batch.append(more)
-                count += len(more[0])
-            self._publish(batch)
+            self._publish(take_batch(self._queue, item, self.MAX_BATCH,
+                                     size=lambda waiting: len(waiting[0])))
 
     def _publish(self, batch: list[_Waiting]) -> None:
         # Running: a caller that gives up now (a cancelled request) can no longer
